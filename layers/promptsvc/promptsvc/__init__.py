@@ -1,0 +1,1 @@
+"""promptsvc: a managed prompt service on AWS serverless (shared Lambda layer package)."""

@@ -1,0 +1,76 @@
+"""boto3 clients, created lazily (moto only mocks clients made after it starts) and reused.
+
+Endpoints come from the standard `AWS_ENDPOINT_URL*` variables, which is how `promptsvc dev`
+points the very same code at moto.
+"""
+
+import threading
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_hooks: list[tuple[str, Callable[..., Any]]] = []
+
+
+def register_hook(event_name: str, handler: Callable[..., Any]) -> None:
+    """Register a botocore event handler on every client made from now on (benchmarks, tests)."""
+    _hooks.append((event_name, handler))
+    reset()
+
+
+def clear_hooks() -> None:
+    _hooks.clear()
+    reset()
+
+
+def _session() -> boto3.session.Session:
+    session = boto3.session.Session()
+    for event_name, handler in _hooks:
+        session.events.register(event_name, handler)
+    return session
+
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+
+
+@cache
+def client(service: str) -> Any:
+    return _session().client(service, config=_CONFIG)
+
+
+_local = threading.local()
+_generation = 0
+
+
+def dynamodb_table(name: str) -> Any:
+    """A Table resource for this thread: boto3 resources, unlike clients, are not thread-safe."""
+    if getattr(_local, "generation", None) != _generation:
+        _local.generation = _generation
+        _local.resource = _session().resource("dynamodb", config=_CONFIG)
+        _local.tables = {}
+    if name not in _local.tables:
+        _local.tables[name] = _local.resource.Table(name)
+    return _local.tables[name]
+
+
+@cache
+def secrets_provider() -> Any:
+    """Powertools' Secrets provider (it caches values with a max age) on our lazily made client."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client("secretsmanager"))
+
+
+def secret_bytes(secret_id: str, max_age: int = 3600) -> bytes:
+    return str(secrets_provider().get(secret_id, max_age=max_age)).encode()
+
+
+def reset() -> None:
+    """Forget every client (tests start a fresh moto per test)."""
+    global _generation
+    _generation += 1
+    client.cache_clear()
+    secrets_provider.cache_clear()

@@ -1,0 +1,197 @@
+"""The prompts table (DynamoDB). Items hold the prompt plus derived index keys:
+
+- `sk` = createdAt#id: the sort key of every index, a unique time-ordered position;
+- `userThread` = userId#threadId and `userStatus` = userId#status: a user's thread or status is one
+  index partition, so filtering by them reads only the matching items;
+- `expiresAt`: epoch seconds, set once a prompt is terminal (the table's TTL attribute).
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.query import SORT_ATTRIBUTE, Index
+from promptsvc.domain.status import Status, is_terminal, sources_for
+
+_PROMPT_FIELDS = tuple(Prompt.__dataclass_fields__)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def item_to_dict(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in item.items()}
+
+
+def dict_to_prompt(item: dict[str, Any]) -> Prompt:
+    data = {k: _plain(item[k]) for k in _PROMPT_FIELDS if k in item}
+    data["status"] = Status(data["status"])
+    return Prompt(**data)
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class DynamoPromptRepository:
+    def __init__(self, table_name: str, retention_days: int = 30) -> None:
+        self._table_name = table_name
+        self._retention = timedelta(days=retention_days)
+
+    @property
+    def _table(self) -> Any:
+        return dynamodb_table(self._table_name)
+
+    def to_item(self, prompt: Prompt) -> dict[str, Any]:
+        item: dict[str, Any] = {k: getattr(prompt, k) for k in _PROMPT_FIELDS}
+        item["status"] = str(prompt.status)
+        item[SORT_ATTRIBUTE] = prompt.sort_key
+        item["userThread"] = f"{prompt.userId}#{prompt.threadId}"
+        item["userStatus"] = f"{prompt.userId}#{prompt.status}"
+        return item
+
+    def put_new(self, prompt: Prompt) -> Prompt | None:
+        try:
+            self._table.put_item(Item=self.to_item(prompt), ConditionExpression=Attr("id").not_exists())
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return prompt
+
+    def get(self, prompt_id: str) -> Prompt | None:
+        item = self._table.get_item(Key={"id": prompt_id}, ConsistentRead=True).get("Item")
+        return dict_to_prompt(item) if item else None
+
+    def delete(self, prompt_id: str) -> bool:
+        result = self._table.delete_item(Key={"id": prompt_id}, ReturnValues="ALL_OLD")
+        return "Attributes" in result
+
+    def transition(
+        self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
+    ) -> Prompt | None:
+        """Conditional status change; None when the stored prompt may not make this move."""
+        now = fields.pop("updatedAt")
+        values: dict[str, Any] = {
+            ":target": str(target),
+            ":userStatus": f"{prompt.userId}#{target}",
+            ":now": now,
+        }
+        sets = ["#status = :target", "userStatus = :userStatus", "updatedAt = :now"]
+        for i, value in enumerate(fields.values()):
+            sets.append(f"#f{i} = :f{i}")
+            values[f":f{i}"] = value
+        names = {"#status": "status", **{f"#f{i}": name for i, name in enumerate(fields)}}
+        if is_terminal(target):
+            sets.append("expiresAt = :expires")
+            values[":expires"] = int((datetime.now(UTC) + self._retention).timestamp())
+        sources = sorted(sources_for(target))
+        condition = " OR ".join(f"#status = :src{i}" for i in range(len(sources)))
+        values.update({f":src{i}": str(s) for i, s in enumerate(sources)})
+        condition = f"attribute_exists(id) AND ({condition})"
+        if run_count is not None:
+            condition += " AND runCount = :runCount"
+            values[":runCount"] = run_count
+        return self._update(prompt.id, "SET " + ", ".join(sets), condition, names, values)
+
+    def claim(self, prompt: Prompt, now: str) -> Prompt | None:
+        sources = sorted(sources_for(Status.RUNNING))
+        values: dict[str, Any] = {
+            ":running": str(Status.RUNNING),
+            ":userStatus": f"{prompt.userId}#{Status.RUNNING}",
+            ":now": now,
+            ":one": 1,
+            **{f":src{i}": str(s) for i, s in enumerate(sources)},
+        }
+        condition = (
+            "attribute_exists(id) AND ("
+            + " OR ".join(f"#status = :src{i}" for i in range(len(sources)))
+            + ")"
+        )
+        update = (
+            "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now "
+            "ADD runCount :one"
+        )
+        return self._update(prompt.id, update, condition, {"#status": "status"}, values)
+
+    def _update(
+        self, prompt_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> Prompt | None:
+        try:
+            result = self._table.update_item(
+                Key={"id": prompt_id},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return dict_to_prompt(result["Attributes"])
+
+    # -- reads for listing ------------------------------------------------------------------
+
+    def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        items = []
+        for prompt_id in ids:
+            item = self._table.get_item(Key={"id": prompt_id}).get("Item")
+            if item:
+                items.append(item_to_dict(item))
+        return items
+
+    def query_partition(
+        self, index: Index, key: str, *, after_sk: str | None, desc: bool, page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        condition = Key(index.key_attribute).eq(key)
+        if after_sk is not None:
+            bound = Key(SORT_ATTRIBUTE)
+            condition = condition & (bound.lt(after_sk) if desc else bound.gt(after_sk))
+        kwargs: dict[str, Any] = {
+            "IndexName": index.name,
+            "KeyConditionExpression": condition,
+            "ScanIndexForward": not desc,
+            "Limit": page_size,
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield item_to_dict(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_partition(self, index: Index, key: str) -> int:
+        kwargs: dict[str, Any] = {
+            "IndexName": index.name,
+            "KeyConditionExpression": Key(index.key_attribute).eq(key),
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = self._table.query(**kwargs)
+            total += page["Count"]
+            if "LastEvaluatedKey" not in page:
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self._table.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield item_to_dict(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

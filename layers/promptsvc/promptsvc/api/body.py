@@ -1,0 +1,41 @@
+"""JSON request bodies, read whatever the Content-Type says (curl and API Gateway callers often
+send none), validated by a pydantic model, with errors that name the field."""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from promptsvc.api.errors import describe_validation
+from promptsvc.domain.errors import InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is an empty object."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"invalid JSON body: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A FastAPI dependency giving the body validated as `model`."""
+
+    async def dependency(request: Request) -> M:
+        data = await json_object(request)
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            raise InvalidRequest(describe_validation(list(error.errors()))) from None
+
+    return dependency

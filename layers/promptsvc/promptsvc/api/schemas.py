@@ -1,0 +1,94 @@
+"""Request and response models at the HTTP edge (wire names follow the spec and `@1backend/client`)."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from promptsvc.domain.keys import Role
+from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, Prompt, public_view
+
+
+class _Request(BaseModel):
+    # strict: "5" is not an integer and 1 is not a boolean; unknown fields are ignored because the
+    # published client sends more than this service reads.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class TextToTextParameters(_Request):
+    template: str | None = None
+
+
+class Parameters(_Request):
+    textToText: TextToTextParameters | None = None
+
+
+class LlamaCppParameters(_Request):
+    template: str | None = None
+
+
+class EngineParameters(_Request):
+    llamaCppParameters: LlamaCppParameters | None = None
+
+
+class AddPromptRequest(_Request):
+    id: str | None = Field(None, pattern=ID_PATTERN)
+    prompt: str
+    modelId: str | None = None
+    template: str | None = None
+    threadId: str | None = Field(None, pattern=ID_PATTERN)
+    maxRetries: int | None = Field(None, ge=0, le=MAX_MAX_RETRIES)
+    sync: bool | None = None
+    parameters: Parameters | None = None
+    engineParameters: EngineParameters | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        return value
+
+    def requested_template(self) -> str | None:
+        """The template from any of the places clients put it, the top-level field first."""
+        if self.template:
+            return self.template
+        if self.parameters and self.parameters.textToText and self.parameters.textToText.template:
+            return self.parameters.textToText.template
+        llama = self.engineParameters.llamaCppParameters if self.engineParameters else None
+        return llama.template if llama and llama.template else None
+
+
+class RemovePromptRequest(_Request):
+    promptId: str
+
+
+class CreateKeyRequest(_Request):
+    userId: str = Field(pattern=ID_PATTERN)
+    role: Role = Role.USER
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role(cls, value: Any) -> Any:
+        return Role(value) if isinstance(value, str) and value in Role.__members__.values() else value
+
+
+def response_message(prompt: Prompt) -> dict[str, Any] | None:
+    """The answer as a chat message (`ChatSvcMessage` in the JS client), once there is one."""
+    if prompt.status != "completed":
+        return None
+    return {
+        "id": f"msg_{prompt.id}",
+        "threadId": prompt.threadId,
+        "userId": prompt.userId,
+        "text": prompt.answer,
+        "createdAt": prompt.updatedAt,
+        "updatedAt": prompt.updatedAt,
+    }
+
+
+def add_prompt_response(prompt: Prompt) -> dict[str, Any]:
+    body: dict[str, Any] = {"answer": prompt.answer, "prompt": public_view(prompt)}
+    message = response_message(prompt)
+    if message is not None:
+        body["responseMessage"] = message
+    return body

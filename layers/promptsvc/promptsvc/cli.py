@@ -1,0 +1,114 @@
+"""The `promptsvc` command: `promptsvc dev` runs the service locally; `promptsvc keys` manages keys."""
+
+import argparse
+import os
+import sys
+
+from promptsvc.domain.keys import Role
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from promptsvc.local.dev import DevOptions, run
+
+    run(
+        DevOptions(
+            host=args.host,
+            port=args.port,
+            ws_port=args.ws_port,
+            moto_port=args.moto_port,
+            api_key=args.api_key,
+            engine=args.engine,
+            mock_chunk_delay=args.mock_chunk_delay,
+            sync_wait_seconds=args.sync_wait,
+        )
+    )
+    return 0
+
+
+def _target_keys_table() -> str:
+    """KEYS_TABLE from the environment (a deployed stack), else a running `promptsvc dev`."""
+    if os.environ.get("KEYS_TABLE"):
+        return os.environ["KEYS_TABLE"]
+    from promptsvc.local.dev import aws_environment, read_state
+
+    state = read_state()
+    if state is None:
+        raise SystemExit(
+            "no keys table: set KEYS_TABLE (and AWS credentials) for a deployed stack, "
+            "or start `promptsvc dev` in this checkout first"
+        )
+    os.environ.update(aws_environment(state["endpoint"]))
+    return state["keysTable"]
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from promptsvc.adapters.key_table import DynamoKeyRepository
+    from promptsvc.domain.keys import generate_key
+    from promptsvc.services.keys import KeyService
+
+    table = _target_keys_table()
+    key, parsed = generate_key()
+    role = Role.ADMIN if args.admin else Role.USER
+    KeyService(DynamoKeyRepository(table)).bootstrap(key, args.user, role)
+    print(key)
+    print(
+        f"key id {parsed.key_id} for user {args.user!r} ({role}); shown once, store it now", file=sys.stderr
+    )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from promptsvc.adapters.key_table import DynamoKeyRepository
+
+    if not DynamoKeyRepository(_target_keys_table()).delete(args.key_id):
+        print(f"no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptsvc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole service locally on moto")
+    dev.add_argument("--host", default=DEFAULT_HOST, help="API listen address (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8080, help="API port (default 8080)")
+    dev.add_argument("--ws-port", type=int, default=8081, help="WebSocket API port (default 8081)")
+    dev.add_argument(
+        "--moto-port", type=int, default=0, help="port of the embedded moto (default: a free one)"
+    )
+    dev.add_argument(
+        "--api-key",
+        default=None,
+        help="admin API key to create (default: $PROMPTSVC_API_KEY, else generated)",
+    )
+    dev.add_argument("--engine", default="mock", help="serve every model with this engine (default mock)")
+    dev.add_argument(
+        "--mock-chunk-delay", type=float, default=None, help="seconds between mock engine chunks"
+    )
+    dev.add_argument("--sync-wait", type=float, default=None, help="seconds a sync add waits (default 25)")
+    dev.set_defaults(func=_dev)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--user", required=True, help="the user id the key acts as")
+    create.add_argument("--admin", action="store_true", help="an admin key (sees every user's prompts)")
+    create.set_defaults(func=_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key by its key id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=_keys_revoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The inference consumer core, shared by the Lambda consumer and the ECS GPU worker."""

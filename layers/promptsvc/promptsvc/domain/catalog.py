@@ -1,0 +1,62 @@
+"""The model catalog: which models exist, their prompt template and which engine serves them."""
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from promptsvc.domain.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    template: str
+    engine: str
+    target: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, Model]
+    default_model_id: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Catalog":
+        models = {
+            m["id"]: Model(
+                id=m["id"],
+                name=m.get("name", m["id"]),
+                template=m.get("template", ""),
+                engine=m.get("engine", "mock"),
+                target=m.get("target", {}),
+                parameters=m.get("parameters", {}),
+            )
+            for m in data["models"]
+        }
+        default = data.get("defaultModelId") or next(iter(models))
+        if default not in models:
+            raise ValueError(f"catalog default model {default!r} is not in the catalog")
+        return cls(models=models, default_model_id=default)
+
+    @classmethod
+    def load(cls, path: str | None = None) -> "Catalog":
+        """The catalog from `path`, or the one shipped in the package."""
+        if path:
+            text = Path(path).read_text()
+        else:
+            text = resources.files("promptsvc.data").joinpath("models.json").read_text()
+        return cls.from_dict(json.loads(text))
+
+    def resolve(self, model_id: str | None) -> Model:
+        """The model for `model_id` (the default when empty); a 400 listing the known ones if unknown."""
+        if not model_id:
+            return self.models[self.default_model_id]
+        try:
+            return self.models[model_id]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise InvalidRequest(f"unknown modelId {model_id!r}; known models: {known}") from None

@@ -1,0 +1,48 @@
+"""The small interfaces the services use; adapters implement them against AWS."""
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from promptsvc.domain.keys import ApiKeyRecord
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.query import Index
+from promptsvc.domain.status import Status
+
+
+class PromptRepository(Protocol):
+    def put_new(self, prompt: Prompt) -> Prompt | None:
+        """Store a new prompt; None if one with that id exists (then `get` it)."""
+
+    def get(self, prompt_id: str) -> Prompt | None: ...
+
+    def delete(self, prompt_id: str) -> bool: ...
+
+    def transition(
+        self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
+    ) -> Prompt | None:
+        """Move to `target` if the current status allows it (and runCount matches); else None."""
+
+    def claim(self, prompt: Prompt, now: str) -> Prompt | None:
+        """Atomically start a run: to running, runCount+1, lastRun; None if not claimable."""
+
+    def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]: ...
+
+    def query_partition(
+        self, index: Index, key: str, *, after_sk: str | None, desc: bool, page_size: int
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def count_partition(self, index: Index, key: str) -> int: ...
+
+    def scan(self) -> Iterator[dict[str, Any]]: ...
+
+
+class PromptQueue(Protocol):
+    def send(self, prompt_id: str) -> None: ...
+
+
+class KeyRepository(Protocol):
+    def put(self, record: ApiKeyRecord) -> None: ...
+
+    def get(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    def delete(self, key_id: str) -> bool: ...

@@ -1,0 +1,1 @@
+"""Inference engines behind one small interface: a stream of text deltas, then a finish."""

@@ -1,0 +1,207 @@
+"""`promptsvc dev`: the whole service on one machine, with moto standing in for AWS.
+
+moto runs embedded on 127.0.0.1; the tables, queues and secrets are created from template.yaml;
+each function gets the environment the template gives it; the API (the same FastAPI app Mangum
+serves in Lambda) runs under uvicorn; an SQS event source emulator feeds the consumer handler
+from functions/consumer/app.py. Only endpoints differ from AWS.
+"""
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptsvc.domain.keys import Role, generate_key
+from promptsvc.local.template import LocalStack, create_resources, find_template
+
+REGION = "us-east-1"
+STATE_FILE = Path(".promptsvc") / "dev.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """What points boto3 (and so every handler) at moto, with credentials that are not real."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+@dataclass
+class DevOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ws_port: int = 8081
+    moto_port: int = 0
+    api_key: str | None = None
+    engine: str = "mock"
+    mock_chunk_delay: float | None = None
+    sync_wait_seconds: float | None = None
+
+
+class DevStack:
+    def __init__(self, options: DevOptions, root: Path | None = None) -> None:
+        self.options = options
+        self.template_path = find_template(root)
+        self.root = self.template_path.parent
+        self.moto: Any = None
+        self.stack: LocalStack | None = None
+        self.event_source: Any = None
+        self.admin_key = ""
+        self.generated_key = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from promptsvc.adapters import clients
+        from promptsvc.settings import get_settings
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+        port = self.options.moto_port or free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.moto.start()
+        os.environ.update(aws_environment(f"http://127.0.0.1:{port}"))
+        clients.reset()
+        self.stack = create_resources(self.template_path, REGION, self._parameters())
+        os.environ.update(self._function_environment())
+        get_settings.cache_clear()
+        self._bootstrap_admin_key()
+        self._start_consumer()
+        self._write_state(port)
+
+    def _parameters(self) -> dict[str, str]:
+        if self.options.sync_wait_seconds is None:
+            return {}
+        return {"SyncWaitSeconds": str(self.options.sync_wait_seconds)}
+
+    def _function_environment(self) -> dict[str, str]:
+        """The union of every function's environment from the template (they run in one process)."""
+        assert self.stack is not None
+        merged: dict[str, str] = {}
+        for function in self.stack.functions():
+            for name, value in self.stack.function_environment(function).items():
+                if merged.get(name, value) != value:
+                    raise ValueError(f"functions disagree on {name}: {merged[name]!r} vs {value!r}")
+                merged[name] = value
+        if self.options.engine:
+            merged["ENGINE"] = self.options.engine
+        if self.options.mock_chunk_delay is not None:
+            merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
+        return merged
+
+    def _bootstrap_admin_key(self) -> None:
+        from promptsvc import wiring
+        from promptsvc.settings import get_settings
+
+        key = self.options.api_key or os.environ.get("PROMPTSVC_API_KEY")
+        if not key:
+            key, _ = generate_key()
+            self.generated_key = True
+        wiring.key_service(get_settings()).bootstrap(key, "admin", Role.ADMIN)
+        self.admin_key = key
+
+    def _start_consumer(self) -> None:
+        from promptsvc.local.functions import load_handler_module
+        from promptsvc.local.sqs_source import SqsEventSource
+
+        consumer = load_handler_module(self.root, "consumer")
+        assert self.stack is not None
+        self.event_source = SqsEventSource(self.stack.refs["PromptsQueue"], consumer.lambda_handler)
+        self.event_source.start()
+
+    def _write_state(self, moto_port: int) -> None:
+        assert self.stack is not None
+        state = {
+            "endpoint": f"http://127.0.0.1:{moto_port}",
+            "region": REGION,
+            "api": f"http://{self.options.host}:{self.options.port}",
+            "keysTable": self.stack.refs["ApiKeysTable"],
+            "pid": os.getpid(),
+        }
+        path = self.root / STATE_FILE
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(state, indent=2))
+
+    def serve(self) -> None:
+        """Serve the API until Ctrl-C (uvicorn handles SIGINT/SIGTERM), then stop everything."""
+        import uvicorn
+
+        from promptsvc.api.app import create_app
+
+        config = uvicorn.Config(
+            create_app(),
+            host=self.options.host,
+            port=self.options.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        threading.Thread(target=self._announce, args=(server,), daemon=True).start()
+        try:
+            server.run()
+        finally:
+            self.stop()
+
+    def _announce(self, server: Any) -> None:
+        while not server.started:
+            time.sleep(0.05)
+            if server.should_exit:
+                return
+        origin = f"http://{self.options.host}:{self.options.port}"
+        assert self.moto is not None
+        lines = [
+            "promptsvc dev is ready",
+            f"  API        {origin}/prompt-svc/",
+            f"  WebSocket  ws://{self.options.host}:{self.options.ws_port}/ (reserved: thread streams)",
+            f"  AWS (moto) {os.environ['AWS_ENDPOINT_URL']}",
+            f"  engine     {self.options.engine or 'per model catalog'}",
+            f"  admin key  {self.admin_key}"
+            + ("  (generated; pass --api-key to choose one)" if self.generated_key else ""),
+            "Ctrl-C stops everything.",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def stop(self) -> None:
+        if self.event_source is not None:
+            self.event_source.stop()
+            self.event_source = None
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        (self.root / STATE_FILE).unlink(missing_ok=True)
+        print("promptsvc dev stopped", file=sys.stderr, flush=True)
+
+
+def run(options: DevOptions) -> None:
+    stack = DevStack(options)
+    stack.start()
+    stack.serve()
+
+
+def read_state(root: Path | None = None) -> dict[str, Any] | None:
+    """Where a running `promptsvc dev` of this checkout listens, if one does."""
+    try:
+        path = find_template(root).parent / STATE_FILE
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,118 @@
+"""What Lambda's SQS event source mapping does, for the local stack and tests.
+
+Receives a batch, hands the handler an `aws:sqs` event of the real shape, then deletes the
+messages the handler did not report in `batchItemFailures`; the failed ones stay on the queue and
+come back after the visibility timeout (and reach the DLQ through the queue's redrive policy).
+"""
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from promptsvc.adapters.clients import client
+from promptsvc.local.functions import LambdaContext
+
+logger = Logger(child=True)
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+class SqsEventSource:
+    def __init__(
+        self,
+        queue_url: str,
+        handler: Handler,
+        *,
+        batch_size: int = 10,
+        wait_seconds: int = 1,
+        function_name: str = "ConsumerFunction",
+    ) -> None:
+        self.queue_url = queue_url
+        self.handler = handler
+        self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
+        self.function_name = function_name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        attrs = client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        self.queue_arn = attrs["Attributes"]["QueueArn"]
+        self.region = self.queue_arn.split(":")[3]
+
+    def poll_once(self, wait_seconds: int | None = None) -> int:
+        """Deliver one batch; returns how many messages it held."""
+        sqs = client("sqs")
+        received = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = received.get("Messages", [])
+        if not messages:
+            return 0
+        event = sqs_event(messages, self.queue_arn, self.region)
+        try:
+            response = self.handler(event, LambdaContext(function_name=self.function_name)) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:
+            # A handler that raises fails the whole batch, as in Lambda.
+            logger.exception("consumer handler failed; the batch will be delivered again")
+            return len(messages)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return len(messages)
+
+    def drain(self, max_batches: int = 1000) -> int:
+        """Deliver batches until the queue has nothing visible (tests use this)."""
+        total = 0
+        for _ in range(max_batches):
+            delivered = self.poll_once(wait_seconds=0)
+            if not delivered:
+                break
+            total += delivered
+        return total
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sqs-event-source", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                logger.exception("polling the queue failed")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,1 @@
+"""Use cases: orchestrate the domain rules over the ports. No boto3 here either."""

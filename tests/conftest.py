@@ -1,0 +1,92 @@
+"""Shared fixtures: moto with the template's own resources, the app, keys, and the consumer."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from moto import mock_aws
+
+from promptsvc.adapters import clients
+from promptsvc.api.app import create_app
+from promptsvc.domain.keys import Role
+from promptsvc.local.functions import load_handler_module
+from promptsvc.local.sqs_source import SqsEventSource
+from promptsvc.local.template import LocalStack, create_resources
+from promptsvc.settings import Settings, get_settings
+from promptsvc.wiring import key_service
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+
+ADMIN_KEY = "admin-test-key"
+ALICE_KEY = "alice-test-key"
+BOB_KEY = "bob-test-key"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials that are not real, and no endpoint override: moto intercepts in-process."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    with mock_aws():
+        clients.reset()
+        yield
+    clients.reset()
+
+
+@pytest.fixture
+def local_stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """Every table, queue and secret of template.yaml, and every function's environment set."""
+    stack = create_resources(TEMPLATE)
+    for function in stack.functions():
+        for name, value in stack.function_environment(function).items():
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ENGINE", "mock")
+    get_settings.cache_clear()
+    yield stack
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(local_stack: LocalStack) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    """API keys by user: an admin and two users."""
+    service = key_service(settings)
+    service.bootstrap(ADMIN_KEY, "admin", Role.ADMIN)
+    service.bootstrap(ALICE_KEY, "alice", Role.USER)
+    service.bootstrap(BOB_KEY, "bob", Role.USER)
+    return {"admin": ADMIN_KEY, "alice": ALICE_KEY, "bob": BOB_KEY}
+
+
+@pytest.fixture
+def client(settings: Settings, keys: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def consumer(local_stack: LocalStack) -> SqsEventSource:
+    """The consumer handler from functions/consumer/app.py behind an SQS event source emulator."""
+    module = load_handler_module(ROOT, "consumer")
+    return SqsEventSource(local_stack.refs["PromptsQueue"], module.lambda_handler, wait_seconds=0)
