@@ -1,0 +1,35 @@
+"""Reading the moto state behind the API: what is stored and what is queued."""
+
+import json
+from typing import Any
+
+from promptsvc.adapters.clients import client
+from promptsvc.local.template import LocalStack
+
+
+def stored_prompts(stack: LocalStack) -> list[dict[str, Any]]:
+    return client("dynamodb").scan(TableName=stack.refs["PromptsTable"])["Items"]
+
+
+def queued_bodies(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every message on the prompts queue (received with a zero visibility timeout, so left there)."""
+    sqs = client("sqs")
+    url = stack.refs["PromptsQueue"]
+    bodies: dict[str, dict[str, Any]] = {}
+    for _ in range(5):
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+        ).get("Messages", [])
+        for message in messages:
+            bodies[message["MessageId"]] = json.loads(message["Body"])
+    return list(bodies.values())
+
+
+def queue_depth(stack: LocalStack) -> int:
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=stack.refs["PromptsQueue"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )

@@ -1,0 +1,186 @@
+"""Get, cancel, remove and the consumer core: conditional writes keep every fault to one answer."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi.testclient import TestClient
+from promptsvc.adapters.clients import client as aws_client
+from promptsvc.adapters.prompt_queue import message_body
+from promptsvc.engines import mock
+from promptsvc.engines.base import EngineError, EngineEvent, EngineRequest
+from promptsvc.local.sqs_source import SqsEventSource
+from promptsvc.local.template import LocalStack
+
+from tests.conftest import auth
+from tests.integration.helpers import queue_depth
+
+
+def add(client: TestClient, key: str, **body: object) -> dict:
+    response = client.post("/prompt-svc/prompt", json={"prompt": "hi", **body}, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()["prompt"]
+
+
+def get(client: TestClient, key: str, prompt_id: str) -> dict:
+    response = client.get(f"/prompt-svc/prompt/{prompt_id}", headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_async_prompt_is_answered_by_the_consumer(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
+) -> None:
+    prompt = add(client, keys["alice"], prompt="What's a banana?")
+
+    assert consumer.drain() == 1
+
+    body = get(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "completed"
+    assert body["prompt"]["runCount"] == 1
+    assert body["answer"] == "[INST]What's a banana?[/INST]"
+    assert body["responseMessage"]["text"] == body["answer"]
+    assert queue_depth(local_stack) == 0
+
+
+def test_a_duplicate_delivery_produces_one_answer(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
+) -> None:
+    prompt = add(client, keys["alice"])
+    aws_client("sqs").send_message(QueueUrl=local_stack.refs["PromptsQueue"], MessageBody=message_body(prompt["id"]))
+
+    assert consumer.drain() == 2
+
+    body = get(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "completed"
+    assert body["prompt"]["runCount"] == 1
+    assert queue_depth(local_stack) == 0
+
+
+def test_a_canceled_prompt_is_never_run(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource
+) -> None:
+    prompt = add(client, keys["alice"])
+
+    canceled = client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
+    consumer.drain()
+
+    assert canceled.status_code == 200 and canceled.json()["prompt"]["status"] == "canceled"
+    body = get(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "canceled"
+    assert body["prompt"]["runCount"] == 0
+    assert body["answer"] == ""
+
+
+def test_cancel_is_idempotent_and_a_finished_prompt_cannot_be_canceled(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource
+) -> None:
+    first = add(client, keys["alice"])
+    second = add(client, keys["alice"])
+    client.post(f"/prompt-svc/prompt/{first['id']}/cancel", headers=auth(keys["alice"]))
+    consumer.drain()
+
+    again = client.post(f"/prompt-svc/prompt/{first['id']}/cancel", headers=auth(keys["alice"]))
+    late = client.post(f"/prompt-svc/prompt/{second['id']}/cancel", headers=auth(keys["alice"]))
+
+    assert again.status_code == 200 and again.json()["prompt"]["status"] == "canceled"
+    assert late.status_code == 409 and "completed" in late.json()["error"]
+    assert get(client, keys["alice"], second["id"])["prompt"]["status"] == "completed"
+
+
+@pytest.mark.parametrize("how", ["delete", "remove"])
+def test_a_removed_prompt_is_never_run(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack, how: str
+) -> None:
+    prompt = add(client, keys["alice"])
+    if how == "delete":
+        response = client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+    else:
+        response = client.post("/prompt-svc/remove", json={"promptId": prompt["id"]}, headers=auth(keys["alice"]))
+
+    consumer.drain()
+
+    assert response.status_code == 200
+    assert client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).status_code == 404
+    assert aws_client("dynamodb").scan(TableName=local_stack.refs["PromptsTable"])["Items"] == []
+    assert queue_depth(local_stack) == 0
+
+
+def test_missing_prompt_is_404(client: TestClient, keys: dict[str, str]) -> None:
+    for response in [
+        client.get("/prompt-svc/prompt/nope", headers=auth(keys["alice"])),
+        client.post("/prompt-svc/prompt/nope/cancel", headers=auth(keys["alice"])),
+        client.delete("/prompt-svc/prompt/nope", headers=auth(keys["alice"])),
+    ]:
+        assert response.status_code == 404
+        assert "nope" in response.json()["error"]
+
+
+class FailingEngine:
+    def __init__(self, error: EngineError) -> None:
+        self.error = error
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        raise self.error
+        yield  # pragma: no cover - makes this an async generator
+
+
+def test_a_retryable_engine_failure_leaves_the_prompt_errored_and_the_message_queued(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prompt = add(client, keys["alice"])
+    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("503 busy", retryable=True)).stream)
+
+    consumer.poll_once(wait_seconds=0)
+
+    body = get(client, keys["alice"], prompt["id"])["prompt"]
+    assert body["status"] == "errored"
+    assert body["error"] == "503 busy"
+    assert body["runCount"] == 1
+    assert queue_depth(local_stack) == 1  # reported as a batch item failure: SQS delivers it again
+
+
+def test_a_permanent_engine_failure_abandons_the_prompt(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prompt = add(client, keys["alice"])
+    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("400 bad", retryable=False)).stream)
+
+    consumer.drain()
+
+    body = get(client, keys["alice"], prompt["id"])["prompt"]
+    assert body["status"] == "abandoned"
+    assert body["error"] == "400 bad"
+    assert queue_depth(local_stack) == 0
+
+
+def test_a_prompt_with_no_retries_left_is_abandoned(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"], maxRetries=0)
+    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("503", retryable=True)).stream)
+
+    consumer.drain()
+
+    assert get(client, keys["alice"], prompt["id"])["prompt"]["status"] == "abandoned"
+
+
+def test_a_prompt_canceled_while_the_engine_runs_keeps_its_cancel(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"])
+    original = mock.MockEngine.stream
+
+    async def cancel_midway(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
+        async for event in original(self, request):
+            yield event
+
+    monkeypatch.setattr(mock.MockEngine, "stream", cancel_midway)
+
+    consumer.drain()
+
+    body = get(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "canceled"
+    assert body["answer"] == ""
