@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
-
 from promptsvc.adapters import clients
 from promptsvc.api.app import create_app
 from promptsvc.domain.keys import Role

@@ -26,7 +26,9 @@ SPEC_FIELDS = {
 def test_async_add_stores_and_enqueues_only_the_id(
     client: TestClient, local_stack: LocalStack, keys: dict[str, str]
 ) -> None:
-    response = client.post("/prompt-svc/prompt", json={"prompt": "What's a banana?"}, headers=auth(keys["alice"]))
+    response = client.post(
+        "/prompt-svc/prompt", json={"prompt": "What's a banana?"}, headers=auth(keys["alice"])
+    )
 
     assert response.status_code == 200
     body = response.json()
@@ -148,7 +150,9 @@ def test_sync_add_that_times_out_is_202_with_the_prompt_as_it_stands(
 ) -> None:
     monkeypatch.setenv("SYNC_WAIT_SECONDS", "0.3")
     with TestClient(create_app(Settings())) as client:  # no consumer runs
-        response = client.post("/prompt-svc/prompt", json={"prompt": "hi", "sync": True}, headers=auth(keys["alice"]))
+        response = client.post(
+            "/prompt-svc/prompt", json={"prompt": "hi", "sync": True}, headers=auth(keys["alice"])
+        )
 
     assert response.status_code == 202
     assert response.json()["prompt"]["status"] == "scheduled"

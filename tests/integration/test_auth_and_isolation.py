@@ -40,7 +40,9 @@ def test_a_bare_key_works_like_bearer(client: TestClient, keys: dict[str, str]) 
     assert response.status_code == 200
 
 
-def test_admin_creates_a_key_that_works_and_revoking_it_stops_it(client: TestClient, keys: dict[str, str]) -> None:
+def test_admin_creates_a_key_that_works_and_revoking_it_stops_it(
+    client: TestClient, keys: dict[str, str]
+) -> None:
     created = client.post("/prompt-svc/keys", json={"userId": "carol"}, headers=auth(keys["admin"]))
     assert created.status_code == 201
     body = created.json()
@@ -54,7 +56,9 @@ def test_admin_creates_a_key_that_works_and_revoking_it_stops_it(client: TestCli
 
 
 def test_admin_can_create_admin_keys(client: TestClient, keys: dict[str, str]) -> None:
-    created = client.post("/prompt-svc/keys", json={"userId": "ops", "role": "admin"}, headers=auth(keys["admin"]))
+    created = client.post(
+        "/prompt-svc/keys", json={"userId": "ops", "role": "admin"}, headers=auth(keys["admin"])
+    )
     add(client, keys["alice"])
 
     listed = client.post("/prompt-svc/prompts", json={}, headers=auth(created.json()["key"])).json()
@@ -72,7 +76,9 @@ def test_bad_key_requests_are_400(client: TestClient, keys: dict[str, str], body
 
 
 def test_users_cannot_create_keys(client: TestClient, keys: dict[str, str]) -> None:
-    response = client.post("/prompt-svc/keys", json={"userId": "alice", "role": "admin"}, headers=auth(keys["alice"]))
+    response = client.post(
+        "/prompt-svc/keys", json={"userId": "alice", "role": "admin"}, headers=auth(keys["alice"])
+    )
 
     assert response.status_code == 403
 
@@ -81,7 +87,9 @@ def test_users_revoke_only_their_own_keys(client: TestClient, keys: dict[str, st
     created = client.post("/prompt-svc/keys", json={"userId": "alice"}, headers=auth(keys["admin"])).json()
 
     assert client.delete(f"/prompt-svc/keys/{created['keyId']}", headers=auth(keys["bob"])).status_code == 404
-    assert client.delete(f"/prompt-svc/keys/{created['keyId']}", headers=auth(keys["alice"])).status_code == 200
+    assert (
+        client.delete(f"/prompt-svc/keys/{created['keyId']}", headers=auth(keys["alice"])).status_code == 200
+    )
 
 
 def test_keys_are_stored_hashed(client: TestClient, local_stack: LocalStack, keys: dict[str, str]) -> None:
@@ -103,7 +111,10 @@ def test_users_see_only_their_own_prompts(client: TestClient, keys: dict[str, st
     assert client.post(f"/prompt-svc/prompt/{mine['id']}/cancel", headers=bob).status_code == 404
     assert client.delete(f"/prompt-svc/prompt/{mine['id']}", headers=bob).status_code == 404
     assert client.post("/prompt-svc/remove", json={"promptId": mine["id"]}, headers=bob).status_code == 404
-    for query in [{}, {"filters": [{"fields": ["threadId"], "op": "equals", "jsonValues": '["shared-name"]'}]}]:
+    for query in [
+        {},
+        {"filters": [{"fields": ["threadId"], "op": "equals", "jsonValues": '["shared-name"]'}]},
+    ]:
         listed = client.post("/prompt-svc/prompts", json={"query": query}, headers=bob).json()["prompts"]
         assert [p["id"] for p in listed] == [theirs["id"]]
     assert client.get(f"/prompt-svc/prompt/{mine['id']}", headers=auth(keys["alice"])).status_code == 200

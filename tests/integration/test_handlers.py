@@ -16,7 +16,9 @@ def event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-def test_api_handler_serves_an_http_api_v2_event_through_mangum(local_stack: LocalStack, keys: dict[str, str]) -> None:
+def test_api_handler_serves_an_http_api_v2_event_through_mangum(
+    local_stack: LocalStack, keys: dict[str, str]
+) -> None:
     api = load_handler_module(ROOT, "api")
     payload = event("api-add-prompt.json")
     payload["headers"]["authorization"] = f"Bearer {keys['alice']}"
@@ -48,7 +50,7 @@ def test_consumer_handler_reports_a_bad_record_as_a_batch_item_failure(
     consumer = load_handler_module(ROOT, "consumer")
     payload = event("consumer-sqs-batch.json")
     good = payload["Records"][0]
-    bad = {**good, "messageId": "not-ours", "body": "{\"hello\": 1}"}
+    bad = {**good, "messageId": "not-ours", "body": '{"hello": 1}'}
     payload["Records"].append(bad)
 
     response = consumer.lambda_handler(payload, LambdaContext(function_name="ConsumerFunction"))
@@ -58,7 +60,10 @@ def test_consumer_handler_reports_a_bad_record_as_a_batch_item_failure(
 
 
 def test_every_function_has_an_event_payload(local_stack: LocalStack) -> None:
-    handlers = {Path(local_stack.template["Resources"][f]["Properties"]["CodeUri"]).name for f in local_stack.functions()}
+    handlers = {
+        Path(local_stack.template["Resources"][f]["Properties"]["CodeUri"]).name
+        for f in local_stack.functions()
+    }
     payloads = {p.name.split("-")[0] for p in EVENTS.glob("*.json")}
 
     assert handlers <= payloads

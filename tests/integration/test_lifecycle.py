@@ -46,7 +46,9 @@ def test_a_duplicate_delivery_produces_one_answer(
     client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
 ) -> None:
     prompt = add(client, keys["alice"])
-    aws_client("sqs").send_message(QueueUrl=local_stack.refs["PromptsQueue"], MessageBody=message_body(prompt["id"]))
+    aws_client("sqs").send_message(
+        QueueUrl=local_stack.refs["PromptsQueue"], MessageBody=message_body(prompt["id"])
+    )
 
     assert consumer.drain() == 2
 
@@ -95,7 +97,9 @@ def test_a_removed_prompt_is_never_run(
     if how == "delete":
         response = client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
     else:
-        response = client.post("/prompt-svc/remove", json={"promptId": prompt["id"]}, headers=auth(keys["alice"]))
+        response = client.post(
+            "/prompt-svc/remove", json={"promptId": prompt["id"]}, headers=auth(keys["alice"])
+        )
 
     consumer.drain()
 
@@ -125,11 +129,16 @@ class FailingEngine:
 
 
 def test_a_retryable_engine_failure_leaves_the_prompt_errored_and_the_message_queued(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack,
+    client: TestClient,
+    keys: dict[str, str],
+    consumer: SqsEventSource,
+    local_stack: LocalStack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prompt = add(client, keys["alice"])
-    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("503 busy", retryable=True)).stream)
+    monkeypatch.setattr(
+        mock.MockEngine, "stream", FailingEngine(EngineError("503 busy", retryable=True)).stream
+    )
 
     consumer.poll_once(wait_seconds=0)
 
@@ -141,11 +150,16 @@ def test_a_retryable_engine_failure_leaves_the_prompt_errored_and_the_message_qu
 
 
 def test_a_permanent_engine_failure_abandons_the_prompt(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack,
+    client: TestClient,
+    keys: dict[str, str],
+    consumer: SqsEventSource,
+    local_stack: LocalStack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prompt = add(client, keys["alice"])
-    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("400 bad", retryable=False)).stream)
+    monkeypatch.setattr(
+        mock.MockEngine, "stream", FailingEngine(EngineError("400 bad", retryable=False)).stream
+    )
 
     consumer.drain()
 

@@ -50,7 +50,9 @@ def seeded(client: TestClient, keys: dict[str, str], consumer: SqsEventSource) -
 
 
 def _add(client: TestClient, key: str, text: str, thread: str, **extra: Any) -> str:
-    response = client.post("/prompt-svc/prompt", json={"prompt": text, "threadId": thread, **extra}, headers=auth(key))
+    response = client.post(
+        "/prompt-svc/prompt", json={"prompt": text, "threadId": thread, **extra}, headers=auth(key)
+    )
     return response.json()["prompt"]["id"]
 
 
@@ -72,7 +74,9 @@ def test_default_order_is_newest_first(client: TestClient, keys: dict[str, str],
     assert [p["id"] for p in listed] == list(reversed(seeded["b"] + seeded["a"]))
 
 
-def test_thread_filter_pages_without_repeats_or_gaps(client: TestClient, keys: dict[str, str], seeded: dict) -> None:
+def test_thread_filter_pages_without_repeats_or_gaps(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
     query = {"filters": [{"fields": ["threadId"], "op": "equals", "jsonValues": values("a")}], "limit": 3}
 
     first = list_page(client, keys["alice"], **query)
@@ -82,8 +86,14 @@ def test_thread_filter_pages_without_repeats_or_gaps(client: TestClient, keys: d
     assert [p["id"] for p in listed] == list(reversed(seeded["a"]))
 
 
-def test_status_filters_and_both_value_spellings(client: TestClient, keys: dict[str, str], seeded: dict) -> None:
-    done = list_all(client, keys["alice"], filters=[{"fields": ["status"], "op": "equals", "valuesJson": values("completed")}])
+def test_status_filters_and_both_value_spellings(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
+    done = list_all(
+        client,
+        keys["alice"],
+        filters=[{"fields": ["status"], "op": "equals", "valuesJson": values("completed")}],
+    )
     either = list_all(
         client, keys["alice"], limit=4,
         filters=[{"fields": ["status"], "op": "isInList", "jsonValues": values("completed", "scheduled")}],
@@ -166,15 +176,23 @@ def test_count_is_the_filtered_total(client: TestClient, keys: dict[str, str], s
     assert list_page(client, keys["admin"], count=True)["count"] == 16
 
 
-def test_admin_filters_by_user_thread_and_status(client: TestClient, keys: dict[str, str], seeded: dict) -> None:
-    thread = list_all(client, keys["admin"], filters=[{"fields": ["threadId"], "op": "equals", "jsonValues": values("a")}])
-    bobs = list_all(client, keys["admin"], filters=[{"fields": ["userId"], "op": "equals", "jsonValues": values("bob")}])
+def test_admin_filters_by_user_thread_and_status(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
+    thread = list_all(
+        client, keys["admin"], filters=[{"fields": ["threadId"], "op": "equals", "jsonValues": values("a")}]
+    )
+    bobs = list_all(
+        client, keys["admin"], filters=[{"fields": ["userId"], "op": "equals", "jsonValues": values("bob")}]
+    )
 
     assert {p["id"] for p in thread} == set(seeded["a"] + seeded["bob"])
     assert {p["id"] for p in bobs} == set(seeded["bob"])
 
 
-def test_cursors_are_opaque_and_bound_to_their_query(client: TestClient, keys: dict[str, str], seeded: dict) -> None:
+def test_cursors_are_opaque_and_bound_to_their_query(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
     page = list_page(client, keys["alice"], limit=2)
     cursor = page["after"]
     forged = cursor[:-3] + ("AAA" if not cursor.endswith("AAA") else "BBB")
@@ -187,7 +205,12 @@ def test_cursors_are_opaque_and_bound_to_their_query(client: TestClient, keys: d
         assert response.status_code == 400
         assert "cursor" in response.json()["error"]
     other_query = {"limit": 2, "jsonAfter": cursor, "orderBys": [{"field": "status"}]}
-    assert client.post("/prompt-svc/prompts", json={"query": other_query}, headers=auth(keys["alice"])).status_code == 400
+    assert (
+        client.post(
+            "/prompt-svc/prompts", json={"query": other_query}, headers=auth(keys["alice"])
+        ).status_code
+        == 400
+    )
 
 
 @pytest.mark.parametrize(
