@@ -6,7 +6,7 @@
 - `expiresAt`: epoch seconds, set once a prompt is terminal (the table's TTL attribute).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -152,7 +152,14 @@ class DynamoPromptRepository:
         return items
 
     def query_partition(
-        self, index: Index, key: str, *, after_sk: str | None, desc: bool, page_size: int
+        self,
+        index: Index,
+        key: str,
+        *,
+        after_sk: str | None,
+        desc: bool,
+        page_size: int,
+        next_page_size: Callable[[], int] | None = None,
     ) -> Iterator[dict[str, Any]]:
         condition = Key(index.key_attribute).eq(key)
         if after_sk is not None:
@@ -171,6 +178,8 @@ class DynamoPromptRepository:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            if next_page_size is not None:
+                kwargs["Limit"] = max(1, next_page_size())
 
     def count_partition(self, index: Index, key: str) -> int:
         kwargs: dict[str, Any] = {

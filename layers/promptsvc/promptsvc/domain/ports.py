@@ -1,6 +1,6 @@
 """The small interfaces the services use; adapters implement them against AWS."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from promptsvc.domain.keys import ApiKeyRecord
@@ -28,8 +28,17 @@ class PromptRepository(Protocol):
     def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]: ...
 
     def query_partition(
-        self, index: Index, key: str, *, after_sk: str | None, desc: bool, page_size: int
-    ) -> Iterator[dict[str, Any]]: ...
+        self,
+        index: Index,
+        key: str,
+        *,
+        after_sk: str | None,
+        desc: bool,
+        page_size: int,
+        next_page_size: Callable[[], int] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """One index partition in `sk` order, strictly past `after_sk`, read lazily in pages of
+        `page_size` items, later pages sized by `next_page_size()` when given."""
 
     def count_partition(self, index: Index, key: str) -> int: ...
 

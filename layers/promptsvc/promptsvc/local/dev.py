@@ -182,6 +182,8 @@ class DevStack:
         print("\n".join(lines), flush=True)
 
     def stop(self) -> None:
+        if self.moto is None:
+            return
         if self.event_source is not None:
             self.event_source.stop()
             self.event_source = None
@@ -194,8 +196,12 @@ class DevStack:
 
 def run(options: DevOptions) -> None:
     stack = DevStack(options)
-    stack.start()
-    stack.serve()
+    try:
+        stack.start()
+        stack.serve()
+    except KeyboardInterrupt:
+        # uvicorn shuts down on Ctrl-C, then re-raises the signal; everything is already stopped.
+        stack.stop()
 
 
 def read_state(root: Path | None = None) -> dict[str, Any] | None:

@@ -65,17 +65,32 @@ class PromptLister:
         return Page(items=items, after=token, count=count)
 
     def _index_ordered(self, access: Plan, query: Query, after: list[Any] | None) -> Iterator[dict[str, Any]]:
+        """Merge the plan's partitions lazily, reading little more than the page.
+
+        Each partition's first read takes its share of the page (the page split over the
+        partitions); a partition that runs dry reads only what the page still lacks. So a page
+        over k partitions reads at most about twice the page plus k items, not k pages.
+        """
         assert access.index is not None
         desc = query.order[0].desc
         after_sk = f"{after[0]}#{after[1]}" if after else None
+        wanted = query.limit + 1
+        taken = 0
+
+        def still_wanted() -> int:
+            return wanted - taken
+
+        share = -(-wanted // max(1, len(access.keys)))
         streams = [
             self._repo.query_partition(
-                access.index, key, after_sk=after_sk, desc=desc, page_size=query.limit + 1
+                access.index, key, after_sk=after_sk, desc=desc, page_size=share, next_page_size=still_wanted
             )
             for key in access.keys
         ]
-        merged = heapq.merge(*streams, key=lambda item: item[SORT_ATTRIBUTE], reverse=desc)
-        return (item for item in merged if matches(item, access.filters))
+        for item in heapq.merge(*streams, key=lambda item: item[SORT_ATTRIBUTE], reverse=desc):
+            if matches(item, access.filters):
+                taken += 1
+                yield item
 
     def _sorted_in_memory(
         self, access: Plan, query: Query, seed: str | None, after: list[Any] | None
