@@ -5,7 +5,7 @@ the derived attributes `sk` (createdAt#id), `userThread` (userId#threadId) and `
 (userId#status). Reads return copies, so a caller cannot change what is stored.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -34,6 +34,8 @@ def to_prompt(item: dict[str, Any]) -> Prompt:
 class FakePromptRepository:
     def __init__(self, prompts: list[Prompt] | None = None) -> None:
         self._items: dict[str, dict[str, Any]] = {}
+        self.items_read = 0  # by query_partition, as DynamoDB would bill them
+        self.scans = 0
         for prompt in prompts or []:
             self.put_new(prompt)
 
@@ -80,21 +82,40 @@ class FakePromptRepository:
         return [dict(self._items[i]) for i in ids if i in self._items]
 
     def query_partition(
-        self, index: Index, key: str, *, after_sk: str | None, desc: bool, page_size: int
+        self,
+        index: Index,
+        key: str,
+        *,
+        after_sk: str | None,
+        desc: bool,
+        page_size: int,
+        next_page_size: Callable[[], int] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Like a paginated index Query: `page_size` is DynamoDB's Limit per request, not a total."""
+        """Like a paginated index Query: requests of `page_size` items (DynamoDB's Limit), later
+        ones of `next_page_size()` when given; each request's items are counted in `items_read`."""
         partition = [item for item in self._items.values() if item.get(index.key_attribute) == key]
         partition.sort(key=lambda item: item[SORT_ATTRIBUTE], reverse=desc)
-        for item in partition:
-            if after_sk is not None:
-                past = item[SORT_ATTRIBUTE] < after_sk if desc else item[SORT_ATTRIBUTE] > after_sk
-                if not past:
-                    continue
-            yield dict(item)
+        if after_sk is not None:
+            partition = [
+                item
+                for item in partition
+                if (item[SORT_ATTRIBUTE] < after_sk if desc else item[SORT_ATTRIBUTE] > after_sk)
+            ]
+        limit = page_size
+        while True:
+            page, partition = partition[:limit], partition[limit:]
+            self.items_read += len(page)
+            for item in page:
+                yield dict(item)
+            if not partition:
+                return
+            if next_page_size is not None:
+                limit = max(1, next_page_size())
 
     def count_partition(self, index: Index, key: str) -> int:
         return sum(1 for item in self._items.values() if item.get(index.key_attribute) == key)
 
     def scan(self) -> Iterator[dict[str, Any]]:
+        self.scans += 1
         for item in list(self._items.values()):
             yield dict(item)

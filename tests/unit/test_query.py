@@ -4,7 +4,6 @@ import json
 from typing import Any
 
 import pytest
-
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.query import (
     DEFAULT_LIMIT,
@@ -205,7 +204,9 @@ class TestParseQuery:
             parse_query({"count": "yes"})
 
     @pytest.mark.parametrize(
-        "raw", ["filters", {"filters": {"op": "or"}}, {"orderBys": "createdAt"}], ids=["str", "filters", "orders"]
+        "raw",
+        ["filters", {"filters": {"op": "or"}}, {"orderBys": "createdAt"}],
+        ids=["str", "filters", "orders"],
     )
     def test_malformed_structure(self, raw: Any) -> None:
         with pytest.raises(InvalidRequest):

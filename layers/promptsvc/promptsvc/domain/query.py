@@ -17,6 +17,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +45,9 @@ FIELDS: frozenset[str] = frozenset(
     }
 )
 NUMERIC_FIELDS = frozenset({"runCount", "maxRetries"})
+# Compared and matched as instants, so `2024-05-01T12:00:00+02:00` and JS `toISOString()`'s
+# millisecond form compare correctly against the stored microsecond UTC form.
+TIME_FIELDS = frozenset({"createdAt", "updatedAt", "lastRun"})
 DEFAULT_ORDER_FIELD = "createdAt"
 
 
@@ -178,6 +182,9 @@ def parse_filter(raw: Any, where: str) -> Filter:
         raise InvalidRequest(f"{where}: op {op.value!r} takes exactly one value")
     if op in (Op.CONTAINS_SUBSTRING, Op.STARTS_WITH) and not all(isinstance(v, str) for v in values):
         raise InvalidRequest(f"{where}: op {op.value!r} takes string values")
+    temporal = op in COMPARISONS or op in MEMBERSHIP
+    if temporal and set(fields) <= TIME_FIELDS and any(instant(v) is None for v in values):
+        raise InvalidRequest(f"{where}: {', '.join(fields)} values must be RFC 3339 times")
     return Filter(op=op, fields=tuple(fields), values=values)
 
 
@@ -208,16 +215,22 @@ def parse_query(raw: Any) -> Query:
         return Query()
     if not isinstance(raw, Mapping):
         raise InvalidRequest("query must be an object")
-    filters_raw = raw.get("filters") or []
+    filters_raw = raw.get("filters")
+    if filters_raw is None:
+        filters_raw = []
     if not isinstance(filters_raw, list):
         raise InvalidRequest("query.filters must be an array")
-    orders_raw = raw.get("orderBys") or []
+    orders_raw = raw.get("orderBys")
+    if orders_raw is None:
+        orders_raw = []
     if not isinstance(orders_raw, list):
         raise InvalidRequest("query.orderBys must be an array")
     limit = raw.get("limit")
-    if limit is None or limit == 0:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise InvalidRequest(f"query.limit must be an integer from 1 to {MAX_LIMIT}")
+    if not limit:  # absent or 0: the default, as generated clients send 0 for "unset"
         limit = DEFAULT_LIMIT
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"query.limit must be an integer from 1 to {MAX_LIMIT}")
     count = raw.get("count", False)
     if not isinstance(count, bool):
@@ -265,7 +278,26 @@ def _compare(item_value: Any, op: Op, value: Any) -> bool:
         return False
 
 
-def _field_matches(item_value: Any, f: Filter) -> bool:
+def instant(value: Any) -> datetime | None:
+    """An RFC 3339 time as an aware datetime (a naive one is taken as UTC); None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _field_matches(name: str, item_value: Any, f: Filter) -> bool:
+    if name in TIME_FIELDS and (f.op in MEMBERSHIP or f.op in COMPARISONS):
+        moment = instant(item_value)
+        wanted = [w for w in (instant(v) for v in f.values) if w is not None]
+        if moment is None or not wanted:
+            return False
+        if f.op in MEMBERSHIP:
+            return moment in wanted
+        return _compare(moment, f.op, wanted[0])
     if f.op in MEMBERSHIP:
         return any(_same(v, w) for v in _as_list(item_value) for w in f.values)
     if f.op is Op.CONTAINS_SUBSTRING:
@@ -281,7 +313,7 @@ def matches(item: Mapping[str, Any], filters: Iterable[Filter]) -> bool:
         if f.op is Op.OR:
             if not any(matches(item, [s]) for s in f.sub_filters):
                 return False
-        elif not any(_field_matches(item.get(name), f) for name in f.fields):
+        elif not any(_field_matches(name, item.get(name), f) for name in f.fields):
             return False
     return True
 
@@ -323,7 +355,7 @@ class Plan:
     filters: tuple[Filter, ...] = field(default_factory=tuple)  # re-checked on every item read
 
 
-def _key_values(f: Filter) -> tuple[str, tuple[str, ...]] | None:
+def key_values(f: Filter) -> tuple[str, tuple[str, ...]] | None:
     """(field, values) when the filter pins one field to a set of string values."""
     if f.op in MEMBERSHIP and len(f.fields) == 1 and all(isinstance(v, str) for v in f.values):
         return f.fields[0], tuple(dict.fromkeys(f.values))
@@ -339,7 +371,7 @@ def plan(query: Query, user_id: str, is_admin: bool) -> Plan:
     """
     pinned: dict[str, tuple[str, ...]] = {}
     for f in query.filters:
-        kv = _key_values(f)
+        kv = key_values(f)
         if kv is None:
             continue
         name, values = kv

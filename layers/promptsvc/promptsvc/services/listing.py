@@ -25,6 +25,7 @@ from promptsvc.domain.query import (
     Plan,
     Query,
     comparator,
+    key_values,
     matches,
     new_seed,
     plan,
@@ -117,13 +118,7 @@ class PromptLister:
         """The filtered total. When the plan's key condition is the whole filter, DynamoDB counts."""
         if access.access is Access.QUERY and access.index is not None:
             keyed = set(access.index.partition)
-            only_keys = all(
-                len(f.fields) == 1
-                and f.fields[0] in keyed
-                and f.sub_filters == ()
-                and f.op.value in ("equals", "isInList", "intersects")
-                for f in access.filters
-            )
+            only_keys = all((kv := key_values(f)) is not None and kv[0] in keyed for f in access.filters)
             if only_keys:
                 return sum(self._repo.count_partition(access.index, key) for key in access.keys)
         return sum(1 for item in self._read_all(access) if matches(item, access.filters))
