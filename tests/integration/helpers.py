@@ -3,8 +3,18 @@
 import json
 from typing import Any
 
+from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client
 from promptsvc.local.template import LocalStack
+
+from tests.conftest import auth
+
+
+def add(test_client: TestClient, key: str, **body: object) -> dict[str, Any]:
+    """Add a prompt as the key's user; the stored prompt."""
+    response = test_client.post("/prompt-svc/prompt", json={"prompt": "hi", **body}, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()["prompt"]
 
 
 def stored_prompts(stack: LocalStack) -> list[dict[str, Any]]:

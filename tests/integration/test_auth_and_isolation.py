@@ -8,12 +8,7 @@ from promptsvc.api.routes import router
 from promptsvc.local.template import LocalStack
 
 from tests.conftest import auth
-
-
-def add(client: TestClient, key: str, **body: object) -> dict:
-    response = client.post("/prompt-svc/prompt", json={"prompt": "hi", **body}, headers=auth(key))
-    assert response.status_code == 200, response.text
-    return response.json()["prompt"]
+from tests.integration.helpers import add
 
 
 def test_every_route_requires_a_key(client: TestClient) -> None:

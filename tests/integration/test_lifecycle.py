@@ -12,13 +12,7 @@ from promptsvc.local.sqs_source import SqsEventSource
 from promptsvc.local.template import LocalStack
 
 from tests.conftest import auth
-from tests.integration.helpers import queue_depth
-
-
-def add(client: TestClient, key: str, **body: object) -> dict:
-    response = client.post("/prompt-svc/prompt", json={"prompt": "hi", **body}, headers=auth(key))
-    assert response.status_code == 200, response.text
-    return response.json()["prompt"]
+from tests.integration.helpers import add, queue_depth
 
 
 def get(client: TestClient, key: str, prompt_id: str) -> dict:

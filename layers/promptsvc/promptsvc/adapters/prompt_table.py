@@ -171,15 +171,9 @@ class DynamoPromptRepository:
             "ScanIndexForward": not desc,
             "Limit": page_size,
         }
-        while True:
-            page = self._table.query(**kwargs)
+        for page in self._pages(self._table.query, kwargs, next_page_size):
             for item in page.get("Items", []):
                 yield item_to_dict(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            if next_page_size is not None:
-                kwargs["Limit"] = max(1, next_page_size())
 
     def count_partition(self, index: Index, key: str) -> int:
         kwargs: dict[str, Any] = {
@@ -187,20 +181,25 @@ class DynamoPromptRepository:
             "KeyConditionExpression": Key(index.key_attribute).eq(key),
             "Select": "COUNT",
         }
-        total = 0
-        while True:
-            page = self._table.query(**kwargs)
-            total += page["Count"]
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sum(page["Count"] for page in self._pages(self._table.query, kwargs))
 
     def scan(self) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = self._table.scan(**kwargs)
+        for page in self._pages(self._table.scan, {}):
             for item in page.get("Items", []):
                 yield item_to_dict(item)
+
+    @staticmethod
+    def _pages(
+        operation: Callable[..., dict[str, Any]],
+        kwargs: dict[str, Any],
+        next_page_size: Callable[[], int] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of a Query or Scan, following LastEvaluatedKey, fetched only when wanted."""
+        while True:
+            page = operation(**kwargs)
+            yield page
             if "LastEvaluatedKey" not in page:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+            if next_page_size is not None:
+                kwargs["Limit"] = max(1, next_page_size())

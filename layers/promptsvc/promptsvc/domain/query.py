@@ -22,28 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 from promptsvc.domain.errors import InvalidRequest
+from promptsvc.domain.prompt import PUBLIC_FIELDS
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
-FIELDS: frozenset[str] = frozenset(
-    {
-        "id",
-        "prompt",
-        "modelId",
-        "template",
-        "threadId",
-        "userId",
-        "status",
-        "runCount",
-        "maxRetries",
-        "lastRun",
-        "error",
-        "sync",
-        "createdAt",
-        "updatedAt",
-    }
-)
+FIELDS: frozenset[str] = frozenset(PUBLIC_FIELDS)  # filterable and sortable: the schema's fields
 NUMERIC_FIELDS = frozenset({"runCount", "maxRetries"})
 # Compared and matched as instants, so `2024-05-01T12:00:00+02:00` and JS `toISOString()`'s
 # millisecond form compare correctly against the stored microsecond UTC form.
