@@ -1,7 +1,10 @@
 """End to end: `promptsvc dev` as a subprocess, driven over real HTTP on loopback."""
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -99,6 +102,26 @@ def test_isolation_between_two_users(server: DevServer, users: dict[str, str]) -
     listed = call(server, users["bob"], "POST", "/prompt-svc/prompts", {}).json()["prompts"]
     assert mine not in {p["id"] for p in listed}
     assert call(server, "not-a-key", "POST", "/prompt-svc/prompts", {}).status_code == 401
+
+
+def test_keys_cli_creates_a_key_for_the_running_stack(server: DevServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYS_TABLE"))}
+    created = {}
+    for user, flags in [("carol", []), ("ops", ["--admin"])]:
+        result = subprocess.run(
+            [sys.executable, "-m", "promptsvc.cli", "keys", "create", "--user", user, *flags],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        created[user] = result.stdout.strip()
+
+    carol = call(server, created["carol"], "POST", "/prompt-svc/prompt", {"prompt": "mine"})
+    everyone = call(server, created["ops"], "POST", "/prompt-svc/prompts", {"query": {"count": True}})
+
+    assert carol.status_code == 200 and carol.json()["prompt"]["userId"] == "carol"
+    assert everyone.status_code == 200
+    assert carol.json()["prompt"]["id"] in {p["id"] for p in everyone.json()["prompts"]}
+    assert everyone.json()["count"] > 1
 
 
 def test_ctrl_c_stops_everything(server: DevServer, users: dict[str, str]) -> None:
