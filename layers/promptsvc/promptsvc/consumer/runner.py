@@ -78,7 +78,12 @@ class PromptRunner:
     async def _generate(self, prompt: Prompt) -> str:
         model = self._catalog.resolve(prompt.modelId)
         engine = self._engines.for_model(model)
-        request = EngineRequest(model, render(prompt.template, prompt.prompt), dict(model.parameters))
+        request = EngineRequest(
+            model=model,
+            prompt=render(prompt.template, prompt.prompt),
+            messages=({"role": "user", "content": prompt.prompt},),
+            parameters=dict(model.parameters),
+        )
         parts: list[str] = []
         async for event in engine.stream(request):
             if isinstance(event, Delta):

@@ -8,15 +8,30 @@ from typing import Any
 
 from promptsvc.domain.errors import InvalidRequest
 
+DEFAULT_CALL_TIMEOUT = 120.0
+DEFAULT_STALL_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True)
 class Model:
+    """A servable model.
+
+    `engine` names the backend (`sagemaker`, `openai`, `mock`); `target` says where it is
+    (`endpointName` for SageMaker; `servedModelName` and optionally `baseUrl` for an
+    OpenAI-compatible server); `api` is the request schema: `chat` sends the raw prompt as chat
+    messages (the server applies its own chat template), `completions` sends the prompt rendered
+    with `template`. `parameters` are default sampling parameters (max_tokens, temperature, ...).
+    """
+
     id: str
     name: str
     template: str
     engine: str
     target: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    api: str = "chat"
+    call_timeout: float = DEFAULT_CALL_TIMEOUT  # seconds one engine call may take in all
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # seconds without a chunk before giving up
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,9 @@ class Catalog:
                 engine=m.get("engine", "mock"),
                 target=m.get("target", {}),
                 parameters=m.get("parameters", {}),
+                api=m.get("api", "chat"),
+                call_timeout=float(m.get("timeouts", {}).get("callSeconds", DEFAULT_CALL_TIMEOUT)),
+                stall_timeout=float(m.get("timeouts", {}).get("stallSeconds", DEFAULT_STALL_TIMEOUT)),
             )
             for m in data["models"]
         }
@@ -43,13 +61,15 @@ class Catalog:
         return cls(models=models, default_model_id=default)
 
     @classmethod
+    def from_json(cls, text: str) -> "Catalog":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
     def load(cls, path: str | None = None) -> "Catalog":
         """The catalog from `path`, or the one shipped in the package."""
         if path:
-            text = Path(path).read_text()
-        else:
-            text = resources.files("promptsvc.data").joinpath("models.json").read_text()
-        return cls.from_dict(json.loads(text))
+            return cls.from_json(Path(path).read_text())
+        return cls.from_json(resources.files("promptsvc.data").joinpath("models.json").read_text())
 
     def resolve(self, model_id: str | None) -> Model:
         """The model for `model_id` (the default when empty); a 400 listing the known ones if unknown."""

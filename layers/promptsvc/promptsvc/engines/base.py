@@ -9,8 +9,12 @@ from promptsvc.domain.catalog import Model
 
 @dataclass(frozen=True)
 class EngineRequest:
+    """One generation. Chat-style APIs (`model.api == "chat"`) send `messages`; completion-style
+    APIs send `prompt`, which is the user's prompt already rendered with the model's template."""
+
     model: Model
-    prompt: str  # the rendered prompt (template applied)
+    prompt: str
+    messages: tuple[dict[str, Any], ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -36,6 +40,16 @@ class EngineError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
+
+    @classmethod
+    def from_status(cls, status_code: int, message: str) -> "EngineError":
+        """Throttling (429), timeouts (408) and server errors (5xx) may succeed on retry; other
+        client errors (a bad request, an unknown model or endpoint) never will."""
+        return cls(message, retryable=is_retryable_status(status_code), status_code=status_code)
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code in (408, 429) or status_code >= 500
 
 
 class Engine(Protocol):
