@@ -1,4 +1,9 @@
-"""Consumer function: SQS batches of prompt ids, run concurrently, partial batch failures reported."""
+"""Consumer function: SQS batches of prompt ids, run concurrently, partial batch failures reported.
+
+A record whose message must come back (a retry after backoff, a prompt another consumer still
+holds) is reported as a batch item failure after its visibility was set; all others succeed and
+Lambda deletes them.
+"""
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import (
@@ -7,27 +12,44 @@ from aws_lambda_powertools.utilities.batch import (
     async_process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from promptsvc import wiring
-from promptsvc.adapters.prompt_queue import prompt_id_from_body
-from promptsvc.consumer.runner import Outcome
+from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
-runner = wiring.prompt_runner(get_settings())
+settings = get_settings()
+runner = wiring.prompt_runner(settings)
+messages = wiring.queue_messages(settings)
+
+LEASE_MARGIN_SECONDS = 30
 
 
-async def record_handler(record: SQSRecord) -> Outcome:
-    prompt_id = prompt_id_from_body(record.body)
-    outcome = await runner.run(prompt_id)
-    logger.info("prompt processed", prompt_id=prompt_id, outcome=str(outcome))
-    return outcome
+class MessageKept(Exception):
+    """Reported as a batch item failure: the message stays on the queue, as its visibility says."""
+
+
+async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
+    message = ReceivedMessage(
+        message_id=record.message_id,
+        receipt_handle=record.receipt_handle,
+        body=record.body,
+        receive_count=int(record.attributes.approximate_receive_count or 1),
+    )
+    # The lease outlives this invocation: if the function dies, the prompt is reclaimed when the
+    # message comes back after the queue's visibility timeout, which is longer than both.
+    lease = lambda_context.get_remaining_time_in_millis() / 1000 + LEASE_MARGIN_SECONDS
+    settlement = await settle(runner, messages, message, lease_seconds=lease)
+    if settlement is Settlement.KEPT:
+        raise MessageKept(record.message_id)
+    return str(settlement)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

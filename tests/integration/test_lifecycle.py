@@ -1,5 +1,6 @@
 """Get, cancel, remove and the consumer core: conditional writes keep every fault to one answer."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -7,7 +8,7 @@ from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import message_body
 from promptsvc.engines import mock
-from promptsvc.engines.base import EngineError, EngineEvent, EngineRequest
+from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.local.sqs_source import SqsEventSource
 from promptsvc.local.template import LocalStack
 
@@ -36,20 +37,35 @@ def test_async_prompt_is_answered_by_the_consumer(
     assert queue_depth(local_stack) == 0
 
 
-def test_a_duplicate_delivery_produces_one_answer(
+def test_a_duplicate_delivery_after_the_answer_does_nothing(
     client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
 ) -> None:
     prompt = add(client, keys["alice"])
-    aws_client("sqs").send_message(
-        QueueUrl=local_stack.refs["PromptsQueue"], MessageBody=message_body(prompt["id"])
-    )
+    consumer.drain()
+    queue_url = local_stack.refs["PromptsQueue"]
+    aws_client("sqs").send_message(QueueUrl=queue_url, MessageBody=message_body(prompt["id"]))
 
-    assert consumer.drain() == 2
+    assert consumer.drain() == 1
 
     body = get(client, keys["alice"], prompt["id"])
     assert body["prompt"]["status"] == "completed"
     assert body["prompt"]["runCount"] == 1
     assert queue_depth(local_stack) == 0
+
+
+def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
+) -> None:
+    prompt = add(client, keys["alice"])
+    queue_url = local_stack.refs["PromptsQueue"]
+    aws_client("sqs").send_message(QueueUrl=queue_url, MessageBody=message_body(prompt["id"]))
+
+    assert consumer.poll_once(wait_seconds=0) == 2  # both copies in one batch, run concurrently
+
+    body = get(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "completed"
+    assert body["prompt"]["runCount"] == 1
+    assert queue_depth(local_stack) == 1  # the copy comes back after the lease, then is deleted
 
 
 def test_a_canceled_prompt_is_never_run(
@@ -174,21 +190,27 @@ def test_a_prompt_with_no_retries_left_is_abandoned(
     assert get(client, keys["alice"], prompt["id"])["prompt"]["status"] == "abandoned"
 
 
-def test_a_prompt_canceled_while_the_engine_runs_keeps_its_cancel(
+def test_a_cancel_during_generation_stops_it_and_keeps_the_partial_answer(
     client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompt = add(client, keys["alice"])
-    original = mock.MockEngine.stream
+    produced: list[str] = []
 
-    async def cancel_midway(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
-        client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
-        async for event in original(self, request):
-            yield event
+    async def slow_stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        for i in range(200):
+            if i == 2:
+                client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
+            await asyncio.sleep(0.05)
+            produced.append(f"t{i} ")
+            yield Delta(f"t{i} ")
+        yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", cancel_midway)
+    monkeypatch.setattr(mock.MockEngine, "stream", slow_stream)
 
     consumer.drain()
 
     body = get(client, keys["alice"], prompt["id"])
     assert body["prompt"]["status"] == "canceled"
-    assert body["answer"] == ""
+    assert 2 <= len(produced) < 200  # the stream was stopped, not run to its end
+    assert body["answer"] == "".join(produced)
+    assert "responseMessage" not in body

@@ -12,6 +12,7 @@ class Settings(BaseSettings):
     prompts_table: str = Field("PromptsTable", description="DynamoDB table of prompts")
     keys_table: str = Field("ApiKeysTable", description="DynamoDB table of hashed API keys")
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
+    prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")
     cursor_secret_arn: str = Field("", description="Secrets Manager secret that signs list cursors")
 
     sync_wait_seconds: float = Field(25.0, gt=0, le=29, description="bound on sync add (API GW: 30 s)")
@@ -19,6 +20,24 @@ class Settings(BaseSettings):
     prompt_retention_days: int = Field(30, ge=1, description="TTL of terminal prompts")
 
     model_catalog_file: str = Field("", description="a model catalog JSON file replacing the shipped one")
+    model_catalog_ssm_parameter: str = Field("", description="an SSM parameter holding the catalog JSON")
+
+    # the consumer (Lambda and ECS worker)
+    lease_seconds: float = Field(90.0, gt=0, description="how long a claim holds a prompt before renewal")
+    cancel_poll_seconds: float = Field(0.5, gt=0, description="how often a running prompt is re-read")
+    crash_limit: int = Field(3, ge=1, description="consumer crashes on one prompt before it is abandoned")
+    retry_base_seconds: float = Field(2.0, gt=0, description="first retry backoff")
+    retry_cap_seconds: float = Field(900.0, gt=0, description="longest retry backoff")
+    worker_concurrency: int = Field(32, ge=1, description="prompts one ECS worker runs at once")
+    worker_drain_seconds: float = Field(100.0, ge=0, description="SIGTERM: time to finish in-flight work")
+    worker_visibility_seconds: int = Field(60, ge=10, description="visibility the worker keeps extending")
+
+    # engines
+    openai_base_url: str = Field("http://localhost:8000/v1", description="OpenAI-compatible server")
+    openai_api_key: str = Field("", description="its API key, if it needs one")
+    sagemaker_streaming: bool = Field(
+        True, description="invoke_endpoint_with_response_stream, else invoke_endpoint"
+    )
     engine: str = Field(
         "", description="serve every model with this engine (e.g. 'mock'); empty: per catalog"
     )

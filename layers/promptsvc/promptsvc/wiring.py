@@ -2,9 +2,10 @@
 
 from functools import partial
 
+from promptsvc.adapters.catalog_source import CatalogSource
 from promptsvc.adapters.clients import secret_bytes
 from promptsvc.adapters.key_table import DynamoKeyRepository
-from promptsvc.adapters.prompt_queue import SqsPromptQueue
+from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
 from promptsvc.adapters.prompt_table import DynamoPromptRepository
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
@@ -19,13 +20,17 @@ def prompt_repository(settings: Settings) -> DynamoPromptRepository:
     return DynamoPromptRepository(settings.prompts_table, settings.prompt_retention_days)
 
 
+def catalog_source(settings: Settings) -> CatalogSource:
+    return CatalogSource(settings.model_catalog_ssm_parameter, settings.model_catalog_file)
+
+
 def catalog(settings: Settings) -> Catalog:
-    return Catalog.load(settings.model_catalog_file or None)
+    return catalog_source(settings).get()
 
 
 def prompt_service(settings: Settings) -> PromptService:
     return PromptService(
-        prompt_repository(settings), SqsPromptQueue(settings.prompts_queue_url), catalog(settings)
+        prompt_repository(settings), SqsPromptQueue(settings.prompts_queue_url), catalog_source(settings).get
     )
 
 
@@ -38,4 +43,17 @@ def key_service(settings: Settings) -> KeyService:
 
 
 def prompt_runner(settings: Settings) -> PromptRunner:
-    return PromptRunner(prompt_repository(settings), catalog(settings), EngineRegistry(settings))
+    return PromptRunner(
+        prompt_repository(settings),
+        catalog_source(settings).get,
+        EngineRegistry(settings),
+        lease_seconds=settings.lease_seconds,
+        cancel_poll=settings.cancel_poll_seconds,
+        crash_limit=settings.crash_limit,
+        retry_base=settings.retry_base_seconds,
+        retry_cap=settings.retry_cap_seconds,
+    )
+
+
+def queue_messages(settings: Settings) -> SqsMessages:
+    return SqsMessages(settings.prompts_queue_url, settings.prompts_dlq_url)

@@ -68,9 +68,21 @@ def secret_bytes(secret_id: str, max_age: int = 3600) -> bytes:
     return str(secrets_provider().get(secret_id, max_age=max_age)).encode()
 
 
+@cache
+def ssm_provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+    return SSMProvider(boto3_client=client("ssm"))
+
+
+def parameter_value(name: str, max_age: int = 300) -> str:
+    return str(ssm_provider().get(name, max_age=max_age))
+
+
 def reset() -> None:
     """Forget every client (tests start a fresh moto per test)."""
     global _generation
     _generation += 1
     client.cache_clear()
     secrets_provider.cache_clear()
+    ssm_provider.cache_clear()

@@ -24,3 +24,27 @@ class SqsPromptQueue:
 
     def send(self, prompt_id: str) -> None:
         client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=message_body(prompt_id))
+
+
+class SqsMessages:
+    """Settling received messages: visibility changes, deletes, and moves to the dead-letter queue."""
+
+    def __init__(self, queue_url: str, dead_letter_url: str) -> None:
+        self._queue_url = queue_url
+        self._dead_letter_url = dead_letter_url
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        client("sqs").change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )
+
+    def delete(self, receipt_handle: str) -> None:
+        client("sqs").delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt_handle)
+
+    def dead_letter(self, body: str, reason: str) -> None:
+        """Put a copy on the dead-letter queue; the caller then deletes the original."""
+        client("sqs").send_message(
+            QueueUrl=self._dead_letter_url,
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+        )

@@ -103,25 +103,61 @@ class DynamoPromptRepository:
             values[":runCount"] = run_count
         return self._update(prompt.id, "SET " + ", ".join(sets), condition, names, values)
 
-    def claim(self, prompt: Prompt, now: str) -> Prompt | None:
-        sources = sorted(sources_for(Status.RUNNING))
+    def claim(self, prompt: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
+        """Start a run of the prompt *as it was read*: running, runCount+1, lastRun, a lease.
+
+        Conditional on status and runCount being unchanged since the read, so of two consumers
+        holding the same message only one wins. Claiming a `running` prompt (its lease expired:
+        its consumer died) also counts a crash.
+        """
         values: dict[str, Any] = {
             ":running": str(Status.RUNNING),
             ":userStatus": f"{prompt.userId}#{Status.RUNNING}",
             ":now": now,
             ":one": 1,
-            **{f":src{i}": str(s) for i, s in enumerate(sources)},
+            ":lease": lease_until_ms,
+            ":seen": str(prompt.status),
+            ":runs": prompt.runCount,
         }
-        condition = (
-            "attribute_exists(id) AND ("
-            + " OR ".join(f"#status = :src{i}" for i in range(len(sources)))
-            + ")"
-        )
         update = (
-            "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now "
-            "ADD runCount :one"
+            "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now, "
+            "leaseUntil = :lease ADD runCount :one"
         )
+        if prompt.status is Status.RUNNING:
+            update += ", crashCount :one"
+        condition = "#status = :seen AND runCount = :runs"
         return self._update(prompt.id, update, condition, {"#status": "status"}, values)
+
+    def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool:
+        """Extend the lease of the run `prompt` describes; False once that run is over."""
+        return self.update_if(prompt, Status.RUNNING, leaseUntil=lease_until_ms) is not None
+
+    def release(self, prompt: Prompt, now: str) -> bool:
+        """Give an unfinished run back (a draining consumer): scheduled again, the run uncounted."""
+        values: dict[str, Any] = {
+            ":scheduled": str(Status.SCHEDULED),
+            ":userStatus": f"{prompt.userId}#{Status.SCHEDULED}",
+            ":now": now,
+            ":running": str(Status.RUNNING),
+            ":runs": prompt.runCount,
+            ":previous": prompt.runCount - 1,
+            ":zero": 0,
+        }
+        update = (
+            "SET #status = :scheduled, userStatus = :userStatus, updatedAt = :now, "
+            "runCount = :previous, leaseUntil = :zero"
+        )
+        condition = "#status = :running AND runCount = :runs"
+        return self._update(prompt.id, update, condition, {"#status": "status"}, values) is not None
+
+    def update_if(self, prompt: Prompt, status: Status, **fields: Any) -> Prompt | None:
+        """Set fields only while the prompt is in `status` on the same run (runCount)."""
+        names = {"#status": "status", **{f"#f{i}": name for i, name in enumerate(fields)}}
+        values: dict[str, Any] = {":status": str(status), ":runs": prompt.runCount}
+        values.update({f":f{i}": value for i, value in enumerate(fields.values())})
+        update = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        condition = "#status = :status AND runCount = :runs"
+        return self._update(prompt.id, update, condition, names, values)
 
     def _update(
         self, prompt_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]

@@ -1,96 +1,250 @@
-"""Runs one queued prompt: claim -> render -> engine -> store the answer.
+"""Runs one queued prompt: claim -> render -> engine -> store the answer. The core both hosts
+share (the Lambda consumer and the ECS GPU worker); it never touches the queue itself, it tells
+its host what to do with the message (`RunResult`).
 
-Every write is conditional (domain.status), so a duplicate delivery, a cancel or a removal while
-the engine runs can never produce a second answer or move a terminal prompt.
+Rules (DESIGN.md, "Prompt lifecycle"):
+- a claim is a conditional write on the prompt exactly as read, and takes a *lease*: a consumer
+  that dies leaves a `running` prompt whose lease runs out; the message comes back after its
+  visibility timeout, the prompt is claimed again and the run counts, as does the crash; after
+  `crash_limit` crashes the prompt is abandoned and the message dead-lettered;
+- a duplicate delivery of a prompt that is running under a live lease, or already terminal,
+  does nothing (the message comes back once the lease is over, or is deleted);
+- retryable failures leave the prompt `errored` and the message comes back after an exponential
+  backoff with jitter (the host changes its visibility: no consumer sleeps); others abandon it;
+- a cancel is noticed within about `cancel_poll` seconds (a watcher reads the prompt while the
+  engine streams): generation stops and the partial answer is kept;
+- every engine call is bounded by the model's call timeout and stall timeout (retryable).
 """
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.catalog import Catalog
+from promptsvc.consumer import telemetry
+from promptsvc.domain.catalog import Catalog, Model
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.ports import PromptRepository
 from promptsvc.domain.prompt import Prompt, now_rfc3339
-from promptsvc.domain.status import Status, sources_for, status_after_failure
+from promptsvc.domain.retry import backoff_seconds
+from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
-from promptsvc.engines.base import Delta, EngineError, EngineRequest
+from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 
 logger = Logger(child=True)
+tracer = telemetry.tracer
+
+KeepAlive = Callable[[], Awaitable[None]]
 
 
 class Outcome(StrEnum):
     COMPLETED = "completed"
-    SKIPPED = "skipped"  # not claimable: gone, running elsewhere, terminal (duplicate delivery)
-    DISCARDED = "discarded"  # canceled or removed while the engine ran: the answer is dropped
-    RETRY = "retry"  # errored; the message must come back
+    CANCELED = "canceled"  # canceled while running: stopped, partial answer kept
+    SKIPPED = "skipped"  # nothing to do: gone, terminal, or changed under us (duplicate delivery)
+    DISCARDED = "discarded"  # the prompt was removed or changed while the engine ran
+    BUSY = "busy"  # running elsewhere under a live lease: look again when it runs out
+    RETRY = "retry"  # errored: run again after the backoff
     ABANDONED = "abandoned"
+    DEAD_LETTER = "dead-letter"  # abandoned because consumers kept dying on it
 
 
-class RetryLater(Exception):
-    """Raised so the batch reports the record as failed and SQS delivers it again."""
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    retry_after: int = 0  # seconds until the message should come back (BUSY, RETRY)
+    error: str = ""
+
+    @property
+    def keep_message(self) -> bool:
+        return self.outcome in (Outcome.BUSY, Outcome.RETRY)
+
+
+@dataclass
+class _Progress:
+    parts: list[str] = field(default_factory=list)
+    started: float = 0.0
+    first_token: float | None = None
+    finish: Finish | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _Stopped(Exception):
+    """The prompt changed while the engine ran (canceled, removed, or claimed again)."""
+
+    def __init__(self, current: Prompt | None) -> None:
+        super().__init__("stopped")
+        self.current = current
 
 
 class PromptRunner:
     def __init__(
         self,
         repository: PromptRepository,
-        catalog: Catalog,
+        catalog: Callable[[], Catalog],
         engines: EngineRegistry,
         *,
-        clock: Callable[[], str] = now_rfc3339,
+        lease_seconds: float = 90.0,
+        cancel_poll: float = 0.5,
+        crash_limit: int = 3,
+        retry_base: float = 2.0,
+        retry_cap: float = 900.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository
         self._catalog = catalog
         self._engines = engines
-        self._now = clock
+        self._lease_seconds = lease_seconds
+        self._cancel_poll = cancel_poll
+        self._crash_limit = crash_limit
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self._clock = clock
 
-    async def run(self, prompt_id: str) -> Outcome:
+    # -- entry point ----------------------------------------------------------------------------
+
+    async def run(
+        self, prompt_id: str, *, keep_alive: KeepAlive | None = None, lease_seconds: float | None = None
+    ) -> RunResult:
+        """Run the prompt if it is due. `keep_alive` is called as the lease is renewed (the ECS
+        worker extends the message's visibility there); `lease_seconds` overrides the lease (the
+        Lambda host uses its remaining time)."""
+        lease = lease_seconds or self._lease_seconds
         prompt = await asyncio.to_thread(self._repo.get, prompt_id)
-        if prompt is None or prompt.status not in sources_for(Status.RUNNING):
-            return Outcome.SKIPPED
-        claimed = await asyncio.to_thread(self._repo.claim, prompt, self._now())
+        if prompt is None or is_terminal(prompt.status):
+            return RunResult(Outcome.SKIPPED)
+        now_ms = self._now_ms()
+        if prompt.status is Status.RUNNING:
+            if prompt.leaseUntil > now_ms:
+                return RunResult(Outcome.BUSY, retry_after=max(1, -(-(prompt.leaseUntil - now_ms) // 1000)))
+            if prompt.crashCount + 1 >= self._crash_limit:
+                return await self._give_up_after_crashes(prompt)
+            logger.warning("reclaiming a prompt whose consumer stopped", **_log_keys(prompt))
+        claimed = await asyncio.to_thread(self._repo.claim, prompt, now_rfc3339(), now_ms + int(lease * 1000))
         if claimed is None:
-            return Outcome.SKIPPED
+            return RunResult(Outcome.SKIPPED)
+        if claimed.runCount == 1:
+            telemetry.queued(self._clock() - _epoch(claimed.createdAt), claimed.modelId)
+        return await self._run_claimed(claimed, lease, keep_alive)
+
+    # -- one run --------------------------------------------------------------------------------
+
+    async def _run_claimed(self, claimed: Prompt, lease: float, keep_alive: KeepAlive | None) -> RunResult:
+        progress = _Progress(started=self._clock())
         try:
-            answer = await self._generate(claimed)
+            model = self._catalog().resolve(claimed.modelId)
+            await self._generate_watched(claimed, model, progress, lease, keep_alive)
+        except _Stopped as stopped:
+            return await self._stopped(claimed, stopped.current, progress)
         except EngineError as error:
             return await self._fail(claimed, str(error), retryable=error.retryable)
         except InvalidRequest as error:
             return await self._fail(claimed, str(error), retryable=False)
         except Exception as error:  # an unexpected fault is treated as transient
-            logger.exception("engine call failed", **_log_keys(claimed))
+            logger.exception("prompt run failed unexpectedly", **_log_keys(claimed))
             return await self._fail(claimed, f"{type(error).__name__}: {error}", retryable=True)
+        self._record_generation(claimed, progress)
         done = await asyncio.to_thread(
             self._repo.transition,
             claimed,
             Status.COMPLETED,
             run_count=claimed.runCount,
-            answer=answer,
+            answer=progress.text,
             error="",
-            updatedAt=self._now(),
+            updatedAt=now_rfc3339(),
         )
-        return Outcome.COMPLETED if done else Outcome.DISCARDED
+        if done is None:
+            return await self._stopped(claimed, await asyncio.to_thread(self._repo.get, claimed.id), progress)
+        telemetry.outcome("completed", claimed.modelId)
+        return RunResult(Outcome.COMPLETED)
 
-    async def _generate(self, prompt: Prompt) -> str:
-        model = self._catalog.resolve(prompt.modelId)
+    async def _generate_watched(
+        self, claimed: Prompt, model: Model, progress: _Progress, lease: float, keep_alive: KeepAlive | None
+    ) -> None:
+        """Stream from the engine while a watcher reads the prompt every `cancel_poll` seconds
+        (a cancel is seen even while the engine is silent) and renews the lease as it runs out."""
         engine = self._engines.for_model(model)
         request = EngineRequest(
             model=model,
-            prompt=render(prompt.template, prompt.prompt),
-            messages=({"role": "user", "content": prompt.prompt},),
+            prompt=render(claimed.template, claimed.prompt),
+            messages=({"role": "user", "content": claimed.prompt},),
             parameters=dict(model.parameters),
         )
-        parts: list[str] = []
-        async for event in engine.stream(request):
-            if isinstance(event, Delta):
-                parts.append(event.text)
-        return "".join(parts)
+        generation = asyncio.create_task(self._consume(engine.stream(request), model, progress))
+        renew_at = self._clock() + lease / 3
+        try:
+            while True:
+                done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
+                if done:
+                    break
+                current = await asyncio.to_thread(self._repo.get, claimed.id)
+                if (
+                    current is None
+                    or current.status is not Status.RUNNING
+                    or current.runCount != claimed.runCount
+                ):
+                    raise _Stopped(current)
+                if self._clock() >= renew_at:
+                    renew_at = self._clock() + lease / 3
+                    await asyncio.to_thread(
+                        self._repo.renew_lease, claimed, self._now_ms() + int(lease * 1000)
+                    )
+                    if keep_alive is not None:
+                        await keep_alive()
+        finally:
+            if not generation.done():
+                generation.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await generation
+        generation.result()  # raises the engine's error, if any
 
-    async def _fail(self, prompt: Prompt, message: str, *, retryable: bool) -> Outcome:
+    @tracer.capture_method(capture_response=False)
+    async def _consume(self, events: AsyncIterator[EngineEvent], model: Model, progress: _Progress) -> None:
+        """Drain the engine's stream, bounded by the model's call timeout and stall timeout."""
+        try:
+            async with asyncio.timeout(model.call_timeout):
+                while True:
+                    try:
+                        event = await asyncio.wait_for(anext(events), model.stall_timeout)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise EngineError(
+                            f"engine stalled: no output for {model.stall_timeout:g} s", retryable=True
+                        ) from None
+                    if isinstance(event, Delta):
+                        if progress.first_token is None:
+                            progress.first_token = self._clock()
+                        progress.parts.append(event.text)
+                    else:
+                        progress.finish = event
+        except TimeoutError:
+            raise EngineError(f"engine call exceeded {model.call_timeout:g} s", retryable=True) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    # -- endings --------------------------------------------------------------------------------
+
+    async def _stopped(self, claimed: Prompt, current: Prompt | None, progress: _Progress) -> RunResult:
+        """The prompt changed under the run. A cancel keeps the partial answer; anything else
+        (removed, claimed again after our lease ran out) discards what we have."""
+        if current is not None and current.status is Status.CANCELED and current.runCount == claimed.runCount:
+            await asyncio.to_thread(self._repo.update_if, claimed, Status.CANCELED, answer=progress.text)
+            telemetry.outcome("canceled", claimed.modelId)
+            logger.info("prompt canceled while running; partial answer kept", **_log_keys(claimed))
+            return RunResult(Outcome.CANCELED)
+        return RunResult(Outcome.DISCARDED)
+
+    async def _fail(self, prompt: Prompt, message: str, *, retryable: bool) -> RunResult:
         target = status_after_failure(prompt.runCount, prompt.maxRetries, retryable)
         moved = await asyncio.to_thread(
             self._repo.transition,
@@ -98,14 +252,56 @@ class PromptRunner:
             target,
             run_count=prompt.runCount,
             error=message,
-            updatedAt=self._now(),
+            updatedAt=now_rfc3339(),
         )
         if moved is None:
-            return Outcome.DISCARDED
+            current = await asyncio.to_thread(self._repo.get, prompt.id)
+            return await self._stopped(prompt, current, _Progress())
+        telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
         if target is Status.ERRORED:
-            raise RetryLater(message)
-        return Outcome.ABANDONED
+            delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
+            return RunResult(Outcome.RETRY, retry_after=delay, error=message)
+        return RunResult(Outcome.ABANDONED, error=message)
+
+    async def _give_up_after_crashes(self, prompt: Prompt) -> RunResult:
+        crashes = prompt.crashCount + 1
+        message = (
+            f"abandoned: the consumer stopped {crashes} times while running this prompt "
+            "(crashed, ran out of time or was killed); the message was moved to the dead-letter queue"
+        )
+        moved = await asyncio.to_thread(
+            self._repo.transition,
+            prompt,
+            Status.ABANDONED,
+            run_count=prompt.runCount,
+            error=message,
+            crashCount=crashes,
+            updatedAt=now_rfc3339(),
+        )
+        if moved is None:
+            return RunResult(Outcome.SKIPPED)
+        telemetry.outcome("abandoned", prompt.modelId)
+        logger.error("prompt abandoned after repeated consumer crashes", crashes=crashes, **_log_keys(prompt))
+        return RunResult(Outcome.DEAD_LETTER, error=message)
+
+    def _record_generation(self, prompt: Prompt, progress: _Progress) -> None:
+        ended = self._clock()
+        telemetry.generation(
+            prompt.modelId,
+            first_token_seconds=None
+            if progress.first_token is None
+            else progress.first_token - progress.started,
+            seconds=ended - progress.started,
+            completion_tokens=progress.finish.completion_tokens if progress.finish else 0,
+        )
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339).timestamp()
 
 
 def _log_keys(prompt: Prompt) -> dict[str, str]:

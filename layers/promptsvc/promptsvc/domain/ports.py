@@ -22,8 +22,17 @@ class PromptRepository(Protocol):
     ) -> Prompt | None:
         """Move to `target` if the current status allows it (and runCount matches); else None."""
 
-    def claim(self, prompt: Prompt, now: str) -> Prompt | None:
-        """Atomically start a run: to running, runCount+1, lastRun; None if not claimable."""
+    def claim(self, prompt: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
+        """Start a run of the prompt as read (running, runCount+1, lastRun, lease); None if it
+        changed since it was read. Claiming a running prompt whose lease expired counts a crash."""
+
+    def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool: ...
+
+    def release(self, prompt: Prompt, now: str) -> bool:
+        """Back to scheduled with the run uncounted, if still on that run."""
+
+    def update_if(self, prompt: Prompt, status: Status, **fields: Any) -> Prompt | None:
+        """Set fields while the prompt is in `status` on the same run; None otherwise."""
 
     def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]: ...
 
@@ -47,6 +56,17 @@ class PromptRepository(Protocol):
 
 class PromptQueue(Protocol):
     def send(self, prompt_id: str) -> None: ...
+
+
+class QueueMessages(Protocol):
+    """What a consumer does with a received message besides letting it be deleted."""
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None: ...
+
+    def delete(self, receipt_handle: str) -> None: ...
+
+    def dead_letter(self, body: str, reason: str) -> None:
+        """Put a copy on the dead-letter queue (the reason as an attribute); then delete the original."""
 
 
 class KeyRepository(Protocol):

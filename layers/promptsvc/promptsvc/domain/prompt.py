@@ -71,6 +71,9 @@ class Prompt:
     updatedAt: str = ""
     answer: str = ""
     requestHash: str = field(default="", compare=False)
+    # Consumer bookkeeping, not part of the public schema:
+    leaseUntil: int = 0  # epoch milliseconds until which the consumer running it holds it
+    crashCount: int = 0  # runs that ended with the consumer gone (lease expired while running)
 
     @property
     def sort_key(self) -> str:

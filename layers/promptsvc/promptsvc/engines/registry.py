@@ -1,28 +1,56 @@
 """Picks the engine that serves a model: the catalog's choice, or one engine for every model."""
 
+from collections.abc import Callable
+
 from promptsvc.domain.catalog import Model
 from promptsvc.engines.base import Engine, EngineError
-from promptsvc.engines.mock import MockEngine
 from promptsvc.settings import Settings
 
 
+def _mock(settings: Settings) -> Engine:
+    from promptsvc.engines.mock import MockEngine
+
+    return MockEngine(
+        chunks=settings.mock_chunks,
+        chunk_delay=settings.mock_chunk_delay_seconds,
+        max_chars=settings.mock_max_answer_chars,
+    )
+
+
+def _openai(settings: Settings) -> Engine:
+    from promptsvc.engines.openai import OpenAIEngine
+
+    return OpenAIEngine(settings.openai_base_url, settings.openai_api_key or None)
+
+
+def _sagemaker(settings: Settings) -> Engine:
+    from promptsvc.engines.sagemaker import SageMakerEngine
+
+    return SageMakerEngine(streaming=settings.sagemaker_streaming)
+
+
+FACTORIES: dict[str, Callable[[Settings], Engine]] = {
+    "mock": _mock,
+    "openai": _openai,
+    "sagemaker": _sagemaker,
+}
+
+
 class EngineRegistry:
+    """Engines are made on first use (an ECS worker never imports what only Lambda uses)."""
+
     def __init__(self, settings: Settings) -> None:
-        self._override = settings.engine
-        self._engines: dict[str, Engine] = {
-            "mock": MockEngine(
-                chunks=settings.mock_chunks,
-                chunk_delay=settings.mock_chunk_delay_seconds,
-                max_chars=settings.mock_max_answer_chars,
-            ),
-        }
+        self._settings = settings
+        self._engines: dict[str, Engine] = {}
 
     def for_model(self, model: Model) -> Engine:
-        name = self._override or model.engine
-        try:
-            return self._engines[name]
-        except KeyError:
-            raise EngineError(
-                f"engine {name!r} for model {model.id!r} is not available in this deployment",
-                retryable=False,
-            ) from None
+        name = self._settings.engine or model.engine
+        if name not in self._engines:
+            factory = FACTORIES.get(name)
+            if factory is None:
+                raise EngineError(
+                    f"engine {name!r} for model {model.id!r} is not available in this deployment",
+                    retryable=False,
+                )
+            self._engines[name] = factory(self._settings)
+        return self._engines[name]

@@ -32,16 +32,20 @@ class PromptService:
         self,
         repository: PromptRepository,
         queue: PromptQueue,
-        catalog: Catalog,
+        catalog: Callable[[], Catalog],
         *,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repository
         self._queue = queue
-        self.catalog = catalog
+        self._catalog = catalog
         self._sleep = sleep
         self._monotonic = monotonic
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog()
 
     def add(self, principal: Principal, new: NewPrompt, *, sync_wait: float) -> AddResult:
         """Store then enqueue; re-adding the same body is idempotent, another body is a 409."""

@@ -1,0 +1,309 @@
+"""The OpenAI-compatible engine: streams from vLLM, TGI, SGLang, llama.cpp server, Ollama or OpenAI.
+
+It speaks the streaming `/chat/completions` and `/completions` APIs over Server-Sent Events and
+maps every failure to an `EngineError` whose `retryable` flag tells the runner whether another
+attempt may succeed. Call and stall timeouts are the runner's job; this module only bounds the
+connection setup, so a long prefill or a slow model is never cut short here.
+"""
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+
+from promptsvc.engines.base import (
+    Delta,
+    EngineError,
+    EngineEvent,
+    EngineRequest,
+    Finish,
+    is_retryable_status,
+)
+
+_ERROR_TEXT_LIMIT = 300
+_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+# Body keys the engine owns: the model's sampling parameters may not override them.
+_RESERVED = frozenset({"model", "messages", "prompt", "stream"})
+
+
+class OpenAIEngine:
+    """One engine for every model served by OpenAI-compatible servers.
+
+    A model's `target["baseUrl"]` overrides `base_url` (e.g. one vLLM server per model), and
+    `target["servedModelName"]` is the `model` sent (default: the catalog id).
+
+    HTTP client lifetime: when `http` is injected, it is shared by every call and owned by the
+    caller. Otherwise each `stream()` call opens and closes its own `httpx.AsyncClient`. An httpx
+    client's connection pool is bound to the event loop it first ran in, and the consumer may run
+    each batch in a fresh loop (`asyncio.run`), so a long-lived client would end up holding sockets
+    of dead loops. A streamed generation needs its own connection anyway (HTTP/1.1 cannot
+    multiplex), so a client per call costs one TCP handshake next to seconds of generation.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._http = http
+        # No read limit: the runner's stall timeout decides how long a silent stream may last.
+        self._timeout = httpx.Timeout(connect=connect_timeout, read=None, write=30.0, pool=30.0)
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        """Yield a Delta per non-empty text chunk, then exactly one Finish.
+
+        Closing the generator early (`aclose()`, or the consumer being cancelled) exits the
+        `client.stream(...)` context, which closes the connection so the server stops generating.
+        """
+        url, body = self._prepare(request)
+        headers = {"Accept": "text/event-stream"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        chat = request.model.api == "chat"
+        async with AsyncExitStack() as stack:
+            client = self._http or await stack.enter_async_context(httpx.AsyncClient(timeout=self._timeout))
+            try:
+                response = await stack.enter_async_context(
+                    client.stream("POST", url, json=body, headers=headers, timeout=self._timeout)
+                )
+            except httpx.UnsupportedProtocol as error:
+                raise EngineError(f"invalid engine URL {url!r}: {error}", retryable=False) from error
+            except httpx.TransportError as error:
+                raise EngineError(f"cannot reach {url}: {_describe(error)}", retryable=True) from error
+            if response.status_code >= 300:
+                raise await _status_error(response, url)
+
+            state = _StreamState(chat)
+            try:
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A server or gateway that ignored `stream` (or reports an error with a 200).
+                    await response.aread()
+                    for event in state.consume_all([response.text], url):
+                        yield event
+                    state.done = True
+                else:
+                    decoder = SSEDecoder()
+                    async for chunk in response.aiter_bytes():
+                        for event in state.consume_all(decoder.feed(chunk), url):
+                            yield event
+                        if state.done:
+                            break
+                    else:
+                        for event in state.consume_all(decoder.close(), url):
+                            yield event
+            except httpx.TransportError as error:
+                raise EngineError(f"stream from {url} broke: {_describe(error)}", retryable=True) from error
+            yield state.finish(url)
+
+    def _prepare(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body for one request; configuration errors are never retryable."""
+        model = request.model
+        path = _PATHS.get(model.api)
+        if path is None:
+            raise EngineError(f"model {model.id!r} has unsupported api {model.api!r}", retryable=False)
+        base = str(model.target.get("baseUrl") or self._base_url or "").rstrip("/")
+        if not base:
+            raise EngineError(f"no baseUrl configured for model {model.id!r}", retryable=False)
+        body: dict[str, Any] = {"model": model.target.get("servedModelName") or model.id}
+        if model.api == "chat":
+            body["messages"] = list(request.messages)
+        else:
+            body["prompt"] = request.prompt
+        parameters = {**model.parameters, **request.parameters}
+        body.update((key, value) for key, value in parameters.items() if key not in _RESERVED)
+        body["stream"] = True
+        body["stream_options"] = {**(parameters.get("stream_options") or {}), "include_usage": True}
+        return base + path, body
+
+
+class _StreamState:
+    """Folds decoded SSE payloads into events, remembering the finish reason and the usage."""
+
+    def __init__(self, chat: bool) -> None:
+        self._chat = chat
+        self.done = False  # `data: [DONE]` was seen
+        self._reason: str | None = None
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+
+    def consume_all(self, payloads: list[str], url: str) -> list[Delta]:
+        """The deltas of decoded SSE payloads, up to `[DONE]` (anything after it is ignored)."""
+        deltas: list[Delta] = []
+        for data in payloads:
+            if self.done:
+                break
+            deltas.extend(self._consume(data, url))
+        return deltas
+
+    def _consume(self, data: str, url: str) -> list[Delta]:
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise EngineError(
+                f"malformed stream chunk from {url}: {_truncate(data)}", retryable=True
+            ) from None
+        if not isinstance(chunk, dict):
+            raise EngineError(f"unexpected stream chunk from {url}: {_truncate(data)}", retryable=True)
+        if chunk.get("error") is not None or chunk.get("object") == "error":
+            raise _stream_error(chunk, url)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self._completion_tokens = int(usage.get("completion_tokens") or 0)
+        choice = _first_choice(chunk.get("choices"))
+        if choice is None:
+            return []
+        if choice.get("finish_reason"):
+            self._reason = str(choice["finish_reason"])
+        if self._chat:
+            text = (choice.get("delta") or choice.get("message") or {}).get("content")
+        else:
+            text = choice.get("text")
+        return [Delta(text)] if isinstance(text, str) and text else []
+
+    def finish(self, url: str) -> Finish:
+        if not self.done and self._reason is None:
+            raise EngineError(
+                f"stream from {url} ended before the answer was complete (no finish_reason, no [DONE])",
+                retryable=True,
+            )
+        return Finish(self._reason or "stop", self._prompt_tokens, self._completion_tokens)
+
+
+def _first_choice(choices: Any) -> dict[str, Any] | None:
+    """Choice 0: `n > 1` is not used, but servers may still interleave other indexes."""
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class SSEDecoder:
+    """An incremental Server-Sent Events decoder yielding each event's `data`.
+
+    It splits lines on bytes (CRLF, LF or CR, as the SSE spec says) rather than with
+    `httpx.Response.aiter_lines`, which also splits on U+2028, U+0085 and friends: servers send JSON
+    with raw non-ASCII text, so such a character in a token would cut a `data:` line in two.
+    Comments (`:`) and fields other than `data` are ignored; multi-line data is joined with `\\n`.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._first = True
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The data of every event completed by `chunk`."""
+        self._buffer += chunk
+        events: list[str] = []
+        start = 0
+        for match in _LINE_END.finditer(self._buffer):
+            if match.group() == b"\r" and match.end() == len(self._buffer):
+                break  # maybe the first half of a CRLF split across chunks
+            self._line(self._buffer[start : match.start()], events)
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        return events
+
+    def close(self) -> list[str]:
+        """At end of stream: an event missing its final blank line is still dispatched, so that a
+        server ending with `data: [DONE]\\n` works; a truncated JSON payload fails to parse later."""
+        events: list[str] = []
+        if self._buffer:
+            self._line(self._buffer.rstrip(b"\r"), events)
+            self._buffer = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, raw: bytes, events: list[str]) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        if self._first:
+            line = line.removeprefix("\ufeff")
+            self._first = False
+        if not line:
+            if self._data:
+                events.append("\n".join(self._data))
+                self._data = []
+            return
+        if line.startswith(":"):
+            return
+        field, _, value = line.partition(":")
+        if field == "data":
+            self._data.append(value.removeprefix(" "))
+
+
+async def _status_error(response: httpx.Response, url: str) -> EngineError:
+    """An HTTP error with the server's own message: OpenAI's `{"error": {"message": ...}}`, vLLM's
+    `{"object": "error", "message": ...}`, FastAPI's `{"detail": ...}`, or the raw text."""
+    try:
+        await response.aread()
+        text = response.text
+    except httpx.HTTPError as error:
+        text = f"(body unreadable: {_describe(error)})"
+    try:
+        detail = _error_message(json.loads(text))
+    except ValueError:
+        detail = None
+    reason = response.reason_phrase or ""
+    message = f"HTTP {response.status_code} {reason}".rstrip() + f" from {url}: {_truncate(detail or text)}"
+    return EngineError.from_status(response.status_code, message)
+
+
+def _stream_error(chunk: dict[str, Any], url: str) -> EngineError:
+    """An error object sent inside the stream: retryable unless its code is a client error."""
+    error = chunk.get("error", chunk)
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = error["error"]  # vLLM wraps its ErrorResponse in {"error": ...}
+    code = error.get("code") if isinstance(error, dict) else None
+    status = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+    retryable = status is None or not 400 <= status < 500 or is_retryable_status(status)
+    detail = _error_message(chunk) or json.dumps(chunk)
+    label = f"error {code}" if code is not None else "error"
+    return EngineError(
+        f"{label} in stream from {url}: {_truncate(detail)}", retryable=retryable, status_code=status
+    )
+
+
+def _error_message(body: Any) -> str | None:
+    if isinstance(body, str):
+        return body or None
+    if not isinstance(body, dict):
+        return None
+    for key in ("error", "message", "detail"):
+        value = body.get(key)
+        if isinstance(value, dict):
+            found = _error_message(value)
+            if found:
+                return found
+        elif isinstance(value, str) and value:
+            return value
+        elif isinstance(value, list) and value:
+            return json.dumps(value)
+    return None
+
+
+def _describe(error: Exception) -> str:
+    """httpx errors often have an empty message (e.g. a read timeout): name the type as well."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _truncate(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _ERROR_TEXT_LIMIT else text[: _ERROR_TEXT_LIMIT - 3] + "..."
