@@ -27,6 +27,31 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from promptsvc import wiring
+    from promptsvc.adapters.ecs_task_protection import TaskProtection
+    from promptsvc.consumer.worker import Worker, WorkerOptions
+    from promptsvc.settings import get_settings
+
+    settings = get_settings()
+    options = WorkerOptions(
+        queue_url=settings.prompts_queue_url,
+        concurrency=args.concurrency or settings.worker_concurrency,
+        drain_seconds=settings.worker_drain_seconds if args.drain_seconds is None else args.drain_seconds,
+        visibility_seconds=settings.worker_visibility_seconds,
+    )
+    worker = Worker(
+        wiring.prompt_runner(settings),
+        wiring.queue_messages(settings),
+        options,
+        protection=TaskProtection.from_environment(),
+    )
+    asyncio.run(worker.run())
+    return 0
+
+
 def _target_keys_table() -> str:
     """KEYS_TABLE from the environment (a deployed stack), else a running `promptsvc dev`."""
     if os.environ.get("KEYS_TABLE"):
@@ -91,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--sync-wait", type=float, default=None, help="seconds a sync add waits (default 25)")
     dev.set_defaults(func=_dev)
+
+    worker = commands.add_parser("worker", help="run the queue consumer as a long-lived process (ECS GPU)")
+    worker.add_argument("--concurrency", type=int, default=None, help="prompts in flight (default 32)")
+    worker.add_argument("--drain-seconds", type=float, default=None, help="SIGTERM drain time (default 100)")
+    worker.set_defaults(func=_worker)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True

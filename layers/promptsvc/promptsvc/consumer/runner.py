@@ -142,6 +142,12 @@ class PromptRunner:
         try:
             model = self._catalog().resolve(claimed.modelId)
             await self._generate_watched(claimed, model, progress, lease, keep_alive)
+        except asyncio.CancelledError:
+            # The host is shutting down (an ECS worker past its drain time): give the run back,
+            # uncounted, so another consumer starts it at once instead of waiting out the lease.
+            await asyncio.shield(asyncio.to_thread(self._repo.release, claimed, now_rfc3339()))
+            logger.info("prompt released by a stopping consumer", **_log_keys(claimed))
+            raise
         except _Stopped as stopped:
             return await self._stopped(claimed, stopped.current, progress)
         except EngineError as error:

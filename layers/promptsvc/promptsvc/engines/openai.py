@@ -74,9 +74,9 @@ class OpenAIEngine:
                 response = await stack.enter_async_context(
                     client.stream("POST", url, json=body, headers=headers, timeout=self._timeout)
                 )
-            except httpx.UnsupportedProtocol as error:
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
                 raise EngineError(f"invalid engine URL {url!r}: {error}", retryable=False) from error
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # connect errors and timeouts, the connection dropping
                 raise EngineError(f"cannot reach {url}: {_describe(error)}", retryable=True) from error
             if response.status_code >= 300:
                 raise await _status_error(response, url)
@@ -99,7 +99,7 @@ class OpenAIEngine:
                     else:
                         for event in state.consume_all(decoder.close(), url):
                             yield event
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # read errors, a body cut mid-chunk, bad encoding
                 raise EngineError(f"stream from {url} broke: {_describe(error)}", retryable=True) from error
             yield state.finish(url)
 

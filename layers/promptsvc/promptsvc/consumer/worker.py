@@ -1,0 +1,167 @@
+"""The ECS GPU worker: a long-running host for the consumer core (`promptsvc worker`).
+
+It long-polls the prompts queue and keeps up to `concurrency` prompts in flight at once (one
+asyncio task each), so a continuous-batching engine such as vLLM always has a full batch. While a
+prompt runs, its message's visibility is extended with the lease. On SIGTERM (ECS stopping the
+task, e.g. on scale-in) it stops receiving, lets in-flight prompts finish for up to
+`drain_seconds`, then releases the rest: each goes back to `scheduled`, uncounted, and its message
+becomes visible at once for another worker.
+"""
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from promptsvc.adapters.clients import client
+from promptsvc.adapters.ecs_task_protection import TaskProtection
+from promptsvc.adapters.prompt_queue import SqsMessages
+from promptsvc.consumer.runner import PromptRunner
+from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    queue_url: str
+    concurrency: int = 32
+    drain_seconds: float = 100.0
+    visibility_seconds: int = 60  # what each keep-alive extends the message's visibility to
+    wait_seconds: int = 20  # SQS long poll
+    # The prompt's lease outlives the message's visibility by this much, so when a worker dies
+    # the message reappears first and finds the prompt busy only briefly.
+    lease_margin_seconds: float = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        runner: PromptRunner,
+        messages: SqsMessages,
+        options: WorkerOptions,
+        *,
+        protection: TaskProtection | None = None,
+    ) -> None:
+        self._runner = runner
+        self._messages = messages
+        self.options = options
+        self._protection = protection
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.received = 0
+        self.settled: dict[str, int] = {}
+        self.peak_inflight = 0
+
+    def stop(self) -> None:
+        """Stop receiving and drain (what SIGTERM and SIGINT do)."""
+        if not self._stopping.is_set():
+            logger.info("stopping: draining in-flight prompts", inflight=len(self._inflight))
+            self._stopping.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        stopping = asyncio.create_task(self._stopping.wait())
+        protecting = asyncio.create_task(self._protect_while_busy()) if self._protection else None
+        try:
+            while not self._stopping.is_set():
+                free = self.options.concurrency - len(self._inflight)
+                if free <= 0:
+                    await asyncio.wait({*self._inflight, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                receiving = asyncio.create_task(asyncio.to_thread(self._receive, min(10, free)))
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    # Stopped during a long poll: whatever it still returns goes straight back.
+                    receiving.add_done_callback(self._release_unstarted)
+                    break
+                for raw in receiving.result():
+                    self._start(raw)
+            await self._drain()
+        finally:
+            stopping.cancel()
+            if protecting is not None:
+                protecting.cancel()
+                assert self._protection is not None
+                await self._protection.set(False)
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        response = client("sqs").receive_message(
+            QueueUrl=self.options.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self.options.wait_seconds,
+            VisibilityTimeout=self.options.visibility_seconds,
+            AttributeNames=["ApproximateReceiveCount"],
+        )
+        return response.get("Messages", [])
+
+    def _start(self, raw: dict[str, Any]) -> None:
+        self.received += 1
+        task = asyncio.create_task(self._work(raw))
+        self._inflight.add(task)
+        self.peak_inflight = max(self.peak_inflight, len(self._inflight))
+        task.add_done_callback(self._inflight.discard)
+
+    async def _protect_while_busy(self) -> None:
+        """Keep ECS task scale-in protection in step with whether prompts are in flight."""
+        assert self._protection is not None
+        while True:
+            await self._protection.set(bool(self._inflight))
+            await asyncio.sleep(1.0)
+
+    async def _work(self, raw: dict[str, Any]) -> None:
+        message = ReceivedMessage(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw["Body"],
+            receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        )
+
+        async def keep_alive() -> None:
+            await asyncio.to_thread(
+                self._messages.change_visibility, message.receipt_handle, self.options.visibility_seconds
+            )
+
+        try:
+            settlement = await settle(
+                self._runner,
+                self._messages,
+                message,
+                lease_seconds=self.options.visibility_seconds + self.options.lease_margin_seconds,
+                keep_alive=keep_alive,
+            )
+            if settlement is Settlement.DONE:
+                await asyncio.to_thread(self._messages.delete, message.receipt_handle)
+            self.settled[str(settlement)] = self.settled.get(str(settlement), 0) + 1
+        except asyncio.CancelledError:
+            # Drain time is over: the runner released the prompt; let the message go now.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    asyncio.to_thread(self._messages.change_visibility, message.receipt_handle, 0)
+                )
+            raise
+        except Exception:
+            logger.exception("settling a message failed; it comes back after its visibility timeout")
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(set(self._inflight), timeout=self.options.drain_seconds)
+        if pending:
+            logger.warning("drain time is over: releasing unfinished prompts", count=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _release_unstarted(self, receiving: "asyncio.Future[list[dict[str, Any]]]") -> None:
+        if receiving.cancelled() or receiving.exception() is not None:
+            return
+        for raw in receiving.result():
+            with contextlib.suppress(Exception):
+                self._messages.change_visibility(raw["ReceiptHandle"], 0)

@@ -1,0 +1,159 @@
+"""The ECS GPU worker host on moto: concurrency, keep-alive, drain and release."""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from promptsvc import wiring
+from promptsvc.adapters.prompt_queue import SqsMessages
+from promptsvc.consumer.worker import Worker, WorkerOptions
+from promptsvc.engines import mock
+from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish
+from promptsvc.local.template import LocalStack
+from promptsvc.settings import Settings
+
+from tests.conftest import auth
+from tests.integration.helpers import add
+
+
+class Gauge:
+    """Counts streams running at once."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self.started = 0
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def gauge(monkeypatch: pytest.MonkeyPatch) -> Gauge:
+    gauge = Gauge()
+    gauge.chunk_delay = 0.05  # type: ignore[attr-defined]
+
+    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        with gauge.lock:
+            gauge.active += 1
+            gauge.started += 1
+            gauge.peak = max(gauge.peak, gauge.active)
+        try:
+            for word in request.prompt.split():
+                await asyncio.sleep(gauge.chunk_delay)  # type: ignore[attr-defined]
+                yield Delta(word + " ")
+            yield Finish("stop", completion_tokens=len(request.prompt.split()))
+        finally:
+            with gauge.lock:
+                gauge.active -= 1
+
+    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    return gauge
+
+
+class Spy(SqsMessages):
+    def __init__(self, queue_url: str, dead_letter_url: str) -> None:
+        super().__init__(queue_url, dead_letter_url)
+        self.visibility: list[int] = []
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility.append(seconds)
+        super().change_visibility(receipt_handle, seconds)
+
+
+def make_worker(settings: Settings, **options: object) -> tuple[Worker, Spy]:
+    runner = wiring.prompt_runner(settings)
+    spy = Spy(settings.prompts_queue_url, settings.prompts_dlq_url)
+    opts = WorkerOptions(queue_url=settings.prompts_queue_url, wait_seconds=1, **options)  # type: ignore[arg-type]
+    return Worker(runner, spy, opts), spy
+
+
+def statuses(client: TestClient, key: str, ids: list[str]) -> list[str]:
+    return [client.get(f"/prompt-svc/prompt/{i}", headers=auth(key)).json()["prompt"]["status"] for i in ids]
+
+
+async def run_until(
+    worker: Worker, condition: object, *, check_every: float = 0.05, limit: float = 60
+) -> None:
+    """Run the worker; call worker.stop() once `condition()` holds (or the limit passes)."""
+
+    async def watch() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not await asyncio.to_thread(condition) and loop.time() < deadline:  # type: ignore[arg-type]
+            await asyncio.sleep(check_every)
+        worker.stop()
+
+    watcher = asyncio.create_task(watch())
+    await worker.run(handle_signals=False)
+    await watcher
+
+
+@pytest.fixture
+def prompts(client: TestClient, keys: dict[str, str]) -> Iterator[list[str]]:
+    yield [add(client, keys["alice"], prompt=f"a b c d {i}")["id"] for i in range(12)]
+
+
+def test_worker_runs_prompts_concurrently_up_to_its_limit(
+    client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str]
+) -> None:
+    worker, _ = make_worker(settings, concurrency=4)
+
+    asyncio.run(run_until(worker, lambda: set(statuses(client, keys["alice"], prompts)) == {"completed"}))
+
+    assert set(statuses(client, keys["alice"], prompts)) == {"completed"}
+    assert gauge.peak == 4
+    assert worker.peak_inflight <= 4
+    assert client.get(f"/prompt-svc/prompt/{prompts[0]}", headers=auth(keys["alice"])).json()["answer"] == (
+        "[INST]a b c d 0[/INST] "
+    )
+
+
+def test_worker_keeps_the_message_invisible_while_it_works(
+    client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge
+) -> None:
+    gauge.chunk_delay = 0.6  # type: ignore[attr-defined]  # ~3.6 s in all, visibility 1 s
+    prompt = add(client, keys["alice"], prompt="one two three four five six")
+    worker, spy = make_worker(settings, concurrency=2, visibility_seconds=1, lease_margin_seconds=0.5)
+
+    asyncio.run(run_until(worker, lambda: statuses(client, keys["alice"], [prompt["id"]]) == ["completed"]))
+
+    assert statuses(client, keys["alice"], [prompt["id"]]) == ["completed"]
+    assert spy.visibility.count(1) >= 2  # extended again and again while generating
+    assert worker.received == 1  # so it never came back to be received twice
+    assert gauge.started == 1
+
+
+def test_stop_stops_receiving_and_lets_in_flight_prompts_finish(
+    client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str],
+    local_stack: LocalStack,
+) -> None:  # fmt: skip
+    gauge.chunk_delay = 0.2  # type: ignore[attr-defined]
+    worker, _ = make_worker(settings, concurrency=2, drain_seconds=30)
+
+    asyncio.run(run_until(worker, lambda: gauge.started >= 2, check_every=0.01))
+
+    states = statuses(client, keys["alice"], prompts)
+    assert states.count("completed") == worker.received == 2
+    assert states.count("scheduled") == 10
+    assert "running" not in states
+
+
+def test_past_the_drain_time_unfinished_prompts_are_released_uncounted(
+    client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, local_stack: LocalStack
+) -> None:
+    gauge.chunk_delay = 30  # type: ignore[attr-defined]  # never finishes in time
+    ids = [add(client, keys["alice"], prompt="slow words here")["id"] for _ in range(2)]
+    worker, spy = make_worker(settings, concurrency=2, drain_seconds=0.2)
+
+    asyncio.run(run_until(worker, lambda: gauge.started >= 2, check_every=0.01))
+
+    for prompt_id in ids:
+        body = client.get(f"/prompt-svc/prompt/{prompt_id}", headers=auth(keys["alice"])).json()["prompt"]
+        assert body["status"] == "scheduled"
+        assert body["runCount"] == 0
+    assert spy.visibility.count(0) == 2  # both messages made visible again at once
+    gauge.chunk_delay = 0  # type: ignore[attr-defined]
+    again, _ = make_worker(settings, concurrency=2)
+    asyncio.run(run_until(again, lambda: set(statuses(client, keys["alice"], ids)) == {"completed"}))
+    assert set(statuses(client, keys["alice"], ids)) == {"completed"}
