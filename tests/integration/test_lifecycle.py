@@ -54,11 +54,23 @@ def test_a_duplicate_delivery_after_the_answer_does_nothing(
 
 
 def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, local_stack: LocalStack
+    client: TestClient,
+    keys: dict[str, str],
+    consumer: SqsEventSource,
+    local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prompt = add(client, keys["alice"])
     queue_url = local_stack.refs["PromptsQueue"]
     aws_client("sqs").send_message(QueueUrl=queue_url, MessageBody=message_body(prompt["id"]))
+    original = mock.MockEngine.stream
+
+    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        await asyncio.sleep(0.5)  # long enough for the second copy to find the prompt running
+        async for event in original(self, request):
+            yield event
+
+    monkeypatch.setattr(mock.MockEngine, "stream", slow)
 
     assert consumer.poll_once(wait_seconds=0) == 2  # both copies in one batch, run concurrently
 

@@ -17,6 +17,8 @@ import yaml
 
 from promptsvc.adapters.clients import client
 
+NO_VALUE = object()  # AWS::NoValue: the property is left out
+
 
 class _CfnLoader(yaml.SafeLoader):
     """YAML loader that turns CloudFormation short tags (`!Ref X`) into `{"Ref": "X"}` forms."""
@@ -67,12 +69,32 @@ class LocalStack:
         if isinstance(value, dict) and len(value) == 1:
             ((name, arg),) = value.items()
             if name == "Ref":
-                return self.refs.get(arg, arg)
+                return NO_VALUE if arg == "AWS::NoValue" else self.refs.get(arg, arg)
             if name == "Fn::GetAtt":
                 return self.attributes[(arg[0], arg[1])]
             if name == "Fn::Sub":
                 return self._sub(arg)
+            if name == "Fn::If":
+                condition, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(condition) else when_false)
         return value
+
+    def condition(self, name: str) -> bool:
+        return self._evaluate(self.template.get("Conditions", {})[name])
+
+    def _evaluate(self, expression: Any) -> bool:
+        ((name, arg),) = expression.items()
+        if name == "Fn::Equals":
+            return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+        if name == "Fn::Not":
+            return not self._evaluate(arg[0])
+        if name == "Fn::And":
+            return all(self._evaluate(a) for a in arg)
+        if name == "Fn::Or":
+            return any(self._evaluate(a) for a in arg)
+        if name == "Condition":
+            return self.condition(arg)
+        raise ValueError(f"unsupported condition function {name}")
 
     def _sub(self, text: str) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -92,7 +114,8 @@ class LocalStack:
             **glob.get("Environment", {}).get("Variables", {}),
             **own.get("Environment", {}).get("Variables", {}),
         }
-        return {name: str(self.resolve(value)) for name, value in variables.items()}
+        resolved = {name: self.resolve(value) for name, value in variables.items()}
+        return {name: str(value) for name, value in resolved.items() if value is not NO_VALUE}
 
     def functions(self) -> list[str]:
         return [
@@ -108,7 +131,14 @@ def create_resources(
     """Create every table, queue and secret of the template in the (moto) account boto3 points at."""
     template = load_template(template_path)
     stack = LocalStack(region=region, template=template)
-    stack.refs.update({"AWS::Region": region, "AWS::AccountId": stack.account, "AWS::URLSuffix": "localhost"})
+    stack.refs.update(
+        {
+            "AWS::Region": region,
+            "AWS::AccountId": stack.account,
+            "AWS::URLSuffix": "localhost",
+            "AWS::Partition": "aws",
+        }
+    )
     for name, spec in template.get("Parameters", {}).items():
         stack.refs[name] = str((parameters or {}).get(name, spec.get("Default", "")))
     resources = template["Resources"]

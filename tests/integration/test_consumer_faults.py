@@ -1,0 +1,276 @@
+"""Every lifecycle rule of the consumer, each fault injected on purpose, on moto."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from promptsvc import wiring
+from promptsvc.adapters.clients import client as aws_client
+from promptsvc.adapters.prompt_queue import SqsMessages
+from promptsvc.consumer.runner import Outcome, PromptRunner
+from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
+from promptsvc.domain.catalog import Catalog
+from promptsvc.domain.prompt import now_rfc3339
+from promptsvc.engines import mock
+from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.registry import EngineRegistry
+from promptsvc.local.template import LocalStack
+from promptsvc.settings import Settings
+
+from tests.conftest import auth
+from tests.integration.helpers import add
+
+MODEL = "huggingface/TheBloke/mistral-7b-instruct-v0.2.Q3_K_S.gguf"
+
+
+def catalog(call_timeout: float = 120, stall_timeout: float = 30) -> Catalog:
+    shipped = json.loads(
+        (Path(__file__).resolve().parents[2] / "layers/promptsvc/promptsvc/data/models.json").read_text()
+    )
+    for model in shipped["models"]:
+        model["timeouts"] = {"callSeconds": call_timeout, "stallSeconds": stall_timeout}
+    return Catalog.from_dict(shipped)
+
+
+def runner(settings: Settings, clock: Callable[[], float] | None = None, **timeouts: float) -> PromptRunner:
+    kwargs = {"clock": clock} if clock else {}
+    return PromptRunner(
+        wiring.prompt_repository(settings),
+        lambda: catalog(**timeouts),
+        EngineRegistry(settings),
+        cancel_poll=0.05,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def engine(
+    monkeypatch: pytest.MonkeyPatch, behaviours: list[Callable[[], AsyncIterator[EngineEvent]]]
+) -> None:
+    """Each call of the mock engine plays the next behaviour."""
+    calls = iter(behaviours)
+
+    def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        return next(calls)()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+
+
+def fails(error: EngineError) -> Callable[[], AsyncIterator[EngineEvent]]:
+    async def play() -> AsyncIterator[EngineEvent]:
+        raise error
+        yield  # pragma: no cover
+
+    return play
+
+
+def answers(text: str) -> Callable[[], AsyncIterator[EngineEvent]]:
+    async def play() -> AsyncIterator[EngineEvent]:
+        yield Delta(text)
+        yield Finish("stop", completion_tokens=1)
+
+    return play
+
+
+def prompt_of(client: TestClient, key: str, prompt_id: str) -> dict:
+    return client.get(f"/prompt-svc/prompt/{prompt_id}", headers=auth(key)).json()
+
+
+def receive(stack: LocalStack) -> ReceivedMessage:
+    raw = aws_client("sqs").receive_message(
+        QueueUrl=stack.refs["PromptsQueue"], AttributeNames=["ApproximateReceiveCount"], WaitTimeSeconds=0
+    )["Messages"][0]
+    return ReceivedMessage(
+        raw["MessageId"], raw["ReceiptHandle"], raw["Body"], int(raw["Attributes"]["ApproximateReceiveCount"])
+    )
+
+
+def redeliver(stack: LocalStack, prompt_id: str) -> None:
+    """What SQS does once a kept message's visibility runs out: deliver it again."""
+    sqs = aws_client("sqs")
+    sqs.purge_queue(QueueUrl=stack.refs["PromptsQueue"])
+    sqs.send_message(QueueUrl=stack.refs["PromptsQueue"], MessageBody=json.dumps({"promptId": prompt_id}))
+
+
+class Recorder(SqsMessages):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.prompts_queue_url, settings.prompts_dlq_url)
+        self.visibility: list[int] = []
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility.append(seconds)
+        super().change_visibility(receipt_handle, seconds)
+
+
+def test_a_retryable_failure_errors_then_the_retry_completes(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    prompt = add(client, keys["alice"])
+    engine(monkeypatch, [fails(EngineError("503 Service Unavailable", retryable=True)), answers("fine")])
+    messages = Recorder(settings)
+    run = runner(settings)
+
+    first = asyncio.run(settle(run, messages, receive(local_stack)))
+    errored = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    redeliver(local_stack, prompt["id"])  # stand-in for the backoff passing
+    second = asyncio.run(settle(run, messages, receive(local_stack)))
+
+    assert first is Settlement.KEPT
+    assert 1 <= messages.visibility[0] <= 2  # first retry: 2 s backoff with jitter
+    assert errored["status"] == "errored" and errored["error"] == "503 Service Unavailable"
+    assert second is Settlement.DONE
+    done = prompt_of(client, keys["alice"], prompt["id"])
+    assert done["prompt"]["status"] == "completed" and done["prompt"]["runCount"] == 2
+    assert done["prompt"]["error"] == "" and done["answer"] == "fine"
+
+
+def test_after_max_retries_the_prompt_is_abandoned(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    prompt = add(client, keys["alice"], maxRetries=2)
+    engine(monkeypatch, [fails(EngineError("429 Too Many Requests", retryable=True))] * 3)
+    run = runner(settings)
+
+    results = [asyncio.run(run.run(prompt["id"])) for _ in range(3)]
+
+    assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY, Outcome.ABANDONED]
+    assert results[0].retry_after <= results[1].retry_after * 2  # backoff grows (2 s, then 4 s, jittered)
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert body["status"] == "abandoned" and body["runCount"] == 3 and "429" in body["error"]
+
+
+def test_an_unknown_model_is_abandoned_at_once(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"], modelId="Qwen/Qwen2.5-7B-Instruct")
+    shipped = catalog()
+    without = Catalog({k: v for k, v in shipped.models.items() if k != "Qwen/Qwen2.5-7B-Instruct"}, MODEL)
+    run = PromptRunner(wiring.prompt_repository(settings), lambda: without, EngineRegistry(settings))
+
+    result = asyncio.run(run.run(prompt["id"]))
+
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert result.outcome is Outcome.ABANDONED
+    assert body["status"] == "abandoned" and "unknown modelId" in body["error"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_consumer_that_dies_after_its_claim_is_replaced_and_the_run_counts(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"])
+    repository = wiring.prompt_repository(settings)
+    clock = Clock()
+    stored = repository.get(prompt["id"])
+    assert stored is not None
+    repository.claim(stored, now_rfc3339(), int((clock.now + 60) * 1000))  # ...and then it died
+    engine(monkeypatch, [answers("recovered")])
+    run = runner(settings, clock=clock)
+
+    while_leased = asyncio.run(run.run(prompt["id"]))  # the message came back early: lease still live
+    clock.now += 61
+    after_lease = asyncio.run(run.run(prompt["id"]))
+
+    assert while_leased.outcome is Outcome.BUSY and 1 <= while_leased.retry_after <= 60
+    assert after_lease.outcome is Outcome.COMPLETED
+    body = prompt_of(client, keys["alice"], prompt["id"])
+    assert body["prompt"]["runCount"] == 2 and body["answer"] == "recovered"
+    assert repository.get(prompt["id"]).crashCount == 1  # type: ignore[union-attr]
+
+
+def test_a_prompt_that_keeps_killing_consumers_is_dead_lettered_and_abandoned(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack
+) -> None:
+    prompt = add(client, keys["alice"])
+    repository = wiring.prompt_repository(settings)
+    clock = Clock()
+    for _ in range(settings.crash_limit):  # each consumer claims it, then dies
+        current = repository.get(prompt["id"])
+        assert current is not None
+        repository.claim(current, now_rfc3339(), int(clock.now * 1000) - 1)
+    message = receive(local_stack)
+
+    settled = asyncio.run(settle(runner(settings, clock=clock), Recorder(settings), message))
+
+    assert settled is Settlement.DONE
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert body["status"] == "abandoned"
+    assert f"stopped {settings.crash_limit} times" in body["error"]
+    dead = aws_client("sqs").receive_message(
+        QueueUrl=local_stack.refs["PromptsDeadLetterQueue"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(dead[0]["Body"]) == {"promptId": prompt["id"]}
+    assert "dead-letter" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
+
+
+def test_a_stalled_stream_is_a_retryable_timeout(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"])
+
+    async def stalls() -> AsyncIterator[EngineEvent]:
+        yield Delta("a few ")
+        await asyncio.sleep(3600)
+        yield Delta("never")
+
+    engine(monkeypatch, [stalls])
+
+    result = asyncio.run(runner(settings, stall_timeout=0.3).run(prompt["id"]))
+
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert result.outcome is Outcome.RETRY
+    assert body["status"] == "errored" and "stalled" in body["error"]
+
+
+def test_the_call_timeout_bounds_a_stream_that_never_ends(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"])
+
+    async def endless() -> AsyncIterator[EngineEvent]:
+        while True:
+            await asyncio.sleep(0.05)
+            yield Delta("more ")
+
+    engine(monkeypatch, [endless])
+
+    result = asyncio.run(runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"]))
+
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert result.outcome is Outcome.RETRY
+    assert body["status"] == "errored" and "exceeded 0.5 s" in body["error"]
+
+
+def test_a_throttled_table_keeps_the_message_for_later(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from botocore.exceptions import ClientError
+
+    prompt = add(client, keys["alice"])
+    repository = wiring.prompt_repository(settings)
+
+    def throttled(prompt_id: str) -> None:
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
+
+    monkeypatch.setattr(repository, "get", throttled)
+    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings))
+    messages = Recorder(settings)
+
+    settled = asyncio.run(settle(run, messages, receive(local_stack)))
+
+    assert settled is Settlement.KEPT and len(messages.visibility) == 1
+    assert prompt_of(client, keys["alice"], prompt["id"])["prompt"]["status"] == "scheduled"
