@@ -41,6 +41,7 @@ def _worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency or settings.worker_concurrency,
         drain_seconds=settings.worker_drain_seconds if args.drain_seconds is None else args.drain_seconds,
         visibility_seconds=settings.worker_visibility_seconds,
+        lease_margin_seconds=settings.worker_lease_margin_seconds,
     )
     worker = Worker(
         wiring.prompt_runner(settings),

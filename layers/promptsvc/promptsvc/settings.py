@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(900.0, gt=0, description="longest retry backoff")
     worker_concurrency: int = Field(32, ge=1, description="prompts one ECS worker runs at once")
     worker_drain_seconds: float = Field(100.0, ge=0, description="SIGTERM: time to finish in-flight work")
-    worker_visibility_seconds: int = Field(60, ge=10, description="visibility the worker keeps extending")
+    worker_visibility_seconds: int = Field(60, ge=2, description="visibility the worker keeps extending")
+    worker_lease_margin_seconds: float = Field(30.0, ge=0, description="lease beyond the visibility")
 
     # engines
     openai_base_url: str = Field("http://localhost:8000/v1", description="OpenAI-compatible server")
