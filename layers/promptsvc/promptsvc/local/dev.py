@@ -65,6 +65,7 @@ class DevStack:
         self.moto: Any = None
         self.stack: LocalStack | None = None
         self.event_source: Any = None
+        self.schedules: list[Any] = []
         self.admin_key = ""
         self.generated_key = False
 
@@ -122,12 +123,24 @@ class DevStack:
 
     def _start_consumer(self) -> None:
         from promptsvc.local.functions import load_handler_module
+        from promptsvc.local.schedule_source import ScheduleSource, rate_seconds
         from promptsvc.local.sqs_source import SqsEventSource
 
-        consumer = load_handler_module(self.root, "consumer")
         assert self.stack is not None
+        consumer = load_handler_module(self.root, "consumer")
         self.event_source = SqsEventSource(self.stack.refs["PromptsQueue"], consumer.lambda_handler)
         self.event_source.start()
+        sweep = self.stack.template["Resources"]["DeadLetterFunction"]["Properties"]["Events"]["Sweep"]
+        sweeper = load_handler_module(self.root, "deadletter")
+        self.schedules = [
+            ScheduleSource(
+                sweeper.lambda_handler,
+                rate_seconds(sweep["Properties"]["ScheduleExpression"]),
+                function_name="DeadLetterFunction",
+            )
+        ]
+        for schedule in self.schedules:
+            schedule.start()
 
     def _write_state(self, moto_port: int) -> None:
         assert self.stack is not None
@@ -187,6 +200,9 @@ class DevStack:
         if self.event_source is not None:
             self.event_source.stop()
             self.event_source = None
+        for schedule in self.schedules:
+            schedule.stop()
+        self.schedules = []
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
