@@ -226,3 +226,25 @@ def test_a_cancel_during_generation_stops_it_and_keeps_the_partial_answer(
     assert 2 <= len(produced) < 200  # the stream was stopped, not run to its end
     assert body["answer"] == "".join(produced)
     assert "responseMessage" not in body
+
+
+def test_the_records_of_a_batch_run_concurrently(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [add(client, keys["alice"], prompt=f"p{i}")["id"] for i in range(5)]
+    active = {"now": 0, "peak": 0}
+
+    async def overlapping(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        active["now"] += 1
+        active["peak"] = max(active["peak"], active["now"])
+        await asyncio.sleep(0.3)
+        active["now"] -= 1
+        yield Delta(request.prompt)
+        yield Finish()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", overlapping)
+
+    assert consumer.poll_once(wait_seconds=0) == 5  # one batch
+
+    assert active["peak"] == 5
+    assert {get(client, keys["alice"], i)["prompt"]["status"] for i in ids} == {"completed"}
