@@ -36,9 +36,19 @@ def _session() -> boto3.session.Session:
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
 
 
+# Model invocations: SageMaker's real-time limit is 60 s per invocation, and the consumer's own
+# retries (with backoff, counted on the prompt) replace the SDK's, which would silently re-run a
+# generation on the GPU.
+_SERVICE_CONFIG = {
+    "sagemaker-runtime": Config(
+        retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=70
+    ),
+}
+
+
 @cache
 def client(service: str) -> Any:
-    return _session().client(service, config=_CONFIG)
+    return _session().client(service, config=_SERVICE_CONFIG.get(service, _CONFIG))
 
 
 _local = threading.local()
