@@ -151,12 +151,12 @@ class PromptRunner:
         except _Stopped as stopped:
             return await self._stopped(claimed, stopped.current, progress)
         except EngineError as error:
-            return await self._fail(claimed, str(error), retryable=error.retryable)
+            return await self._fail(claimed, progress, str(error), retryable=error.retryable)
         except InvalidRequest as error:
-            return await self._fail(claimed, str(error), retryable=False)
+            return await self._fail(claimed, progress, str(error), retryable=False)
         except Exception as error:  # an unexpected fault is treated as transient
             logger.exception("prompt run failed unexpectedly", **_log_keys(claimed))
-            return await self._fail(claimed, f"{type(error).__name__}: {error}", retryable=True)
+            return await self._fail(claimed, progress, f"{type(error).__name__}: {error}", retryable=True)
         self._record_generation(claimed, progress)
         done = await asyncio.to_thread(
             self._repo.transition,
@@ -250,7 +250,7 @@ class PromptRunner:
             return RunResult(Outcome.CANCELED)
         return RunResult(Outcome.DISCARDED)
 
-    async def _fail(self, prompt: Prompt, message: str, *, retryable: bool) -> RunResult:
+    async def _fail(self, prompt: Prompt, progress: _Progress, message: str, *, retryable: bool) -> RunResult:
         target = status_after_failure(prompt.runCount, prompt.maxRetries, retryable)
         moved = await asyncio.to_thread(
             self._repo.transition,
@@ -260,9 +260,9 @@ class PromptRunner:
             error=message,
             updatedAt=now_rfc3339(),
         )
-        if moved is None:
+        if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             current = await asyncio.to_thread(self._repo.get, prompt.id)
-            return await self._stopped(prompt, current, _Progress())
+            return await self._stopped(prompt, current, progress)
         telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
         if target is Status.ERRORED:
