@@ -45,7 +45,7 @@ def test_async_add_stores_and_enqueues_only_the_id(
     assert prompt["sync"] is False
     assert prompt["id"] and prompt["threadId"]
     assert RFC3339.match(prompt["createdAt"]) and prompt["createdAt"] == prompt["updatedAt"]
-    assert queued_bodies(local_stack) == [{"promptId": prompt["id"]}]
+    assert queued_bodies(local_stack) == [{"promptId": prompt["id"], "userId": "alice"}]  # ids only, no text
     assert len(stored_prompts(local_stack)) == 1
 
 
@@ -85,7 +85,7 @@ def test_readding_the_same_body_is_idempotent(
 
     assert again.status_code == 200
     assert again.json()["prompt"] == first.json()["prompt"]
-    assert queued_bodies(local_stack) == [{"promptId": "same-1"}]
+    assert queued_bodies(local_stack) == [{"promptId": "same-1", "userId": "alice"}]
 
 
 @pytest.mark.parametrize("user", ["alice", "bob"])

@@ -212,7 +212,7 @@ def test_a_prompt_that_keeps_killing_consumers_is_dead_lettered_and_abandoned(
     dead = aws_client("sqs").receive_message(
         QueueUrl=local_stack.refs["PromptsDeadLetterQueue"], MessageAttributeNames=["All"]
     )["Messages"]
-    assert json.loads(dead[0]["Body"]) == {"promptId": prompt["id"]}
+    assert json.loads(dead[0]["Body"]) == {"promptId": prompt["id"], "userId": "alice"}
     assert "dead-letter" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
 
 
@@ -263,10 +263,11 @@ def test_a_throttled_table_keeps_the_message_for_later(
     prompt = add(client, keys["alice"])
     repository = wiring.prompt_repository(settings)
 
-    def throttled(prompt_id: str) -> None:
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
+    def throttled(*args: object) -> None:
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
 
     monkeypatch.setattr(repository, "get", throttled)
+    monkeypatch.setattr(repository, "claim_waiting", throttled)
     run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings))
     messages = Recorder(settings)
 

@@ -5,8 +5,19 @@ import json
 from promptsvc.adapters.clients import client
 
 
-def message_body(prompt_id: str) -> str:
-    return json.dumps({"promptId": prompt_id})
+def message_body(prompt_id: str, user_id: str | None = None) -> str:
+    """The message: ids only. The owner's id lets a consumer claim in one write (the index key
+    `userStatus` needs it) instead of reading the prompt first."""
+    body = {"promptId": prompt_id}
+    if user_id:
+        body["userId"] = user_id
+    return json.dumps(body)
+
+
+def user_id_from_body(body: str) -> str | None:
+    data = json.loads(body)
+    user_id = data.get("userId") if isinstance(data, dict) else None
+    return user_id if isinstance(user_id, str) and user_id else None
 
 
 def prompt_id_from_body(body: str) -> str:
@@ -22,8 +33,8 @@ class SqsPromptQueue:
     def __init__(self, queue_url: str) -> None:
         self._queue_url = queue_url
 
-    def send(self, prompt_id: str) -> None:
-        client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=message_body(prompt_id))
+    def send(self, prompt_id: str, user_id: str) -> None:
+        client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=message_body(prompt_id, user_id))
 
 
 class SqsMessages:

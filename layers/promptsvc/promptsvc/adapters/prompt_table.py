@@ -128,6 +128,25 @@ class DynamoPromptRepository:
         condition = "#status = :seen AND runCount = :runs"
         return self._update(prompt.id, update, condition, {"#status": "status"}, values)
 
+    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Prompt | None:
+        """Claim a scheduled or errored prompt in one conditional write, without reading it first."""
+        values: dict[str, Any] = {
+            ":running": str(Status.RUNNING),
+            ":userStatus": f"{user_id}#{Status.RUNNING}",
+            ":now": now,
+            ":one": 1,
+            ":lease": lease_until_ms,
+            ":scheduled": str(Status.SCHEDULED),
+            ":errored": str(Status.ERRORED),
+            ":user": user_id,
+        }
+        update = (
+            "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now, "
+            "leaseUntil = :lease ADD runCount :one"
+        )
+        condition = "(#status = :scheduled OR #status = :errored) AND userId = :user"
+        return self._update(prompt_id, update, condition, {"#status": "status"}, values)
+
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool:
         """Extend the lease of the run `prompt` describes; False once that run is over."""
         return self.update_if(prompt, Status.RUNNING, leaseUntil=lease_until_ms) is not None

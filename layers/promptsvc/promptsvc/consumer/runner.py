@@ -112,12 +112,28 @@ class PromptRunner:
     # -- entry point ----------------------------------------------------------------------------
 
     async def run(
-        self, prompt_id: str, *, keep_alive: KeepAlive | None = None, lease_seconds: float | None = None
+        self,
+        prompt_id: str,
+        *,
+        user_id: str | None = None,
+        keep_alive: KeepAlive | None = None,
+        lease_seconds: float | None = None,
+        on_generated: Callable[[], None] | None = None,
     ) -> RunResult:
-        """Run the prompt if it is due. `keep_alive` is called as the lease is renewed (the ECS
+        """Run the prompt if it is due. `user_id` (from the message) allows a one-write claim.
+        `keep_alive` is called as the lease is renewed (the ECS
         worker extends the message's visibility there); `lease_seconds` overrides the lease (the
-        Lambda host uses its remaining time)."""
+        Lambda host uses its remaining time); `on_generated` is called once the engine is done
+        with the prompt, before the answer is written (the ECS worker gives the engine slot to
+        the next prompt then)."""
         lease = lease_seconds or self._lease_seconds
+        if user_id is not None:  # the common case, a waiting prompt: one write, no read
+            lease_until = self._now_ms() + int(lease * 1000)
+            claimed = await asyncio.to_thread(
+                self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until
+            )
+            if claimed is not None:
+                return await self._started(claimed, lease, keep_alive, on_generated)
         prompt = await asyncio.to_thread(self._repo.get, prompt_id)
         if prompt is None or is_terminal(prompt.status):
             return RunResult(Outcome.SKIPPED)
@@ -131,17 +147,36 @@ class PromptRunner:
         claimed = await asyncio.to_thread(self._repo.claim, prompt, now_rfc3339(), now_ms + int(lease * 1000))
         if claimed is None:
             return RunResult(Outcome.SKIPPED)
+        return await self._started(claimed, lease, keep_alive, on_generated)
+
+    async def _started(
+        self,
+        claimed: Prompt,
+        lease: float,
+        keep_alive: KeepAlive | None,
+        on_generated: Callable[[], None] | None,
+    ) -> RunResult:
         if claimed.runCount == 1:
             telemetry.queued(self._clock() - _epoch(claimed.createdAt), claimed.modelId)
-        return await self._run_claimed(claimed, lease, keep_alive)
+        return await self._run_claimed(claimed, lease, keep_alive, on_generated)
 
     # -- one run --------------------------------------------------------------------------------
 
-    async def _run_claimed(self, claimed: Prompt, lease: float, keep_alive: KeepAlive | None) -> RunResult:
+    async def _run_claimed(
+        self,
+        claimed: Prompt,
+        lease: float,
+        keep_alive: KeepAlive | None,
+        on_generated: Callable[[], None] | None,
+    ) -> RunResult:
         progress = _Progress(started=self._clock())
         try:
             model = self._catalog().resolve(claimed.modelId)
-            await self._generate_watched(claimed, model, progress, lease, keep_alive)
+            try:
+                await self._generate_watched(claimed, model, progress, lease, keep_alive)
+            finally:
+                if on_generated is not None:
+                    on_generated()
         except asyncio.CancelledError:
             # The host is shutting down (an ECS worker past its drain time): give the run back,
             # uncounted, so another consumer starts it at once instead of waiting out the lease.

@@ -6,12 +6,13 @@ live lease's end). Nothing is lost: any fault that escapes the runner keeps the 
 """
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.adapters.prompt_queue import prompt_id_from_body
+from promptsvc.adapters.prompt_queue import prompt_id_from_body, user_id_from_body
 from promptsvc.consumer.runner import KeepAlive, Outcome, PromptRunner
 from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
@@ -39,6 +40,7 @@ async def settle(
     *,
     lease_seconds: float | None = None,
     keep_alive: KeepAlive | None = None,
+    on_generated: Callable[[], None] | None = None,
 ) -> Settlement:
     try:
         prompt_id = prompt_id_from_body(message.body)
@@ -48,7 +50,13 @@ async def settle(
         await asyncio.to_thread(messages.dead_letter, message.body, reason)
         return Settlement.DONE
     try:
-        result = await runner.run(prompt_id, keep_alive=keep_alive, lease_seconds=lease_seconds)
+        result = await runner.run(
+            prompt_id,
+            user_id=user_id_from_body(message.body),
+            keep_alive=keep_alive,
+            lease_seconds=lease_seconds,
+            on_generated=on_generated,
+        )
     except Exception:
         # A fault outside the engine (a throttled table, a network blip): try again later.
         delay = backoff_seconds(message.receive_count)

@@ -1,7 +1,9 @@
 """The ECS GPU worker: a long-running host for the consumer core (`promptsvc worker`).
 
-It long-polls the prompts queue and keeps up to `concurrency` prompts in flight at once (one
-asyncio task each), so a continuous-batching engine such as vLLM always has a full batch. While a
+It long-polls the prompts queue and keeps up to `concurrency` prompts generating at once (one
+asyncio task each), so a continuous-batching engine such as vLLM always has a full batch. A
+prompt gives its slot back as soon as the engine is done with it: the answer write and the
+message delete of one prompt overlap the next prompt's receive and claim. While a
 prompt runs, its message's visibility is extended with the lease. On SIGTERM (ECS stopping the
 task, e.g. on scale-in) it stops receiving, lets in-flight prompts finish for up to
 `drain_seconds`, then releases the rest: each goes back to `scheduled`, uncounted, and its message
@@ -52,6 +54,8 @@ class Worker:
         self._protection = protection
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._slots_used = 0  # prompts received and not yet done generating
+        self._slot_freed = asyncio.Event()
         self.received = 0
         self.settled: dict[str, int] = {}
         self.peak_inflight = 0
@@ -71,9 +75,12 @@ class Worker:
         protecting = asyncio.create_task(self._protect_while_busy()) if self._protection else None
         try:
             while not self._stopping.is_set():
-                free = self.options.concurrency - len(self._inflight)
+                free = self.options.concurrency - self._slots_used
                 if free <= 0:
-                    await asyncio.wait({*self._inflight, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    self._slot_freed.clear()
+                    freed = asyncio.create_task(self._slot_freed.wait())
+                    await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
                     continue
                 receiving = asyncio.create_task(asyncio.to_thread(self._receive, min(10, free)))
                 await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,9 +110,10 @@ class Worker:
 
     def _start(self, raw: dict[str, Any]) -> None:
         self.received += 1
+        self._slots_used += 1
+        self.peak_inflight = max(self.peak_inflight, self._slots_used)
         task = asyncio.create_task(self._work(raw))
         self._inflight.add(task)
-        self.peak_inflight = max(self.peak_inflight, len(self._inflight))
         task.add_done_callback(self._inflight.discard)
 
     async def _protect_while_busy(self) -> None:
@@ -116,6 +124,15 @@ class Worker:
             await asyncio.sleep(1.0)
 
     async def _work(self, raw: dict[str, Any]) -> None:
+        released = False
+
+        def release_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._slots_used -= 1
+                self._slot_freed.set()
+
         message = ReceivedMessage(
             message_id=raw["MessageId"],
             receipt_handle=raw["ReceiptHandle"],
@@ -135,6 +152,7 @@ class Worker:
                 message,
                 lease_seconds=self.options.visibility_seconds + self.options.lease_margin_seconds,
                 keep_alive=keep_alive,
+                on_generated=release_slot,
             )
             if settlement is Settlement.DONE:
                 await asyncio.to_thread(self._messages.delete, message.receipt_handle)
@@ -148,6 +166,8 @@ class Worker:
             raise
         except Exception:
             logger.exception("settling a message failed; it comes back after its visibility timeout")
+        finally:
+            release_slot()
 
     async def _drain(self) -> None:
         if not self._inflight:

@@ -26,6 +26,9 @@ class PromptRepository(Protocol):
         """Start a run of the prompt as read (running, runCount+1, lastRun, lease); None if it
         changed since it was read. Claiming a running prompt whose lease expired counts a crash."""
 
+    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Prompt | None:
+        """Claim in one write a prompt that is scheduled or errored; None otherwise (then read it)."""
+
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool: ...
 
     def release(self, prompt: Prompt, now: str) -> bool:
@@ -55,7 +58,7 @@ class PromptRepository(Protocol):
 
 
 class PromptQueue(Protocol):
-    def send(self, prompt_id: str) -> None: ...
+    def send(self, prompt_id: str, user_id: str) -> None: ...
 
 
 class QueueMessages(Protocol):

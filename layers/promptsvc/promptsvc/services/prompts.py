@@ -57,7 +57,7 @@ class PromptService:
                 raise Conflict(f"a prompt with id {new.id!r} already exists with a different body")
             return self._maybe_wait(AddResult(existing, created=False), new.sync, sync_wait)
         try:
-            self._queue.send(prompt.id)
+            self._queue.send(prompt.id, prompt.userId)
         except Exception as error:
             self._compensate(prompt)
             raise EnqueueFailed("the prompt could not be queued; nothing was stored, retry") from error
