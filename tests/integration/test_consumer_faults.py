@@ -275,3 +275,28 @@ def test_a_throttled_table_keeps_the_message_for_later(
 
     assert settled is Settlement.KEPT and len(messages.visibility) == 1
     assert prompt_of(client, keys["alice"], prompt["id"])["prompt"]["status"] == "scheduled"
+
+
+def test_a_run_emits_its_metrics_as_emf(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "promptsvc")
+    prompt = add(client, keys["alice"])
+    engine(monkeypatch, [answers("metered")])
+    capsys.readouterr()
+
+    asyncio.run(runner(settings).run(prompt["id"]))
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    emitted = {m["Name"]: line for line in lines for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {
+        "TimeInQueue",
+        "TimeToFirstToken",
+        "GenerationTime",
+        "TokensPerSecond",
+        "PromptsCompleted",
+    } <= set(emitted)
+    assert all(line["ModelId"] == MODEL for line in emitted.values())
+    assert emitted["PromptsCompleted"]["PromptsCompleted"] == [1.0]
