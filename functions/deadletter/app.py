@@ -12,11 +12,12 @@ logger = Logger()
 tracer = Tracer()
 settings = get_settings()
 repository = wiring.prompt_repository(settings)
+events = wiring.thread_event_log(settings)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    report = sweep(repository, settings.prompts_dlq_url)
+    report = sweep(repository, settings.prompts_dlq_url, events=events)
     logger.info("dead-letter sweep", **asdict(report))
     return asdict(report)

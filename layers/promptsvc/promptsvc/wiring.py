@@ -7,6 +7,7 @@ from promptsvc.adapters.clients import secret_bytes
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
 from promptsvc.adapters.prompt_table import DynamoPromptRepository
+from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
 from promptsvc.engines.registry import EngineRegistry
@@ -20,6 +21,12 @@ def prompt_repository(settings: Settings) -> DynamoPromptRepository:
     return DynamoPromptRepository(settings.prompts_table, settings.prompt_retention_days)
 
 
+def thread_event_log(settings: Settings) -> DynamoThreadEventLog | None:
+    if not settings.thread_events_table:
+        return None
+    return DynamoThreadEventLog(settings.thread_events_table, settings.event_ttl_seconds)
+
+
 def catalog_source(settings: Settings) -> CatalogSource:
     return CatalogSource(settings.model_catalog_ssm_parameter, settings.model_catalog_file)
 
@@ -30,7 +37,10 @@ def catalog(settings: Settings) -> Catalog:
 
 def prompt_service(settings: Settings) -> PromptService:
     return PromptService(
-        prompt_repository(settings), SqsPromptQueue(settings.prompts_queue_url), catalog_source(settings).get
+        prompt_repository(settings),
+        SqsPromptQueue(settings.prompts_queue_url),
+        catalog_source(settings).get,
+        events=thread_event_log(settings),
     )
 
 
@@ -52,6 +62,8 @@ def prompt_runner(settings: Settings) -> PromptRunner:
         crash_limit=settings.crash_limit,
         retry_base=settings.retry_base_seconds,
         retry_cap=settings.retry_cap_seconds,
+        events=thread_event_log(settings),
+        delta_interval=settings.delta_interval_seconds,
     )
 
 

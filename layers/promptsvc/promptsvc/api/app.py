@@ -7,6 +7,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from promptsvc import wiring
 from promptsvc.api import errors
 from promptsvc.api.routes import router
+from promptsvc.services.threads import ThreadService
 from promptsvc.settings import Settings, get_settings
 
 logger = Logger(child=True)
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.prompts = wiring.prompt_service(settings)
     app.state.lister = wiring.prompt_lister(settings)
     app.state.keys = wiring.key_service(settings)
+    app.state.threads = ThreadService(wiring.thread_event_log(settings))
     errors.install(app)
     app.include_router(router)
     app.add_middleware(BodyLimit)

@@ -85,6 +85,18 @@ async def list_prompts(
     return response
 
 
+@router.get("/thread/{thread_id}/events")
+def thread_events(
+    thread_id: str,
+    request: Request,
+    after: int = 0,
+    limit: int = 100,
+    caller: Principal = Depends(principal),
+) -> dict[str, Any]:
+    page = request.app.state.threads.events(caller, thread_id, after, limit)
+    return {"events": page.events, "after": page.after}
+
+
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
     catalog = request.app.state.prompts.catalog

@@ -12,9 +12,10 @@ from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import prompt_id_from_body
-from promptsvc.domain.ports import PromptRepository
+from promptsvc.domain.ports import PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.status import Status, is_terminal
+from promptsvc.domain.thread_events import status_event
 
 logger = Logger(child=True)
 
@@ -26,7 +27,9 @@ class SweepReport:
     unreadable: int = 0
 
 
-def abandon(repository: PromptRepository, prompt_id: str, deliveries: int) -> bool:
+def abandon(
+    repository: PromptRepository, prompt_id: str, deliveries: int, events: ThreadEventLog | None = None
+) -> bool:
     prompt = repository.get(prompt_id)
     if prompt is None or is_terminal(prompt.status):
         return False
@@ -37,6 +40,8 @@ def abandon(repository: PromptRepository, prompt_id: str, deliveries: int) -> bo
     moved = repository.transition(
         prompt, Status.ABANDONED, run_count=prompt.runCount, error=error, updatedAt=now_rfc3339()
     )
+    if moved is not None and events is not None:
+        events.append(status_event(moved, str(Status.ABANDONED), moved.updatedAt, error))
     if moved is not None:
         logger.error(
             "prompt abandoned from the dead-letter queue", prompt_id=prompt_id, deliveries=deliveries
@@ -45,7 +50,12 @@ def abandon(repository: PromptRepository, prompt_id: str, deliveries: int) -> bo
 
 
 def sweep(
-    repository: PromptRepository, dead_letter_url: str, *, batches: int = 10, hide_seconds: int = 300
+    repository: PromptRepository,
+    dead_letter_url: str,
+    *,
+    events: ThreadEventLog | None = None,
+    batches: int = 10,
+    hide_seconds: int = 300,
 ) -> SweepReport:
     """Read (without deleting) up to `batches` x 10 messages and abandon their prompts. Each read
     hides the message for `hide_seconds`, so one sweep does not see it twice."""
@@ -69,6 +79,6 @@ def sweep(
                 report.unreadable += 1
                 continue
             deliveries = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)) - 1
-            if abandon(repository, prompt_id, max(deliveries, 1)):
+            if abandon(repository, prompt_id, max(deliveries, 1), events):
                 report.abandoned += 1
     return report

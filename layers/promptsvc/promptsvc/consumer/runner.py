@@ -27,13 +27,15 @@ from enum import StrEnum
 from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
+from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.domain.catalog import Catalog, Model
 from promptsvc.domain.errors import InvalidRequest
-from promptsvc.domain.ports import PromptRepository
+from promptsvc.domain.ports import PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import Prompt, now_rfc3339
 from promptsvc.domain.retry import backoff_seconds
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
+from promptsvc.domain.thread_events import status_event
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 
@@ -67,6 +69,7 @@ class RunResult:
 
 @dataclass
 class _Progress:
+    events: "RunEvents | NoEvents" = field(default_factory=NoEvents)
     parts: list[str] = field(default_factory=list)
     started: float = 0.0
     first_token: float | None = None
@@ -97,6 +100,8 @@ class PromptRunner:
         crash_limit: int = 3,
         retry_base: float = 2.0,
         retry_cap: float = 900.0,
+        events: ThreadEventLog | None = None,
+        delta_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository
@@ -107,6 +112,8 @@ class PromptRunner:
         self._crash_limit = crash_limit
         self._retry_base = retry_base
         self._retry_cap = retry_cap
+        self._events = events
+        self._delta_interval = delta_interval
         self._clock = clock
 
     # -- entry point ----------------------------------------------------------------------------
@@ -158,7 +165,23 @@ class PromptRunner:
     ) -> RunResult:
         if claimed.runCount == 1:
             telemetry.queued(self._clock() - _epoch(claimed.createdAt), claimed.modelId)
-        return await self._run_claimed(claimed, lease, keep_alive, on_generated)
+        events = self._run_events(claimed)
+        # A first run tells the thread the prompt was scheduled (the API writes no event, to keep
+        # an add at two AWS calls); a later run starts the answer over.
+        if claimed.runCount == 1:
+            events.status(str(Status.SCHEDULED))
+        else:
+            events.reset()
+        events.status(str(Status.RUNNING))
+        try:
+            return await self._run_claimed(claimed, lease, keep_alive, on_generated, events)
+        finally:
+            await events.close()
+
+    def _run_events(self, prompt: Prompt) -> "RunEvents | NoEvents":
+        if self._events is None:
+            return NoEvents()
+        return RunEvents(self._events, prompt, interval=self._delta_interval)
 
     # -- one run --------------------------------------------------------------------------------
 
@@ -168,8 +191,9 @@ class PromptRunner:
         lease: float,
         keep_alive: KeepAlive | None,
         on_generated: Callable[[], None] | None,
+        events: "RunEvents | NoEvents",
     ) -> RunResult:
-        progress = _Progress(started=self._clock())
+        progress = _Progress(events=events, started=self._clock())
         try:
             model = self._catalog().resolve(claimed.modelId)
             try:
@@ -181,6 +205,7 @@ class PromptRunner:
             # The host is shutting down (an ECS worker past its drain time): give the run back,
             # uncounted, so another consumer starts it at once instead of waiting out the lease.
             await asyncio.shield(asyncio.to_thread(self._repo.release, claimed, now_rfc3339()))
+            events.status(str(Status.SCHEDULED))
             logger.info("prompt released by a stopping consumer", **_log_keys(claimed))
             raise
         except _Stopped as stopped:
@@ -204,6 +229,7 @@ class PromptRunner:
         )
         if done is None:
             return await self._stopped(claimed, await asyncio.to_thread(self._repo.get, claimed.id), progress)
+        events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
         return RunResult(Outcome.COMPLETED)
 
@@ -265,6 +291,7 @@ class PromptRunner:
                         if progress.first_token is None:
                             progress.first_token = self._clock()
                         progress.parts.append(event.text)
+                        progress.events.delta(event.text)
                     else:
                         progress.finish = event
         except TimeoutError:
@@ -280,6 +307,7 @@ class PromptRunner:
         (removed, claimed again after our lease ran out) discards what we have."""
         if current is not None and current.status is Status.CANCELED and current.runCount == claimed.runCount:
             await asyncio.to_thread(self._repo.update_if, claimed, Status.CANCELED, answer=progress.text)
+            progress.events.status(str(Status.CANCELED))
             telemetry.outcome("canceled", claimed.modelId)
             logger.info("prompt canceled while running; partial answer kept", **_log_keys(claimed))
             return RunResult(Outcome.CANCELED)
@@ -298,6 +326,7 @@ class PromptRunner:
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             current = await asyncio.to_thread(self._repo.get, prompt.id)
             return await self._stopped(prompt, current, progress)
+        progress.events.status(str(target), message)
         telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
         if target is Status.ERRORED:
@@ -322,6 +351,9 @@ class PromptRunner:
         )
         if moved is None:
             return RunResult(Outcome.SKIPPED)
+        if self._events is not None:
+            event = status_event(prompt, str(Status.ABANDONED), now_rfc3339(), message)
+            await asyncio.to_thread(self._events.append, event)
         telemetry.outcome("abandoned", prompt.modelId)
         logger.error("prompt abandoned after repeated consumer crashes", crashes=crashes, **_log_keys(prompt))
         return RunResult(Outcome.DEAD_LETTER, error=message)

@@ -7,6 +7,7 @@ from promptsvc.domain.keys import ApiKeyRecord
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.query import Index
 from promptsvc.domain.status import Status
+from promptsvc.domain.thread_events import ThreadEvent
 
 
 class PromptRepository(Protocol):
@@ -78,3 +79,13 @@ class KeyRepository(Protocol):
     def get(self, key_id: str) -> ApiKeyRecord | None: ...
 
     def delete(self, key_id: str) -> bool: ...
+
+
+class ThreadEventLog(Protocol):
+    """A thread's events, each stored once with the next `seq` of its thread."""
+
+    def append(self, event: ThreadEvent) -> ThreadEvent:
+        """Store the event with the thread's next seq; the stored event."""
+
+    def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
+        """Stored events of the thread with seq > after_seq, in order."""

@@ -9,9 +9,10 @@ from aws_lambda_powertools import Logger
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.ports import PromptQueue, PromptRepository
+from promptsvc.domain.ports import PromptQueue, PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, now_rfc3339, request_hash
 from promptsvc.domain.status import Status, is_terminal
+from promptsvc.domain.thread_events import status_event
 
 logger = Logger(child=True)
 
@@ -34,12 +35,14 @@ class PromptService:
         queue: PromptQueue,
         catalog: Callable[[], Catalog],
         *,
+        events: ThreadEventLog | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repository
         self._queue = queue
         self._catalog = catalog
+        self._events = events
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -109,6 +112,9 @@ class PromptService:
             if current.status is Status.CANCELED:
                 return current
             raise Conflict(f"prompt {prompt_id!r} is {current.status} and can no longer be canceled")
+        if self._events is not None and prompt.status is not Status.RUNNING:
+            # A running prompt's consumer writes `canceled` when it stops; nobody else would here.
+            self._events.append(status_event(updated, str(Status.CANCELED), updated.updatedAt))
         return updated
 
     def remove(self, principal: Principal, prompt_id: str) -> None:

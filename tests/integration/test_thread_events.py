@@ -1,0 +1,199 @@
+"""Thread events: what the consumer writes as it works, and GET /prompt-svc/thread/{id}/events."""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi.testclient import TestClient
+from promptsvc import wiring
+from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.thread_events import EventType, ThreadEvent
+from promptsvc.engines import mock
+from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.local.sqs_source import SqsEventSource
+from promptsvc.settings import Settings
+
+from tests.conftest import auth
+from tests.integration.helpers import add
+
+
+def events(client: TestClient, key: str, thread: str, after: int = 0) -> list[dict]:
+    response = client.get(f"/prompt-svc/thread/{thread}/events", params={"after": after}, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
+def streaming(monkeypatch: pytest.MonkeyPatch, tokens: list[str], delay: float = 0.0) -> None:
+    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        for token in tokens:
+            if delay:
+                await asyncio.sleep(delay)
+            yield Delta(token)
+        yield Finish("stop", completion_tokens=len(tokens))
+
+    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+
+
+def test_a_run_writes_scheduled_running_deltas_and_completed_in_seq_order(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streaming(monkeypatch, [f"w{i} " for i in range(30)], delay=0.01)
+    prompt = add(client, keys["alice"], threadId="talk")
+
+    consumer.drain()
+
+    seen = events(client, keys["alice"], "talk")
+    answer = client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).json()["answer"]
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    statuses = [e["status"] for e in seen if e["type"] == "status"]
+    assert statuses == ["scheduled", "running", "completed"]
+    assert (
+        seen[0]["status"] == "scheduled"
+        and seen[1]["status"] == "running"
+        and seen[-1]["status"] == "completed"
+    )
+    deltas = [e for e in seen if e["type"] == "delta"]
+    assert "".join(d["text"] for d in deltas) == answer == "".join(f"w{i} " for i in range(30))
+    assert deltas[0]["text"] == "w0 "  # the first token is not held back
+    assert len(deltas) < 30  # later tokens are coalesced
+    assert all(e["promptId"] == prompt["id"] and e["threadId"] == "talk" and e["createdAt"] for e in seen)
+
+
+def test_deltas_are_written_at_most_about_five_a_second(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streaming(monkeypatch, ["t "] * 100, delay=0.01)  # 100 tokens over about a second or more
+    add(client, keys["alice"], threadId="fast")
+
+    consumer.drain()
+
+    deltas = [e for e in events(client, keys["alice"], "fast") if e["type"] == "delta"]
+    assert "".join(d["text"] for d in deltas) == "t " * 100
+    assert len(deltas) <= 100 * 0.01 / 0.2 + 3  # one immediate, then one per 0.2 s, then the tail
+
+
+def test_after_returns_exactly_the_events_that_follow(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource
+) -> None:
+    add(client, keys["alice"], threadId="replay")
+    consumer.drain()
+    everything = events(client, keys["alice"], "replay")
+
+    tail = events(client, keys["alice"], "replay", after=2)
+
+    assert tail == everything[2:]
+    assert events(client, keys["alice"], "replay", after=everything[-1]["seq"]) == []
+
+
+def test_a_retry_starts_with_a_reset(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"], threadId="retry")
+    attempts = iter([EngineError("503 busy", retryable=True), None])
+
+    async def flaky(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        yield Delta("partial ")
+        failure = next(attempts)
+        if failure:
+            raise failure
+        yield Delta("whole answer")
+        yield Finish()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", flaky)
+    runner = wiring.prompt_runner(settings)
+
+    asyncio.run(runner.run(prompt["id"]))
+    asyncio.run(runner.run(prompt["id"]))
+
+    kinds = [(e["type"], e.get("status")) for e in events(client, keys["alice"], "retry")]
+    assert kinds == [
+        ("status", "scheduled"), ("status", "running"), ("delta", None), ("status", "errored"),
+        ("reset", None), ("status", "running"), ("delta", None), ("status", "completed"),
+    ]  # fmt: skip
+    errored = events(client, keys["alice"], "retry")[3]
+    assert errored["error"] == "503 busy"
+
+
+def test_a_cancel_mid_stream_ends_with_canceled(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = add(client, keys["alice"], threadId="stop")
+
+    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        for i in range(100):
+            if i == 3:
+                client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
+            await asyncio.sleep(0.05)
+            yield Delta(f"{i} ")
+        yield Finish()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", slow)
+
+    consumer.drain()
+
+    seen = events(client, keys["alice"], "stop")
+    assert seen[-1]["type"] == "status" and seen[-1]["status"] == "canceled"
+    assert [e.get("status") for e in seen if e["type"] == "status"] == ["scheduled", "running", "canceled"]
+    answer = client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).json()["answer"]
+    assert "".join(e["text"] for e in seen if e["type"] == "delta") == answer
+
+
+def test_canceling_a_waiting_prompt_writes_its_canceled_event(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    prompt = add(client, keys["alice"], threadId="never")
+
+    client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
+
+    seen = events(client, keys["alice"], "never")
+    assert [(e["type"], e["status"], e["promptId"]) for e in seen] == [("status", "canceled", prompt["id"])]
+
+
+def test_others_see_nothing_of_a_users_thread_and_admins_see_all(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource
+) -> None:
+    add(client, keys["alice"], threadId="private")
+    consumer.drain()
+
+    assert events(client, keys["bob"], "private") == []
+    assert len(events(client, keys["admin"], "private")) == len(events(client, keys["alice"], "private")) > 0
+
+
+@pytest.mark.parametrize(
+    ("params", "named"), [({"after": -1}, "after"), ({"limit": 0}, "limit"), ({"after": "x"}, "after")]
+)
+def test_bad_event_queries_are_400(
+    client: TestClient, keys: dict[str, str], params: dict, named: str
+) -> None:
+    response = client.get("/prompt-svc/thread/t/events", params=params, headers=auth(keys["alice"]))
+
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+
+
+def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings) -> None:
+    """Two consumers (two logs, each remembering its own last seq) writing to one thread."""
+    logs = [
+        DynamoThreadEventLog(settings.thread_events_table),
+        DynamoThreadEventLog(settings.thread_events_table),
+    ]
+    prompt = Prompt(id="p", prompt="x", modelId="m", template="", threadId="shared", userId="alice")
+    stored: list[int] = []
+    lock = threading.Lock()
+
+    def write(log: DynamoThreadEventLog, count: int) -> None:
+        for i in range(count):
+            event = log.append(ThreadEvent("shared", "alice", prompt.id, EventType.DELTA, "now", text=str(i)))
+            with lock:
+                stored.append(event.seq)
+
+    threads = [threading.Thread(target=write, args=(log, 25)) for log in logs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(stored) == list(range(1, 51))
+    assert [e.seq for e in logs[0].after("shared", 0, 100)] == list(range(1, 51))
