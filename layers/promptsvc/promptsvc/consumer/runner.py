@@ -127,12 +127,14 @@ class PromptRunner:
         lease_seconds: float | None = None,
         on_generated: Callable[[], None] | None = None,
     ) -> RunResult:
-        """Run the prompt if it is due. `user_id` (from the message) allows a one-write claim.
-        `keep_alive` is called as the lease is renewed (the ECS
-        worker extends the message's visibility there); `lease_seconds` overrides the lease (the
-        Lambda host uses its remaining time); `on_generated` is called once the engine is done
-        with the prompt, before the answer is written (the ECS worker gives the engine slot to
-        the next prompt then)."""
+        """Run the prompt if it is due.
+
+        `user_id` (from the message) allows a one-write claim; `keep_alive` is called as the lease
+        is renewed (the ECS worker extends the message's visibility there); `lease_seconds`
+        overrides the lease (the Lambda host uses its remaining time); `on_generated` is called
+        once the engine is done with the prompt, before the answer is written (the ECS worker
+        gives the engine slot to the next prompt then).
+        """
         lease = lease_seconds or self._lease_seconds
         if user_id is not None:  # the common case, a waiting prompt: one write, no read
             lease_until = self._now_ms() + int(lease * 1000)
@@ -205,7 +207,7 @@ class PromptRunner:
             # The host is shutting down (an ECS worker past its drain time): give the run back,
             # uncounted, so another consumer starts it at once instead of waiting out the lease.
             await asyncio.shield(asyncio.to_thread(self._repo.release, claimed, now_rfc3339()))
-            events.status(str(Status.SCHEDULED))
+            events.reset()  # the next run starts over, as a first run: scheduled, running, ...
             logger.info("prompt released by a stopping consumer", **_log_keys(claimed))
             raise
         except _Stopped as stopped:
