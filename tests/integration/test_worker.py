@@ -112,14 +112,15 @@ def test_worker_runs_prompts_concurrently_up_to_its_limit(
 def test_worker_keeps_the_message_invisible_while_it_works(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge
 ) -> None:
-    gauge.chunk_delay = 0.6  # type: ignore[attr-defined]  # ~3.6 s in all, visibility 1 s
+    gauge.chunk_delay = 1.0  # type: ignore[attr-defined]  # ~6 s in all, visibility 3 s
     prompt = add(client, keys["alice"], prompt="one two three four five six")
-    worker, spy = make_worker(settings, concurrency=2, visibility_seconds=1, lease_margin_seconds=0.5)
+    # lease 3 s: renewed every second, so a renewal has 2 s of slack on a busy machine
+    worker, spy = make_worker(settings, concurrency=2, visibility_seconds=3, lease_margin_seconds=0)
 
     asyncio.run(run_until(worker, lambda: statuses(client, keys["alice"], [prompt["id"]]) == ["completed"]))
 
     assert statuses(client, keys["alice"], [prompt["id"]]) == ["completed"]
-    assert spy.visibility.count(1) >= 2  # extended again and again while generating
+    assert spy.visibility.count(3) >= 2  # extended again and again while generating
     assert worker.received == 1  # so it never came back to be received twice
     assert gauge.started == 1
 
