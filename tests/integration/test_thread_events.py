@@ -56,7 +56,7 @@ def test_a_run_writes_scheduled_running_deltas_and_completed_in_seq_order(
     )
     deltas = [e for e in seen if e["type"] == "delta"]
     assert "".join(d["text"] for d in deltas) == answer == "".join(f"w{i} " for i in range(30))
-    assert deltas[0]["text"] == "w0 "  # the first token is not held back
+    assert deltas[0]["text"].startswith("w0 ")  # (that it is not held back: tests/unit/test_run_events.py)
     assert len(deltas) < 30  # later tokens are coalesced
     assert all(e["promptId"] == prompt["id"] and e["threadId"] == "talk" and e["createdAt"] for e in seen)
 

@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
     prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")
     cursor_secret_arn: str = Field("", description="Secrets Manager secret that signs list cursors")
+    connections_table: str = Field("", description="DynamoDB table of open WebSocket connections")
+    subscriptions_table: str = Field("", description="DynamoDB table of thread subscriptions")
+    websocket_endpoint: str = Field("", description="the WebSocket API's @connections callback URL")
+    connection_ttl_seconds: int = Field(7200, ge=60, description="connections expire (API GW: 2 h)")
 
     sync_wait_seconds: float = Field(25.0, gt=0, le=29, description="bound on sync add (API GW: 30 s)")
     key_cache_seconds: float = Field(60.0, ge=0, description="how long a warm function trusts a key")

@@ -4,16 +4,21 @@ from functools import partial
 
 from promptsvc.adapters.catalog_source import CatalogSource
 from promptsvc.adapters.clients import secret_bytes
+from promptsvc.adapters.connection_table import DynamoConnectionStore
+from promptsvc.adapters.connections_api import ConnectionsApi
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
 from promptsvc.adapters.prompt_table import DynamoPromptRepository
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
+from promptsvc.domain.ports import FramePoster
 from promptsvc.engines.registry import EngineRegistry
+from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
 from promptsvc.services.listing import PromptLister
 from promptsvc.services.prompts import PromptService
+from promptsvc.services.subscriptions import SubscriptionService
 from promptsvc.settings import Settings
 
 
@@ -69,3 +74,40 @@ def prompt_runner(settings: Settings) -> PromptRunner:
 
 def queue_messages(settings: Settings) -> SqsMessages:
     return SqsMessages(settings.prompts_queue_url, settings.prompts_dlq_url)
+
+
+def connection_store(settings: Settings) -> DynamoConnectionStore:
+    return DynamoConnectionStore(settings.connections_table, settings.subscriptions_table)
+
+
+def connections_api(settings: Settings) -> ConnectionsApi:
+    return ConnectionsApi(settings.websocket_endpoint)
+
+
+def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
+    log = thread_event_log(settings)
+    if log is None:
+        raise ValueError("THREAD_EVENTS_TABLE is not set: thread streams replay from it")
+    return log
+
+
+def fanout(settings: Settings, poster: FramePoster | None = None) -> Fanout:
+    """The fan-out to WebSocket connections (`poster`: another way to send frames, e.g. a fake)."""
+    return Fanout(
+        connection_store(settings), poster or connections_api(settings), _required_event_log(settings)
+    )
+
+
+def subscription_service(settings: Settings, poster: FramePoster | None = None) -> SubscriptionService:
+    store = connection_store(settings)
+    poster = poster or connections_api(settings)
+    log = _required_event_log(settings)
+    return SubscriptionService(
+        key_service(settings),
+        store,
+        poster,
+        log,
+        Fanout(store, poster, log),
+        log._read_last,  # the thread's last seq: a live-only subscription starts there
+        ttl_seconds=settings.connection_ttl_seconds,
+    )

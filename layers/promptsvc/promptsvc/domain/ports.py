@@ -1,9 +1,10 @@
 """The small interfaces the services use; adapters implement them against AWS."""
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from promptsvc.domain.keys import ApiKeyRecord
+from promptsvc.domain.keys import ApiKeyRecord, Role
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.query import Index
 from promptsvc.domain.status import Status
@@ -89,3 +90,69 @@ class ThreadEventLog(Protocol):
 
     def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An open WebSocket connection and who opened it (its API key's user and role)."""
+
+    connection_id: str
+    user_id: str
+    role: Role
+    expires_at: int  # epoch seconds: API Gateway closes a connection after 2 h
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A connection following a thread; `last_seq` is the last seq it was given (or skipped)."""
+
+    thread_id: str
+    connection_id: str
+    user_id: str
+    role: Role
+    last_seq: int
+
+    def may_see(self, event: ThreadEvent) -> bool:
+        return self.role is Role.ADMIN or event.userId == self.user_id
+
+
+class ConnectionStore(Protocol):
+    """WebSocket connections and their thread subscriptions."""
+
+    def put_connection(self, connection: Connection) -> None: ...
+
+    def get_connection(self, connection_id: str) -> Connection | None: ...
+
+    def delete_connection(self, connection_id: str) -> None: ...
+
+    def subscribe(self, connection: Connection, thread_id: str, last_seq: int) -> Subscription:
+        """Store (or replace) the subscription; it expires with the connection."""
+
+    def unsubscribe(self, thread_id: str, connection_id: str) -> None: ...
+
+    def subscription(self, thread_id: str, connection_id: str) -> Subscription | None: ...
+
+    def subscribers(self, thread_id: str) -> list[Subscription]: ...
+
+    def threads_of(self, connection_id: str) -> list[str]:
+        """The threads a connection is subscribed to (an eventually consistent index)."""
+
+    def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
+        """Set lastSeq to `to_seq` if it is `from_seq`; False if it is not (or there is no subscription)."""
+
+
+class ConnectionGone(Exception):
+    """The WebSocket client went away (API Gateway's 410): forget the connection."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is gone")
+        self.connection_id = connection_id
+
+
+class FramePoster(Protocol):
+    def post(self, connection_id: str, payload: dict[str, Any]) -> None:
+        """Send one frame (split if too big); ConnectionGone if the client went away."""

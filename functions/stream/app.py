@@ -1,0 +1,46 @@
+"""Stream function: the thread events table's stream, fanned out to subscribed WebSocket connections.
+
+Only INSERTs are events (a REMOVE is the TTL at work). A record that some connection could not be
+given (other than because it is gone) is reported as a batch item failure: the stream retries it,
+and the connections that got it already skip it.
+"""
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from promptsvc import wiring
+from promptsvc.adapters.thread_event_table import item_to_event
+from promptsvc.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+settings = get_settings()
+fanout = wiring.fanout(settings)
+
+
+class DeliveryFailed(Exception):
+    """Reported as a batch item failure: the stream delivers the record again."""
+
+
+def record_handler(record: DynamoDBRecord) -> str:
+    if record.event_name is not DynamoDBRecordEventName.INSERT or record.dynamodb is None:
+        return "ignored"
+    event = item_to_event(record.dynamodb.new_image)
+    report = fanout.publish(event)
+    if report.failed:
+        logger.warning("delivery failed", thread_id=event.threadId, seq=event.seq, connections=report.failed)
+        raise DeliveryFailed(f"thread {event.threadId!r} seq {event.seq}: {len(report.failed)} connection(s)")
+    return f"{len(report.outcomes)} subscriber(s)"
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

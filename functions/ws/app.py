@@ -1,0 +1,40 @@
+"""WebSocket function: $connect (API key), subscribe (with replay), unsubscribe, ping, $disconnect.
+
+Answers go to the client as frames through the Management API; the return value only tells API
+Gateway whether to accept a handshake ($connect: 200, or 401 to refuse it).
+"""
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from promptsvc import wiring
+from promptsvc.domain.errors import Unauthorized
+from promptsvc.services.subscriptions import credential
+from promptsvc.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+settings = get_settings()
+service = wiring.subscription_service(settings)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+@event_source(data_class=APIGatewayWebSocketEvent)
+def lambda_handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict:
+    request = event.request_context
+    connection_id = request.connection_id
+    logger.append_keys(connection_id=connection_id, route=request.route_key)
+    if request.event_type == "CONNECT":
+        api_key = credential(event.query_string_parameters, event.headers.get("authorization"))
+        try:
+            connection = service.connect(connection_id, api_key)
+        except Unauthorized as error:
+            logger.info("connect refused", reason=str(error))
+            return {"statusCode": 401, "body": str(error)}
+        logger.info("connected", user_id=connection.user_id)
+    elif request.event_type == "DISCONNECT":
+        service.disconnect(connection_id)
+    else:
+        service.message(connection_id, event.decoded_body)
+    return {"statusCode": 200}

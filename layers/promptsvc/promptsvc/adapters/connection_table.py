@@ -1,0 +1,139 @@
+"""The WebSocket connections table (partition `connectionId`) and the subscriptions table
+(partition `threadId`, sort `connectionId`, index `byConnection`), both with TTL `expiresAt`.
+
+A subscription's `lastSeq` is the per-(thread, connection) cursor of the fan-out: it only ever
+moves by a conditional update from the value its writer read (`advance`), which is what makes a
+delivery happen once however many processes try it.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.domain.keys import Role
+from promptsvc.domain.ports import Connection, Subscription
+
+BY_CONNECTION = "byConnection"
+
+
+class DynamoConnectionStore:
+    def __init__(self, connections_table: str, subscriptions_table: str) -> None:
+        self._connections_name = connections_table
+        self._subscriptions_name = subscriptions_table
+
+    @property
+    def _connections(self) -> Any:
+        return dynamodb_table(self._connections_name)
+
+    @property
+    def _subscriptions(self) -> Any:
+        return dynamodb_table(self._subscriptions_name)
+
+    # connections
+
+    def put_connection(self, connection: Connection) -> None:
+        self._connections.put_item(
+            Item={
+                "connectionId": connection.connection_id,
+                "userId": connection.user_id,
+                "role": str(connection.role),
+                "expiresAt": connection.expires_at,
+            }
+        )
+
+    def get_connection(self, connection_id: str) -> Connection | None:
+        item = self._connections.get_item(Key={"connectionId": connection_id}, ConsistentRead=True).get(
+            "Item"
+        )
+        if item is None:
+            return None
+        return Connection(
+            connection_id=item["connectionId"],
+            user_id=item["userId"],
+            role=Role(item["role"]),
+            expires_at=int(item["expiresAt"]),
+        )
+
+    def delete_connection(self, connection_id: str) -> None:
+        self._connections.delete_item(Key={"connectionId": connection_id})
+
+    # subscriptions
+
+    def subscribe(self, connection: Connection, thread_id: str, last_seq: int) -> Subscription:
+        subscription = Subscription(
+            thread_id=thread_id,
+            connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            role=connection.role,
+            last_seq=last_seq,
+        )
+        self._subscriptions.put_item(
+            Item={
+                "threadId": thread_id,
+                "connectionId": connection.connection_id,
+                "userId": connection.user_id,
+                "role": str(connection.role),
+                "lastSeq": last_seq,
+                "expiresAt": connection.expires_at,
+            }
+        )
+        return subscription
+
+    def unsubscribe(self, thread_id: str, connection_id: str) -> None:
+        self._subscriptions.delete_item(Key={"threadId": thread_id, "connectionId": connection_id})
+
+    def subscription(self, thread_id: str, connection_id: str) -> Subscription | None:
+        item = self._subscriptions.get_item(
+            Key={"threadId": thread_id, "connectionId": connection_id}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else _subscription(item)
+
+    def subscribers(self, thread_id: str) -> list[Subscription]:
+        pages = _query(
+            self._subscriptions, KeyConditionExpression=Key("threadId").eq(thread_id), ConsistentRead=True
+        )
+        return [_subscription(item) for item in pages]
+
+    def threads_of(self, connection_id: str) -> list[str]:
+        pages = _query(
+            self._subscriptions,
+            IndexName=BY_CONNECTION,
+            KeyConditionExpression=Key("connectionId").eq(connection_id),
+        )
+        return [item["threadId"] for item in pages]
+
+    def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
+        try:
+            self._subscriptions.update_item(
+                Key={"threadId": thread_id, "connectionId": connection_id},
+                UpdateExpression="SET lastSeq = :to",
+                ConditionExpression=Attr("lastSeq").eq(from_seq),
+                ExpressionAttributeValues={":to": to_seq},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _query(table: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    while True:
+        page = table.query(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _subscription(item: dict[str, Any]) -> Subscription:
+    return Subscription(
+        thread_id=item["threadId"],
+        connection_id=item["connectionId"],
+        user_id=item["userId"],
+        role=Role(item["role"]),
+        last_seq=int(item["lastSeq"]),
+    )

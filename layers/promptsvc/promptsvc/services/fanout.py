@@ -1,0 +1,130 @@
+"""Fan-out: every thread event reaches every subscribed connection once, in seq order, whether it
+comes live (the events table's stream) or by replay (a subscribe with `after`), even when both
+run at once.
+
+A subscription's `lastSeq` is its cursor. Whoever delivers event `seq` first moves the cursor from
+`seq - 1` to `seq` with a conditional update, and only then posts: any other deliverer (a
+duplicate stream record, a replay racing the stream) finds the cursor moved and skips. An event
+further ahead than `lastSeq + 1` is a gap (a replay still running, a post that failed and was
+rolled back): the missing events are read from the log and delivered first, by the same rule.
+A failed post moves the cursor back, so the caller can retry the whole event safely.
+"""
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from aws_lambda_powertools import Logger
+
+from promptsvc.domain.ports import ConnectionGone, ConnectionStore, FramePoster, Subscription, ThreadEventLog
+from promptsvc.domain.thread_events import ThreadEvent
+
+logger = Logger(child=True)
+
+PAGE = 100  # events read from the log at a time
+MAX_STALE = 50  # cursor moves by others one delivery puts up with before it gives up (retried later)
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"  # posted, or passed over because the connection's user may not see it
+    DUPLICATE = "duplicate"  # the connection had it already
+    GONE = "gone"  # the client went away: its connection and subscriptions are deleted
+    FAILED = "failed"  # the post failed: the cursor is back where it was; retry the event
+    UNSUBSCRIBED = "unsubscribed"  # the subscription went away meanwhile
+
+
+@dataclass(frozen=True)
+class Delivery:
+    outcome: Outcome
+    last_seq: int  # the cursor as this delivery last knew it
+
+
+@dataclass
+class FanoutReport:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # by connection id
+
+    @property
+    def failed(self) -> list[str]:
+        return [c for c, outcome in self.outcomes.items() if outcome is Outcome.FAILED]
+
+
+def forget_connection(store: ConnectionStore, connection_id: str) -> None:
+    """Delete a connection and its subscriptions (what a $disconnect or a 410 means)."""
+    for thread_id in store.threads_of(connection_id):
+        store.unsubscribe(thread_id, connection_id)
+    store.delete_connection(connection_id)
+
+
+class Fanout:
+    def __init__(self, store: ConnectionStore, poster: FramePoster, log: ThreadEventLog) -> None:
+        self._store = store
+        self._poster = poster
+        self._log = log
+
+    def publish(self, event: ThreadEvent) -> FanoutReport:
+        """Deliver a stored event to every subscriber of its thread; one's failure stops no other."""
+        report = FanoutReport()
+        for subscription in self._store.subscribers(event.threadId):
+            report.outcomes[subscription.connection_id] = self.deliver(event, subscription).outcome
+        return report
+
+    def replay(self, subscription: Subscription) -> Delivery:
+        """Deliver the stored events after the subscription's cursor, in order."""
+        last = subscription.last_seq
+        while page := self._log.after(subscription.thread_id, last, PAGE):
+            for event in page:
+                delivery = self.deliver(event, replace(subscription, last_seq=last))
+                if delivery.outcome not in (Outcome.DELIVERED, Outcome.DUPLICATE):
+                    return delivery
+                last = delivery.last_seq
+        return Delivery(Outcome.DELIVERED, last)
+
+    def deliver(self, event: ThreadEvent, subscription: Subscription) -> Delivery:
+        """Deliver one event to one subscription, first any events its cursor says it missed."""
+        last = subscription.last_seq
+        stale = 0
+        while event.seq > last:
+            for due in self._due(event, last):
+                outcome, last = self._step(due, last, subscription)
+                if outcome is None:  # another deliverer moved the cursor: look again
+                    stale += 1
+                    if stale > MAX_STALE:
+                        return Delivery(Outcome.FAILED, last)
+                    break
+                if outcome is not Outcome.DELIVERED or due.seq == event.seq:
+                    return Delivery(outcome, last)
+        return Delivery(Outcome.DUPLICATE, last)
+
+    def _due(self, event: ThreadEvent, last: int) -> list[ThreadEvent]:
+        """The events to deliver in order from cursor `last`, ending with `event` unless the page
+        of missed events had to stop short of it."""
+        if event.seq == last + 1:
+            return [event]
+        limit = min(PAGE, event.seq - last)
+        page = self._log.after(event.threadId, last, limit)
+        missed = [e for e in page if e.seq < event.seq]
+        complete = len(page) < limit or page[-1].seq >= event.seq
+        return [*missed, event] if complete else missed
+
+    def _step(self, event: ThreadEvent, last: int, subscription: Subscription) -> tuple[Outcome | None, int]:
+        """Move the cursor from `last` to the event, then post it; None if the cursor was not at
+        `last` (with the cursor as it is now)."""
+        thread_id, connection_id = subscription.thread_id, subscription.connection_id
+        if not self._store.advance(thread_id, connection_id, last, event.seq):
+            current = self._store.subscription(thread_id, connection_id)
+            if current is None:
+                return Outcome.UNSUBSCRIBED, last
+            return None, current.last_seq
+        if not subscription.may_see(event):  # another user's prompt in this thread: skipped
+            return Outcome.DELIVERED, event.seq
+        try:
+            self._poster.post(connection_id, event.wire())
+        except ConnectionGone:
+            logger.info("connection gone", connection_id=connection_id, thread_id=thread_id)
+            forget_connection(self._store, connection_id)
+            return Outcome.GONE, event.seq
+        except Exception:
+            logger.exception("post failed", connection_id=connection_id, thread_id=thread_id, seq=event.seq)
+            if not self._store.advance(thread_id, connection_id, event.seq, last):
+                logger.warning("cursor moved on before it could be rolled back", connection_id=connection_id)
+            return Outcome.FAILED, last
+        return Outcome.DELIVERED, event.seq

@@ -1,0 +1,83 @@
+"""RunEvents: statuses in order, the first delta at once, later deltas coalesced per interval."""
+
+import asyncio
+
+from promptsvc.consumer.run_events import RunEvents
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.thread_events import EventType, ThreadEvent
+
+PROMPT = Prompt(id="p1", prompt="hi", modelId="m", template="", threadId="t1", userId="alice")
+
+
+class MemoryLog:
+    def __init__(self) -> None:
+        self.events: list[ThreadEvent] = []
+
+    def append(self, event: ThreadEvent) -> ThreadEvent:
+        stored = event.with_seq(len(self.events) + 1)
+        self.events.append(stored)
+        return stored
+
+    def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
+        return [e for e in self.events if e.seq > after_seq][:limit]
+
+
+async def settle() -> None:
+    for _ in range(20):  # let the writer task and its worker threads run
+        await asyncio.sleep(0.01)
+
+
+def test_the_first_delta_is_written_at_once_and_later_ones_wait_for_the_interval() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        log = MemoryLog()
+        events = RunEvents(log, PROMPT, interval=3600)  # an interval no test run reaches
+        events.status("running")
+        events.delta("first ")
+        await settle()
+        after_first = [e.text or e.status or "" for e in log.events]
+        events.delta("second ")
+        events.delta("third ")
+        await settle()
+        held = [e.text or e.status or "" for e in log.events]
+        return after_first, held  # asyncio.run cancels the writer, still waiting out the interval
+
+    after_first, held = asyncio.run(scenario())
+
+    assert after_first == ["running", "first "]
+    assert held == ["running", "first "]  # coalesced, waiting for the interval
+
+
+def test_close_flushes_the_pending_deltas_before_the_final_status_in_order() -> None:
+    async def scenario() -> list[tuple[str, str | None]]:
+        log = MemoryLog()
+        events = RunEvents(log, PROMPT, interval=0.05)
+        events.status("scheduled")
+        events.status("running")
+        for word in ["a ", "b ", "c ", "d "]:
+            events.delta(word)
+        events.status("completed")
+        await events.close()
+        return [(str(e.type), e.text or e.status) for e in log.events]
+
+    written = asyncio.run(scenario())
+
+    assert written[:2] == [("status", "scheduled"), ("status", "running")]
+    assert written[-1] == ("status", "completed")
+    deltas = [text for kind, text in written if kind == str(EventType.DELTA)]
+    assert "".join(deltas) == "a b c d "  # nothing lost, in order, coalesced into few writes
+    assert len(deltas) <= 2
+
+
+def test_a_failing_log_never_fails_the_run() -> None:
+    class Broken(MemoryLog):
+        def append(self, event: ThreadEvent) -> ThreadEvent:
+            raise ConnectionError("table unreachable")
+
+    async def scenario() -> int:
+        events = RunEvents(Broken(), PROMPT, interval=0.01)
+        events.status("running")
+        events.delta("x")
+        await events.close()
+        return events.written
+
+    assert asyncio.run(scenario()) == 0
