@@ -108,6 +108,6 @@ def subscription_service(settings: Settings, poster: FramePoster | None = None) 
         poster,
         log,
         Fanout(store, poster, log),
-        log._read_last,  # the thread's last seq: a live-only subscription starts there
+        log.last_seq,  # a live-only subscription starts at the thread's last seq
         ttl_seconds=settings.connection_ttl_seconds,
     )

@@ -40,6 +40,10 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeou
 # retries (with backoff, counted on the prompt) replace the SDK's, which would silently re-run a
 # generation on the GPU.
 _SERVICE_CONFIG = {
+    # Posting frames: short, and retried by the stream's own batch retries.
+    "apigatewaymanagementapi": Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10
+    ),
     "sagemaker-runtime": Config(
         retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=70
     ),
@@ -47,8 +51,10 @@ _SERVICE_CONFIG = {
 
 
 @cache
-def client(service: str) -> Any:
-    return _session().client(service, config=_SERVICE_CONFIG.get(service, _CONFIG))
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A client of `service`; `endpoint_url` for APIs addressed per resource (the API Gateway
+    Management API of one WebSocket stage)."""
+    return _session().client(service, endpoint_url=endpoint_url, config=_SERVICE_CONFIG.get(service, _CONFIG))
 
 
 _local = threading.local()

@@ -6,10 +6,7 @@ are small by construction; one that is not has its `error` shortened so it can s
 """
 
 import json
-from functools import lru_cache
 from typing import Any
-
-from botocore.config import Config
 
 from promptsvc.adapters import clients
 from promptsvc.domain.ports import ConnectionGone
@@ -18,20 +15,10 @@ __all__ = ["MAX_MESSAGE_BYTES", "ConnectionGone", "ConnectionsApi", "encode", "m
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway WebSocket message payload limit
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
-
 
 def management_client(endpoint: str) -> Any:
-    """The Management API client of one WebSocket API stage, made lazily and reused.
-
-    Keyed on `clients`' generation too, so `clients.reset()` (a fresh moto, new hooks) renews it.
-    """
-    return _management_client(endpoint, clients._generation)
-
-
-@lru_cache(maxsize=16)
-def _management_client(endpoint: str, generation: int) -> Any:
-    return clients._session().client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CONFIG)
+    """The Management API client of one WebSocket API stage, made lazily and reused."""
+    return clients.client("apigatewaymanagementapi", endpoint)
 
 
 def encode(payload: dict[str, Any]) -> bytes:

@@ -91,6 +91,10 @@ class DynamoThreadEventLog:
         )
         return [item_to_event(item) for item in page.get("Items", [])]
 
+    def last_seq(self, thread_id: str) -> int:
+        """The thread's last stored seq (0 when it has none), read consistently."""
+        return self._read_last(thread_id)
+
     def _read_last(self, thread_id: str) -> int:
         page = self._table.query(
             KeyConditionExpression=Key("threadId").eq(thread_id),

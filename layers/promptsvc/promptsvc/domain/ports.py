@@ -91,6 +91,9 @@ class ThreadEventLog(Protocol):
     def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""
 
+    def last_seq(self, thread_id: str) -> int:
+        """The thread's last stored seq, 0 when it has none."""
+
 
 @dataclass(frozen=True)
 class Connection:
