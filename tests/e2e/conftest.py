@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -24,6 +25,7 @@ class DevServer:
     process: subprocess.Popen[str]
     base_url: str
     output: "queue.Queue[str]"
+    ws_url: str = ""  # the WebSocket API: connect to ws_url + "?token=KEY"
 
 
 def _child_environment() -> dict[str, str]:
@@ -34,11 +36,19 @@ def _child_environment() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
+    with dev_server() as started:
+        yield started
+
+
+@contextmanager
+def dev_server(mock_chunk_delay: float = 0.05, env: dict[str, str] | None = None) -> Iterator[DevServer]:
+    """`promptsvc dev` on free ports until the block ends (`env`: more environment for it)."""
     port, ws_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
-         "--api-key", ADMIN_KEY, "--mock-chunk-delay", "0.05"],
-        cwd=ROOT, env=_child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--api-key", ADMIN_KEY, "--mock-chunk-delay", str(mock_chunk_delay)],
+        cwd=ROOT, env={**_child_environment(), **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
@@ -59,10 +69,12 @@ def server() -> Iterator[DevServer]:
         pytest.fail("promptsvc dev did not become ready:\n" + "".join(seen))
     if process.poll() is not None:
         pytest.fail("promptsvc dev exited:\n" + "".join(seen))
-    yield DevServer(process, f"http://127.0.0.1:{port}", lines)
-    if process.poll() is None:
-        process.kill()
-        process.wait(10)
+    try:
+        yield DevServer(process, f"http://127.0.0.1:{port}", lines, f"ws://127.0.0.1:{ws_port}/")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def call(server: DevServer, key: str, method: str, path: str, body: object = None) -> httpx.Response:

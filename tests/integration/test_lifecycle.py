@@ -1,6 +1,7 @@
 """Get, cancel, remove and the consumer core: conditional writes keep every fault to one answer."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -233,11 +234,15 @@ def test_the_records_of_a_batch_run_concurrently(
 ) -> None:
     ids = [add(client, keys["alice"], prompt=f"p{i}")["id"] for i in range(5)]
     active = {"now": 0, "peak": 0}
+    all_in = asyncio.Event()
 
     async def overlapping(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         active["now"] += 1
         active["peak"] = max(active["peak"], active["now"])
-        await asyncio.sleep(0.3)
+        if active["now"] == 5:
+            all_in.set()
+        with contextlib.suppress(TimeoutError):  # run one after another, they would never all be in
+            await asyncio.wait_for(all_in.wait(), 10)
         active["now"] -= 1
         yield Delta(request.prompt)
         yield Finish()

@@ -13,7 +13,7 @@ class Settings(BaseSettings):
     keys_table: str = Field("ApiKeysTable", description="DynamoDB table of hashed API keys")
     thread_events_table: str = Field("", description="DynamoDB table of thread events (empty: none kept)")
     event_ttl_seconds: int = Field(86_400, ge=60, description="how long thread events are kept")
-    delta_interval_seconds: float = Field(0.2, gt=0, description="at most one delta event per this")
+    delta_interval_seconds: float = Field(0.25, gt=0, description="at most one delta event per this")
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
     prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")
     cursor_secret_arn: str = Field("", description="Secrets Manager secret that signs list cursors")

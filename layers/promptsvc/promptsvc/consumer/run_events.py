@@ -2,7 +2,7 @@
 
 Statuses are written as they happen. Deltas are coalesced: the first goes out at once (the first
 token is not held back), later ones are gathered and written at most once per `interval`
-(0.2 s: about 5 delta events a second, whatever the engine's token rate). One writer task keeps
+(0.25 s: about 4 delta events a second, whatever the engine's token rate). One writer task keeps
 every event of the run in order. A failed write is logged, never fails the run: the answer in the
 prompts table stays the record, and `GET .../events` or a reconnect shows what was stored.
 """
@@ -29,7 +29,7 @@ class RunEvents:
         log: ThreadEventLog,
         prompt: Prompt,
         *,
-        interval: float = 0.2,
+        interval: float = 0.25,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log

@@ -101,7 +101,7 @@ class PromptRunner:
         retry_base: float = 2.0,
         retry_cap: float = 900.0,
         events: ThreadEventLog | None = None,
-        delta_interval: float = 0.2,
+        delta_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository

@@ -3,7 +3,9 @@
 moto runs embedded on 127.0.0.1; the tables, queues and secrets are created from template.yaml;
 each function gets the environment the template gives it; the API (the same FastAPI app Mangum
 serves in Lambda) runs under uvicorn; an SQS event source emulator feeds the consumer handler
-from functions/consumer/app.py. Only endpoints differ from AWS.
+from functions/consumer/app.py; a local WebSocket API (`ws_gateway`) feeds functions/ws/app.py and
+serves the `@connections` API, and a DynamoDB stream pump (`stream_source`) feeds the thread events
+to functions/stream/app.py. Only endpoints differ from AWS.
 """
 
 import json
@@ -66,6 +68,10 @@ class DevStack:
         self.stack: LocalStack | None = None
         self.event_source: Any = None
         self.schedules: list[Any] = []
+        self.ws_port = options.ws_port or free_port()
+        self.gateway: Any = None
+        self.stream_source: Any = None
+        self.streams_off = ""  # why the WebSocket API is not running, when it is not
         self.admin_key = ""
         self.generated_key = False
 
@@ -88,6 +94,7 @@ class DevStack:
         get_settings.cache_clear()
         self._bootstrap_admin_key()
         self._start_consumer()
+        self._start_thread_streams()
         self._write_state(port)
 
     def _parameters(self) -> dict[str, str]:
@@ -108,6 +115,7 @@ class DevStack:
             merged["ENGINE"] = self.options.engine
         if self.options.mock_chunk_delay is not None:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
+        merged["WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.ws_port}"  # the local @connections API
         return merged
 
     def _bootstrap_admin_key(self) -> None:
@@ -142,12 +150,45 @@ class DevStack:
         for schedule in self.schedules:
             schedule.start()
 
+    def _start_thread_streams(self) -> None:
+        """The WebSocket API in front of functions/ws; the events table's stream feeding functions/stream."""
+        from promptsvc.local.functions import load_handler_module
+        from promptsvc.local.stream_source import DynamoStreamSource
+
+        assert self.stack is not None
+        missing = [f"functions/{name}/app.py" for name in ("ws", "stream")]
+        missing = [path for path in missing if not (self.root / path).is_file()]
+        if missing:
+            self.streams_off = f"off: {' and '.join(missing)} missing"
+        try:
+            from promptsvc.local.ws_gateway import WebSocketGateway
+        except ImportError as error:
+            self.streams_off = f"off: {error.name} is not installed (pip install -e '.[local]')"
+        if self.streams_off:
+            print(f"promptsvc dev: the WebSocket API is {self.streams_off}", file=sys.stderr, flush=True)
+            return
+        ws = load_handler_module(self.root, "ws")
+        self.gateway = WebSocketGateway.from_template(
+            self.stack.template, ws.lambda_handler, port=self.ws_port
+        )
+        self.gateway.start()
+        events = self.stack.template["Resources"]["StreamFunction"]["Properties"]["Events"]["ThreadEvents"]
+        stream = load_handler_module(self.root, "stream")
+        self.stream_source = DynamoStreamSource.from_event_properties(
+            self.stack.refs["ThreadEventsTable"],
+            stream.lambda_handler,
+            events["Properties"],
+            on_failure_queue_url=self.stack.refs.get("StreamFailuresQueue"),
+        )
+        self.stream_source.start(events["Properties"].get("StartingPosition", "LATEST"))
+
     def _write_state(self, moto_port: int) -> None:
         assert self.stack is not None
         state = {
             "endpoint": f"http://127.0.0.1:{moto_port}",
             "region": REGION,
             "api": f"http://{self.options.host}:{self.options.port}",
+            "websocket": f"ws://127.0.0.1:{self.ws_port}/",
             "keysTable": self.stack.refs["ApiKeysTable"],
             "pid": os.getpid(),
         }
@@ -185,7 +226,8 @@ class DevStack:
         lines = [
             "promptsvc dev is ready",
             f"  API        {origin}/prompt-svc/",
-            f"  WebSocket  ws://{self.options.host}:{self.options.ws_port}/ (reserved: thread streams)",
+            f"  WebSocket  ws://127.0.0.1:{self.ws_port}/?token=KEY"
+            + (f"  ({self.streams_off})" if self.streams_off else ""),
             f"  AWS (moto) {os.environ['AWS_ENDPOINT_URL']}",
             f"  engine     {self.options.engine or 'per model catalog'}",
             f"  admin key  {self.admin_key}"
@@ -197,6 +239,12 @@ class DevStack:
     def stop(self) -> None:
         if self.moto is None:
             return
+        if self.gateway is not None:  # first: its $disconnect calls still reach moto
+            self.gateway.stop()
+            self.gateway = None
+        if self.stream_source is not None:
+            self.stream_source.stop()
+            self.stream_source = None
         if self.event_source is not None:
             self.event_source.stop()
             self.event_source = None
