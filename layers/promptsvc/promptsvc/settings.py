@@ -13,6 +13,7 @@ class Settings(BaseSettings):
     keys_table: str = Field("ApiKeysTable", description="DynamoDB table of hashed API keys")
     thread_events_table: str = Field("", description="DynamoDB table of thread events (empty: none kept)")
     event_ttl_seconds: int = Field(86_400, ge=60, description="how long thread events are kept")
+    claim_wait_seconds: float = Field(2.0, ge=0, description="fan-out: wait for another poster's claim")
     delta_interval_seconds: float = Field(0.25, gt=0, description="at most one delta event per this")
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
     prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")

@@ -94,7 +94,10 @@ def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
 def fanout(settings: Settings, poster: FramePoster | None = None) -> Fanout:
     """The fan-out to WebSocket connections (`poster`: another way to send frames, e.g. a fake)."""
     return Fanout(
-        connection_store(settings), poster or connections_api(settings), _required_event_log(settings)
+        connection_store(settings),
+        poster or connections_api(settings),
+        _required_event_log(settings),
+        claim_wait_seconds=settings.claim_wait_seconds,
     )
 
 
@@ -107,7 +110,7 @@ def subscription_service(settings: Settings, poster: FramePoster | None = None) 
         store,
         poster,
         log,
-        Fanout(store, poster, log),
+        Fanout(store, poster, log, claim_wait_seconds=settings.claim_wait_seconds),
         log.last_seq,  # a live-only subscription starts at the thread's last seq
         ttl_seconds=settings.connection_ttl_seconds,
     )

@@ -106,13 +106,49 @@ class DynamoConnectionStore:
         return [item["threadId"] for item in pages]
 
     def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
+        return self._conditional(
+            thread_id, connection_id, "SET lastSeq = :to", Attr("lastSeq").eq(from_seq), {":to": to_seq}
+        )
+
+    def claim(
+        self, thread_id: str, connection_id: str, last_seq: int, seq: int, now_ms: int, hold_ms: int
+    ) -> bool:
+        """Take the right to post `seq` (the cursor at `last_seq`, no live claim): posts of one
+        subscription happen one at a time, so they reach the client in seq order."""
+        free = Attr("claimUntil").not_exists() | Attr("claimUntil").lt(now_ms)
+        return self._conditional(
+            thread_id,
+            connection_id,
+            "SET claimSeq = :seq, claimUntil = :until",
+            Attr("lastSeq").eq(last_seq) & free,
+            {":seq": seq, ":until": now_ms + hold_ms},
+        )
+
+    def commit(self, thread_id: str, connection_id: str, seq: int) -> bool:
+        """`seq` was posted: move the cursor to it and drop the claim."""
+        return self._conditional(
+            thread_id, connection_id, "SET lastSeq = :seq REMOVE claimSeq, claimUntil",
+            Attr("claimSeq").eq(seq), {":seq": seq},
+        )  # fmt: skip
+
+    def unclaim(self, thread_id: str, connection_id: str, seq: int) -> bool:
+        """The post of `seq` failed: drop the claim, the cursor stays."""
+        return self._conditional(
+            thread_id, connection_id, "REMOVE claimSeq, claimUntil", Attr("claimSeq").eq(seq), None
+        )
+
+    def _conditional(
+        self, thread_id: str, connection_id: str, update: str, condition: Any, values: dict[str, Any] | None
+    ) -> bool:
+        kwargs: dict[str, Any] = {
+            "Key": {"threadId": thread_id, "connectionId": connection_id},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
         try:
-            self._subscriptions.update_item(
-                Key={"threadId": thread_id, "connectionId": connection_id},
-                UpdateExpression="SET lastSeq = :to",
-                ConditionExpression=Attr("lastSeq").eq(from_seq),
-                ExpressionAttributeValues={":to": to_seq},
-            )
+            self._subscriptions.update_item(**kwargs)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

@@ -144,6 +144,17 @@ class ConnectionStore(Protocol):
     def threads_of(self, connection_id: str) -> list[str]:
         """The threads a connection is subscribed to (an eventually consistent index)."""
 
+    def claim(
+        self, thread_id: str, connection_id: str, last_seq: int, seq: int, now_ms: int, hold_ms: int
+    ) -> bool:
+        """The right to post `seq`: the cursor is at `last_seq` and nobody holds a live claim."""
+
+    def commit(self, thread_id: str, connection_id: str, seq: int) -> bool:
+        """`seq` was posted: the cursor moves to it, the claim is dropped."""
+
+    def unclaim(self, thread_id: str, connection_id: str, seq: int) -> bool:
+        """The post failed: the claim is dropped, the cursor stays."""
+
     def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
         """Set lastSeq to `to_seq` if it is `from_seq`; False if it is not (or there is no subscription)."""
 

@@ -2,14 +2,17 @@
 comes live (the events table's stream) or by replay (a subscribe with `after`), even when both
 run at once.
 
-A subscription's `lastSeq` is its cursor. Whoever delivers event `seq` first moves the cursor from
-`seq - 1` to `seq` with a conditional update, and only then posts: any other deliverer (a
-duplicate stream record, a replay racing the stream) finds the cursor moved and skips. An event
-further ahead than `lastSeq + 1` is a gap (a replay still running, a post that failed and was
-rolled back): the missing events are read from the log and delivered first, by the same rule.
-A failed post moves the cursor back, so the caller can retry the whole event safely.
+A subscription's `lastSeq` is its cursor. To deliver event `seq`, a deliverer first *claims* it
+(a conditional write: the cursor is at `seq - 1` and nobody holds a live claim), posts, then
+*commits* (the cursor moves to `seq`, the claim is dropped). So the posts of one subscription
+happen one at a time and in order, and any other deliverer (a duplicate stream record, a replay
+racing the stream) waits for the claim or finds the cursor moved and skips. A claim whose holder
+died expires after `CLAIM_HOLD_MS`. An event further ahead than `lastSeq + 1` is a gap (a replay
+still running, a post that failed): the missing events are read from the log and delivered first,
+by the same rule. A failed post drops the claim and leaves the cursor, so the caller can retry.
 """
 
+import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -21,7 +24,9 @@ from promptsvc.domain.thread_events import ThreadEvent
 logger = Logger(child=True)
 
 PAGE = 100  # events read from the log at a time
-MAX_STALE = 50  # cursor moves by others one delivery puts up with before it gives up (retried later)
+MAX_STALE = 200  # cursor moves or claims by others one delivery waits out before it gives up (retried)
+CLAIM_HOLD_MS = 5_000  # a claim outlives any post (the API has a short timeout); then it expires
+CLAIM_WAIT_SECONDS = 0.01  # between looks at a subscription another deliverer is posting to
 
 
 class Outcome(StrEnum):
@@ -55,10 +60,18 @@ def forget_connection(store: ConnectionStore, connection_id: str) -> None:
 
 
 class Fanout:
-    def __init__(self, store: ConnectionStore, poster: FramePoster, log: ThreadEventLog) -> None:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        poster: FramePoster,
+        log: ThreadEventLog,
+        *,
+        claim_wait_seconds: float = 2.0,
+    ) -> None:
         self._store = store
         self._poster = poster
         self._log = log
+        self._claim_wait = claim_wait_seconds
 
     def publish(self, event: ThreadEvent) -> FanoutReport:
         """Deliver a stored event to every subscriber of its thread; one's failure stops no other."""
@@ -82,13 +95,14 @@ class Fanout:
         """Deliver one event to one subscription, first any events its cursor says it missed."""
         last = subscription.last_seq
         stale = 0
+        give_up_at = time.monotonic() + self._claim_wait
         while event.seq > last:
             for due in self._due(event, last):
                 outcome, last = self._step(due, last, subscription)
-                if outcome is None:  # another deliverer moved the cursor: look again
+                if outcome is None:  # another deliverer moved the cursor or is posting: look again
                     stale += 1
-                    if stale > MAX_STALE:
-                        return Delivery(Outcome.FAILED, last)
+                    if stale > MAX_STALE or time.monotonic() > give_up_at:
+                        return Delivery(Outcome.FAILED, last)  # the stream retries the record
                     break
                 if outcome is not Outcome.DELIVERED or due.seq == event.seq:
                     return Delivery(outcome, last)
@@ -106,25 +120,34 @@ class Fanout:
         return [*missed, event] if complete else missed
 
     def _step(self, event: ThreadEvent, last: int, subscription: Subscription) -> tuple[Outcome | None, int]:
-        """Move the cursor from `last` to the event, then post it; None if the cursor was not at
-        `last` (with the cursor as it is now)."""
+        """Claim the event (the cursor at `last`), post it, commit; None if the cursor was not at
+        `last` or another deliverer holds a claim (with the cursor as it is now)."""
         thread_id, connection_id = subscription.thread_id, subscription.connection_id
-        if not self._store.advance(thread_id, connection_id, last, event.seq):
+        if not self._store.claim(thread_id, connection_id, last, event.seq, self._now_ms(), CLAIM_HOLD_MS):
             current = self._store.subscription(thread_id, connection_id)
             if current is None:
                 return Outcome.UNSUBSCRIBED, last
+            if current.last_seq == last:  # someone is posting the next event: wait for them
+                time.sleep(CLAIM_WAIT_SECONDS)
             return None, current.last_seq
-        if not subscription.may_see(event):  # another user's prompt in this thread: skipped
-            return Outcome.DELIVERED, event.seq
-        try:
-            self._poster.post(connection_id, event.wire())
-        except ConnectionGone:
-            logger.info("connection gone", connection_id=connection_id, thread_id=thread_id)
-            forget_connection(self._store, connection_id)
-            return Outcome.GONE, event.seq
-        except Exception:
-            logger.exception("post failed", connection_id=connection_id, thread_id=thread_id, seq=event.seq)
-            if not self._store.advance(thread_id, connection_id, event.seq, last):
-                logger.warning("cursor moved on before it could be rolled back", connection_id=connection_id)
-            return Outcome.FAILED, last
+        if subscription.may_see(event):
+            try:
+                self._poster.post(connection_id, event.wire())
+            except ConnectionGone:
+                logger.info("connection gone", connection_id=connection_id, thread_id=thread_id)
+                forget_connection(self._store, connection_id)
+                return Outcome.GONE, event.seq
+            except Exception:
+                logger.exception(
+                    "post failed", connection_id=connection_id, thread_id=thread_id, seq=event.seq
+                )
+                self._store.unclaim(thread_id, connection_id, event.seq)
+                return Outcome.FAILED, last
+        # else: another user's prompt in this thread, passed over (the cursor still moves)
+        if not self._store.commit(thread_id, connection_id, event.seq):
+            logger.warning("claim expired before its commit", connection_id=connection_id, seq=event.seq)
         return Outcome.DELIVERED, event.seq
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(time.time() * 1000)
