@@ -5,6 +5,7 @@ botocore's Stubber on the very client the handlers post with: each expected post
 with its exact bytes, in order, and nothing more.
 """
 
+import asyncio
 import copy
 import itertools
 import json
@@ -634,3 +635,44 @@ def test_a_connection_of_another_user_on_the_fanout_sees_nothing(
 
 def test_connection_gone_names_the_connection() -> None:
     assert ConnectionGone("c1").connection_id == "c1"
+
+
+def test_a_subscriber_of_a_retried_prompt_sees_the_reset(
+    ws: Any, settings: Settings, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer's own events for a failed-then-retried run, replayed to a subscriber."""
+    from promptsvc.domain.keys import Principal, Role
+    from promptsvc.domain.prompt import NewPrompt
+    from promptsvc.engines import mock
+    from promptsvc.engines.base import Delta, EngineError, Finish
+
+    attempts = iter([EngineError("503 busy", retryable=True), None])
+
+    async def flaky(self: Any, request: Any) -> Any:
+        yield Delta("first try ")
+        failure = next(attempts)
+        if failure:
+            raise failure
+        yield Delta("second try")
+        yield Finish()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", flaky)
+    service = wiring.prompt_service(settings)
+    new = NewPrompt("hi", service.catalog.default_model_id, "{prompt}", "retried", 3, False, "prm-retried")
+    service.add(Principal("alice", Role.USER, "k"), new, sync_wait=0)
+    runner = wiring.prompt_runner(settings)
+    asyncio.run(runner.run("prm-retried"))
+    asyncio.run(runner.run("prm-retried"))
+    client = Client()
+    ws.service = wiring.subscription_service(settings, poster=client)
+    connect(ws, "conn-r", token=keys["alice"])
+
+    send(ws, "conn-r", {"action": "subscribe", "threadId": "retried", "after": 0})
+
+    frames = client.frames["conn-r"][1:]
+    kinds = [f["type"] if f["type"] != "status" else f["status"] for f in frames if f["type"] != "delta"]
+    assert kinds == ["scheduled", "running", "errored", "reset", "running", "completed"]
+    reset_at = next(i for i, f in enumerate(frames) if f["type"] == "reset")
+    before = "".join(f["text"] for f in frames[:reset_at] if f["type"] == "delta")
+    after = "".join(f["text"] for f in frames[reset_at:] if f["type"] == "delta")
+    assert (before, after) == ("first try ", "first try second try")  # what a client shows: `after`
