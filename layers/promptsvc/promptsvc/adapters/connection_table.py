@@ -105,11 +105,6 @@ class DynamoConnectionStore:
         )
         return [item["threadId"] for item in pages]
 
-    def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
-        return self._conditional(
-            thread_id, connection_id, "SET lastSeq = :to", Attr("lastSeq").eq(from_seq), {":to": to_seq}
-        )
-
     def claim(
         self, thread_id: str, connection_id: str, last_seq: int, seq: int, now_ms: int, hold_ms: int
     ) -> bool:

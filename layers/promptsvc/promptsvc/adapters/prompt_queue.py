@@ -1,4 +1,4 @@
-"""The prompts queue (SQS). A message carries only the prompt id, never the prompt text."""
+"""The prompts queue (SQS). A message carries ids only (prompt and owner), never the prompt text."""
 
 import json
 
@@ -14,19 +14,16 @@ def message_body(prompt_id: str, user_id: str | None = None) -> str:
     return json.dumps(body)
 
 
-def user_id_from_body(body: str) -> str | None:
+def parse_body(body: str) -> tuple[str, str | None]:
+    """The prompt id and (if present) owner id of a queue message; ValueError when the message
+    is not one of ours."""
     data = json.loads(body)
-    user_id = data.get("userId") if isinstance(data, dict) else None
-    return user_id if isinstance(user_id, str) and user_id else None
-
-
-def prompt_id_from_body(body: str) -> str:
-    """The prompt id in a queue message; ValueError when the message is not one of ours."""
-    data = json.loads(body)
-    prompt_id = data.get("promptId") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise ValueError("queue message is not a JSON object")
+    prompt_id, user_id = data.get("promptId"), data.get("userId")
     if not isinstance(prompt_id, str) or not prompt_id:
         raise ValueError("queue message has no promptId")
-    return prompt_id
+    return prompt_id, user_id if isinstance(user_id, str) and user_id else None
 
 
 class SqsPromptQueue:

@@ -110,41 +110,53 @@ class DynamoPromptRepository:
         holding the same message only one wins. Claiming a `running` prompt (its lease expired:
         its consumer died) also counts a crash.
         """
-        values: dict[str, Any] = {
-            ":running": str(Status.RUNNING),
-            ":userStatus": f"{prompt.userId}#{Status.RUNNING}",
-            ":now": now,
-            ":one": 1,
-            ":lease": lease_until_ms,
-            ":seen": str(prompt.status),
-            ":runs": prompt.runCount,
-        }
-        update = (
-            "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now, "
-            "leaseUntil = :lease ADD runCount :one"
+        return self._start_run(
+            prompt.id,
+            prompt.userId,
+            now,
+            lease_until_ms,
+            "#status = :seen AND runCount = :runs",
+            {":seen": str(prompt.status), ":runs": prompt.runCount},
+            count_crash=prompt.status is Status.RUNNING,
         )
-        if prompt.status is Status.RUNNING:
-            update += ", crashCount :one"
-        condition = "#status = :seen AND runCount = :runs"
-        return self._update(prompt.id, update, condition, {"#status": "status"}, values)
 
     def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Prompt | None:
         """Claim a scheduled or errored prompt in one conditional write, without reading it first."""
+        return self._start_run(
+            prompt_id,
+            user_id,
+            now,
+            lease_until_ms,
+            "(#status = :scheduled OR #status = :errored) AND userId = :user",
+            {":scheduled": str(Status.SCHEDULED), ":errored": str(Status.ERRORED), ":user": user_id},
+        )
+
+    def _start_run(
+        self,
+        prompt_id: str,
+        user_id: str,
+        now: str,
+        lease_until_ms: int,
+        condition: str,
+        condition_values: dict[str, Any],
+        *,
+        count_crash: bool = False,
+    ) -> Prompt | None:
+        """What every claim writes: running, runCount+1, lastRun, the lease (and a crash)."""
         values: dict[str, Any] = {
             ":running": str(Status.RUNNING),
             ":userStatus": f"{user_id}#{Status.RUNNING}",
             ":now": now,
             ":one": 1,
             ":lease": lease_until_ms,
-            ":scheduled": str(Status.SCHEDULED),
-            ":errored": str(Status.ERRORED),
-            ":user": user_id,
+            **condition_values,
         }
         update = (
             "SET #status = :running, userStatus = :userStatus, lastRun = :now, updatedAt = :now, "
             "leaseUntil = :lease ADD runCount :one"
         )
-        condition = "(#status = :scheduled OR #status = :errored) AND userId = :user"
+        if count_crash:
+            update += ", crashCount :one"
         return self._update(prompt_id, update, condition, {"#status": "status"}, values)
 
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool:

@@ -4,7 +4,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body, json_object
@@ -72,11 +71,11 @@ def remove_prompt(
 
 
 @router.post("/prompts")
-async def list_prompts(
+def list_prompts(
     request: Request, caller: Principal = Depends(principal), body: dict = Depends(json_object)
 ) -> dict[str, Any]:
     query = parse_query(body.get("query"))
-    page = await _in_thread(request.app.state.lister.page, caller, query)
+    page = request.app.state.lister.page(caller, query)
     response: dict[str, Any] = {"prompts": [public_view(item) for item in page.items]}
     if page.after is not None:
         response["after"] = page.after
@@ -123,7 +122,3 @@ def create_key(
 def revoke_key(key_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
     request.app.state.keys.revoke(caller, key_id)
     return {}
-
-
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    return await run_in_threadpool(fn, *args)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
-from promptsvc.adapters.prompt_queue import prompt_id_from_body
+from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.domain.ports import PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.status import Status, is_terminal
@@ -74,7 +74,7 @@ def sweep(
         for message in messages:
             report.read += 1
             try:
-                prompt_id = prompt_id_from_body(message["Body"])
+                prompt_id, _ = parse_body(message["Body"])
             except ValueError:
                 report.unreadable += 1
                 continue

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.adapters.prompt_queue import prompt_id_from_body, user_id_from_body
+from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.consumer.runner import KeepAlive, Outcome, PromptRunner
 from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
@@ -43,7 +43,7 @@ async def settle(
     on_generated: Callable[[], None] | None = None,
 ) -> Settlement:
     try:
-        prompt_id = prompt_id_from_body(message.body)
+        prompt_id, user_id = parse_body(message.body)
     except ValueError as error:
         reason = f"not a prompt message ({error}): moved to the dead-letter queue"
         logger.error(reason, message_id=message.message_id)
@@ -52,7 +52,7 @@ async def settle(
     try:
         result = await runner.run(
             prompt_id,
-            user_id=user_id_from_body(message.body),
+            user_id=user_id,
             keep_alive=keep_alive,
             lease_seconds=lease_seconds,
             on_generated=on_generated,

@@ -155,9 +155,6 @@ class ConnectionStore(Protocol):
     def unclaim(self, thread_id: str, connection_id: str, seq: int) -> bool:
         """The post failed: the claim is dropped, the cursor stays."""
 
-    def advance(self, thread_id: str, connection_id: str, from_seq: int, to_seq: int) -> bool:
-        """Set lastSeq to `to_seq` if it is `from_seq`; False if it is not (or there is no subscription)."""
-
 
 class ConnectionGone(Exception):
     """The WebSocket client went away (API Gateway's 410): forget the connection."""
