@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import message_body
+from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.local.sqs_source import SqsEventSource
@@ -63,21 +64,35 @@ def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
 ) -> None:
     prompt = add(client, keys["alice"])
     queue_url = local_stack.refs["PromptsQueue"]
-    aws_client("sqs").send_message(QueueUrl=queue_url, MessageBody=message_body(prompt["id"]))
-    original = mock.MockEngine.stream
+    aws_client("sqs").send_message(
+        QueueUrl=queue_url, MessageBody=message_body(prompt["id"], prompt["userId"])
+    )
+    original_stream = mock.MockEngine.stream
+    original_run = PromptRunner.run
+    outcomes: list[Outcome] = []
 
-    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
-        await asyncio.sleep(0.5)  # long enough for the second copy to find the prompt running
-        async for event in original(self, request):
+    async def recorded(self: PromptRunner, *args: object, **kwargs: object) -> RunResult:
+        result = await original_run(self, *args, **kwargs)
+        outcomes.append(result.outcome)
+        return result
+
+    async def held(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        # The engine answers only once the other copy has been handled, so that copy finds the
+        # prompt running whatever the machine's speed.
+        while not outcomes:
+            await asyncio.sleep(0.01)
+        async for event in original_stream(self, request):
             yield event
 
-    monkeypatch.setattr(mock.MockEngine, "stream", slow)
+    monkeypatch.setattr(PromptRunner, "run", recorded)
+    monkeypatch.setattr(mock.MockEngine, "stream", held)
 
     assert consumer.poll_once(wait_seconds=0) == 2  # both copies in one batch, run concurrently
 
     body = get(client, keys["alice"], prompt["id"])
     assert body["prompt"]["status"] == "completed"
     assert body["prompt"]["runCount"] == 1
+    assert outcomes == [Outcome.BUSY, Outcome.COMPLETED]
     assert queue_depth(local_stack) == 1  # the copy comes back after the lease, then is deleted
 
 
