@@ -9,10 +9,11 @@ from promptsvc.adapters.connections_api import ConnectionsApi
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
 from promptsvc.adapters.prompt_table import DynamoPromptRepository
+from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.ports import FramePoster
+from promptsvc.domain.ports import FramePoster, ResponseCache
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
@@ -69,7 +70,14 @@ def prompt_runner(settings: Settings) -> PromptRunner:
         retry_cap=settings.retry_cap_seconds,
         events=thread_event_log(settings),
         delta_interval=settings.delta_interval_seconds,
+        cache=response_cache(settings),
     )
+
+
+def response_cache(settings: Settings) -> ResponseCache | None:
+    if not settings.response_cache_table:
+        return None
+    return DynamoResponseCache(settings.response_cache_table)
 
 
 def queue_messages(settings: Settings) -> SqsMessages:

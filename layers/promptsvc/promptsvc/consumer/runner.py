@@ -13,14 +13,16 @@ Rules (DESIGN.md, "Prompt lifecycle"):
   backoff with jitter (the host changes its visibility: no consumer sleeps); others abandon it;
 - a cancel is noticed within about `cancel_poll` seconds (a watcher reads the prompt while the
   engine streams): generation stops and the partial answer is kept;
-- every engine call is bounded by the model's call timeout and stall timeout (retryable).
+- every engine call is bounded by the model's call timeout and stall timeout (retryable);
+- a routed prompt (`domain.routing`) follows its plan: each attempt runs the plan's current model,
+  a failure retries it or falls back to the next model, a cached answer completes it at once.
 """
 
 import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -30,9 +32,12 @@ from promptsvc.consumer import telemetry
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.domain.catalog import Catalog, Model
 from promptsvc.domain.errors import InvalidRequest
-from promptsvc.domain.ports import PromptRepository, ThreadEventLog
+from promptsvc.domain.ports import PromptRepository, ResponseCache, ThreadEventLog
 from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.prompt_variables import last_user_text
+from promptsvc.domain.response_cache import cache_key
 from promptsvc.domain.retry import backoff_seconds
+from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, StepKind, after_failure
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
 from promptsvc.domain.thread_events import status_event
@@ -80,6 +85,16 @@ class _Progress:
         return "".join(self.parts)
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One run's model and request; a routed prompt's also has its place in the plan."""
+
+    model: Model
+    request: EngineRequest
+    plan: RunPlan | None = None
+    cache_key: str | None = None
+
+
 class _Stopped(Exception):
     """The prompt changed while the engine ran (canceled, removed, or claimed again)."""
 
@@ -102,6 +117,7 @@ class PromptRunner:
         retry_cap: float = 900.0,
         events: ThreadEventLog | None = None,
         delta_interval: float = 0.25,
+        cache: ResponseCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository
@@ -114,6 +130,7 @@ class PromptRunner:
         self._retry_cap = retry_cap
         self._events = events
         self._delta_interval = delta_interval
+        self._cache = cache
         self._clock = clock
 
     # -- entry point ----------------------------------------------------------------------------
@@ -196,10 +213,12 @@ class PromptRunner:
         events: "RunEvents | NoEvents",
     ) -> RunResult:
         progress = _Progress(events=events, started=self._clock())
+        attempt: _Attempt | None = None
         try:
-            model = self._catalog().resolve(claimed.modelId)
+            attempt = self._attempt(claimed)
             try:
-                await self._generate_watched(claimed, model, progress, lease, keep_alive)
+                if not await self._answer_from_cache(attempt, progress):
+                    await self._generate_watched(claimed, attempt, progress, lease, keep_alive)
             finally:
                 if on_generated is not None:
                     on_generated()
@@ -213,12 +232,13 @@ class PromptRunner:
         except _Stopped as stopped:
             return await self._stopped(claimed, stopped.current, progress)
         except EngineError as error:
-            return await self._fail(claimed, progress, str(error), retryable=error.retryable)
+            return await self._fail(claimed, progress, error, attempt)
         except InvalidRequest as error:
-            return await self._fail(claimed, progress, str(error), retryable=False)
+            return await self._fail(claimed, progress, EngineError(str(error), retryable=False), attempt)
         except Exception as error:  # an unexpected fault is treated as transient
             logger.exception("prompt run failed unexpectedly", **_log_keys(claimed))
-            return await self._fail(claimed, progress, f"{type(error).__name__}: {error}", retryable=True)
+            fault = EngineError(f"{type(error).__name__}: {error}", retryable=True)
+            return await self._fail(claimed, progress, fault, attempt)
         self._record_generation(claimed, progress)
         done = await asyncio.to_thread(
             self._repo.transition,
@@ -226,6 +246,7 @@ class PromptRunner:
             Status.COMPLETED,
             run_count=claimed.runCount,
             answer=progress.text,
+            answeredBy=attempt.model.id,
             error="",
             updatedAt=now_rfc3339(),
         )
@@ -233,21 +254,84 @@ class PromptRunner:
             return await self._stopped(claimed, await asyncio.to_thread(self._repo.get, claimed.id), progress)
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
+        await self._remember(attempt, progress)
         return RunResult(Outcome.COMPLETED)
 
+    def _attempt(self, claimed: Prompt) -> _Attempt:
+        """The model this run uses and what it is sent. A routed prompt runs the model its plan
+        has reached, bounded by the plan's call timeout, with the stored prompt's messages and
+        parameters over the catalog's defaults."""
+        catalog = self._catalog()
+        plan = claimed.run_plan
+        if plan is None:
+            model = catalog.resolve(claimed.modelId)
+            request = EngineRequest(
+                model=model,
+                prompt=render(claimed.template, claimed.prompt),
+                messages=({"role": "user", "content": claimed.prompt},),
+                parameters=dict(model.parameters),
+            )
+            return _Attempt(model, request)
+        model = catalog.resolve(plan.models[min(claimed.routeIndex, len(plan.models) - 1)])
+        if plan.call_timeout_ms:
+            model = replace(model, call_timeout=plan.call_timeout_ms / 1000)
+        messages = plan.messages or ({"role": "user", "content": claimed.prompt},)
+        # The prompt's own template is for its first model; another model gets its own.
+        template = claimed.template if model.id == claimed.modelId else model.template
+        request = EngineRequest(
+            model=model,
+            prompt=render(template, last_user_text(messages) if plan.messages else claimed.prompt),
+            messages=tuple(messages),
+            parameters={**model.parameters, **plan.parameters},
+        )
+        key = None
+        if plan.cache_ttl and self._cache is not None:
+            key = cache_key(claimed.userId, model.id, request.messages, request.prompt, request.parameters)
+        return _Attempt(model, request, plan, key)
+
+    async def _answer_from_cache(self, attempt: _Attempt, progress: _Progress) -> bool:
+        """Complete from the cache on a hit, without calling the engine. A cache that cannot be
+        read is a miss: the engine answers instead."""
+        if attempt.cache_key is None or self._cache is None:
+            return False
+        try:
+            answer = await asyncio.to_thread(self._cache.get, attempt.cache_key)
+        except Exception:
+            logger.exception("response cache read failed; calling the engine", model_id=attempt.model.id)
+            return False
+        if answer is None:
+            return False
+        progress.parts.append(answer)
+        progress.events.delta(answer)
+        progress.finish = Finish("cached")
+        telemetry.cache_hit(attempt.model.id)
+        return True
+
+    async def _remember(self, attempt: _Attempt, progress: _Progress) -> None:
+        """Cache a fresh answer (best effort: the prompt is already completed)."""
+        if attempt.cache_key is None or self._cache is None or attempt.plan is None:
+            return
+        if progress.finish is not None and progress.finish.reason == "cached":
+            return
+        try:
+            ttl = int(attempt.plan.cache_ttl or 0)
+            await asyncio.to_thread(self._cache.put, attempt.cache_key, progress.text, ttl)
+        except Exception:
+            logger.exception("response cache write failed", model_id=attempt.model.id)
+
     async def _generate_watched(
-        self, claimed: Prompt, model: Model, progress: _Progress, lease: float, keep_alive: KeepAlive | None
+        self,
+        claimed: Prompt,
+        attempt: _Attempt,
+        progress: _Progress,
+        lease: float,
+        keep_alive: KeepAlive | None,
     ) -> None:
         """Stream from the engine while a watcher reads the prompt every `cancel_poll` seconds
         (a cancel is seen even while the engine is silent) and renews the lease as it runs out."""
-        engine = self._engines.for_model(model)
-        request = EngineRequest(
-            model=model,
-            prompt=render(claimed.template, claimed.prompt),
-            messages=({"role": "user", "content": claimed.prompt},),
-            parameters=dict(model.parameters),
-        )
-        generation = asyncio.create_task(self._consume(engine.stream(request), model, progress))
+        engine = self._engines.for_model(attempt.model)
+        stream = engine.stream(attempt.request)
+        generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
         renew_at = self._clock() + lease / 3
         try:
             while True:
@@ -287,7 +371,9 @@ class PromptRunner:
                         return
                     except TimeoutError:
                         raise EngineError(
-                            f"engine stalled: no output for {model.stall_timeout:g} s", retryable=True
+                            f"engine stalled: no output for {model.stall_timeout:g} s",
+                            retryable=True,
+                            status_code=TIMEOUT_CODE,
                         ) from None
                     if isinstance(event, Delta):
                         if progress.first_token is None:
@@ -297,7 +383,9 @@ class PromptRunner:
                     else:
                         progress.finish = event
         except TimeoutError:
-            raise EngineError(f"engine call exceeded {model.call_timeout:g} s", retryable=True) from None
+            raise EngineError(
+                f"engine call exceeded {model.call_timeout:g} s", retryable=True, status_code=TIMEOUT_CODE
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
@@ -315,8 +403,17 @@ class PromptRunner:
             return RunResult(Outcome.CANCELED)
         return RunResult(Outcome.DISCARDED)
 
-    async def _fail(self, prompt: Prompt, progress: _Progress, message: str, *, retryable: bool) -> RunResult:
-        target = status_after_failure(prompt.runCount, prompt.maxRetries, retryable)
+    async def _fail(
+        self, prompt: Prompt, progress: _Progress, error: EngineError, attempt: _Attempt | None
+    ) -> RunResult:
+        message = str(error)
+        plan = attempt.plan if attempt is not None else None
+        changes: dict[str, object] = {}
+        if plan is None:
+            target = status_after_failure(prompt.runCount, prompt.maxRetries, error.retryable)
+            delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
+        else:
+            target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt)
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,
@@ -324,6 +421,7 @@ class PromptRunner:
             run_count=prompt.runCount,
             error=message,
             updatedAt=now_rfc3339(),
+            **changes,
         )
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             current = await asyncio.to_thread(self._repo.get, prompt.id)
@@ -332,9 +430,28 @@ class PromptRunner:
         telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
         if target is Status.ERRORED:
-            delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
             return RunResult(Outcome.RETRY, retry_after=delay, error=message)
         return RunResult(Outcome.ABANDONED, error=message)
+
+    def _route_after_failure(
+        self, prompt: Prompt, plan: RunPlan, error: EngineError, attempt: _Attempt | None
+    ) -> tuple[Status, int, dict[str, object], str]:
+        """A routed prompt's next step: the same model after a backoff, the next model at once,
+        or abandoned. The error names the model that failed."""
+        code = error.status_code or (TRANSPORT_CODE if error.retryable else 400)
+        model_attempts = prompt.runCount - prompt.routeStart
+        step = after_failure(plan, prompt.routeIndex, model_attempts, code)
+        model_id = attempt.model.id if attempt is not None else plan.models[prompt.routeIndex]
+        message = f"{model_id}: {error}"
+        if step.kind is StepKind.RETRY:
+            delay = backoff_seconds(model_attempts, base=self._retry_base, cap=self._retry_cap)
+            return Status.ERRORED, delay, {}, message
+        if step.kind is StepKind.FALLBACK:
+            nxt = plan.models[step.model_index]
+            logger.info("falling back to the next model", failed=model_id, next=nxt, **_log_keys(prompt))
+            changes: dict[str, object] = {"routeIndex": step.model_index, "routeStart": prompt.runCount}
+            return Status.ERRORED, 0, changes, message
+        return Status.ABANDONED, 0, {}, message
 
     async def _give_up_after_crashes(self, prompt: Prompt) -> RunResult:
         crashes = prompt.crashCount + 1

@@ -27,6 +27,10 @@ def outcome(status: str, model_id: str) -> None:
         _emit(OUTCOME_METRICS[status], MetricUnit.Count, 1, model_id)
 
 
+def cache_hit(model_id: str) -> None:
+    _emit("ResponseCacheHits", MetricUnit.Count, 1, model_id)
+
+
 def queued(seconds: float, model_id: str) -> None:
     _emit("TimeInQueue", MetricUnit.Seconds, max(0.0, seconds), model_id)
 

@@ -21,6 +21,8 @@ class Model:
     OpenAI-compatible server); `api` is the request schema: `chat` sends the raw prompt as chat
     messages (the server applies its own chat template), `completions` sends the prompt rendered
     with `template`. `parameters` are default sampling parameters (max_tokens, temperature, ...).
+    `routing` holds routing settings in the registry's shape (`fallbacks`, `retry`, `cache`,
+    `load_balancer`, `timeout`), applied to every prompt for this model.
     """
 
     id: str
@@ -32,6 +34,7 @@ class Model:
     api: str = "chat"
     call_timeout: float = DEFAULT_CALL_TIMEOUT  # seconds one engine call may take in all
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # seconds without a chunk before giving up
+    routing: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Catalog:
                 api=m.get("api", "chat"),
                 call_timeout=float(m.get("timeouts", {}).get("callSeconds", DEFAULT_CALL_TIMEOUT)),
                 stall_timeout=float(m.get("timeouts", {}).get("stallSeconds", DEFAULT_STALL_TIMEOUT)),
+                routing=m.get("routing", {}),
             )
             for m in data["models"]
         }

@@ -167,3 +167,13 @@ class ConnectionGone(Exception):
 class FramePoster(Protocol):
     def post(self, connection_id: str, payload: dict[str, Any]) -> None:
         """Send one frame (split if too big); ConnectionGone if the client went away."""
+
+
+class ResponseCache(Protocol):
+    """Answers of routed prompts by exact request (`domain.response_cache.cache_key`)."""
+
+    def get(self, key: str) -> str | None:
+        """The cached answer, or None when absent or expired."""
+        ...
+
+    def put(self, key: str, answer: str, ttl_seconds: int) -> None: ...

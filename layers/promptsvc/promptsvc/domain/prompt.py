@@ -5,7 +5,9 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
+from promptsvc.domain.routing import RunPlan
 from promptsvc.domain.status import Status
 
 MAX_PROMPT_BYTES = 256 * 1024
@@ -28,6 +30,11 @@ PUBLIC_FIELDS = (
     "sync",
     "createdAt",
     "updatedAt",
+    # Beyond the spec's schema: the stored prompt a run came from, and the model that answered
+    # (routing may fall back to another model than `modelId`).
+    "promptConfigId",
+    "promptConfigVersion",
+    "answeredBy",
 )
 # Ids chosen by clients end up inside composite index keys joined with '#': keep them plain.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -70,10 +77,16 @@ class Prompt:
     createdAt: str = ""
     updatedAt: str = ""
     answer: str = ""
+    promptConfigId: str = ""  # run from this stored prompt (/v2/prompts) ...
+    promptConfigVersion: str = ""  # ... at this version
+    answeredBy: str = ""  # the model whose answer this is
     requestHash: str = field(default="", compare=False)
+    plan: str = ""  # a routed prompt's RunPlan, as JSON; empty: one model, retried on its own
     # Consumer bookkeeping, not part of the public schema:
     leaseUntil: int = 0  # epoch milliseconds until which the consumer running it holds it
     crashCount: int = 0  # runs that ended with the consumer gone (lease expired while running)
+    routeIndex: int = 0  # a routed prompt: the model of the plan being tried ...
+    routeStart: int = 0  # ... since this many runs (its attempts are runCount - routeStart)
 
     @property
     def sort_key(self) -> str:
@@ -82,6 +95,10 @@ class Prompt:
 
     def with_status(self, status: Status, **changes: object) -> "Prompt":
         return replace(self, status=status, **changes)
+
+    @property
+    def run_plan(self) -> RunPlan | None:
+        return RunPlan.from_json(self.plan) if self.plan else None
 
 
 @dataclass(frozen=True)
@@ -95,12 +112,18 @@ class NewPrompt:
     maxRetries: int
     sync: bool
     id: str
+    promptConfigId: str = ""
+    promptConfigVersion: str = ""  # the version run (the current one when none was asked for)
+    requestedVersion: str = ""  # the version the request named, if any
+    variables: dict[str, Any] = field(default_factory=dict)
+    plan: RunPlan | None = None
 
 
 def request_hash(user_id: str, new: NewPrompt) -> str:
     """Fingerprint of an add request, to tell an idempotent re-add from a conflicting one.
 
-    `sync` is left out: re-sending the same prompt to wait for it is the same request.
+    `sync` is left out: re-sending the same prompt to wait for it is the same request. So is a
+    routed prompt's plan: it holds a load balancer's random pick, not something the caller sent.
     """
     body = {
         "userId": user_id,
@@ -110,6 +133,12 @@ def request_hash(user_id: str, new: NewPrompt) -> str:
         "threadId": new.threadId,
         "maxRetries": new.maxRetries,
     }
+    if new.promptConfigId:  # only then, so hashes of prompts stored before routing still match
+        body |= {
+            "promptConfigId": new.promptConfigId,
+            "promptConfigVersion": new.requestedVersion,
+            "variables": new.variables,
+        }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -128,4 +157,7 @@ def create_prompt(user_id: str, new: NewPrompt, clock: datetime | None = None) -
         createdAt=stamp,
         updatedAt=stamp,
         requestHash=request_hash(user_id, new),
+        promptConfigId=new.promptConfigId,
+        promptConfigVersion=new.promptConfigVersion,
+        plan=new.plan.to_json() if new.plan else "",
     )
