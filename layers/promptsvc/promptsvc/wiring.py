@@ -9,6 +9,7 @@ from promptsvc.adapters.connections_api import ConnectionsApi
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
 from promptsvc.adapters.prompt_table import DynamoPromptRepository
+from promptsvc.adapters.registry_table import DynamoRegistryRepository
 from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
@@ -19,6 +20,7 @@ from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
 from promptsvc.services.listing import PromptLister
 from promptsvc.services.prompts import PromptService
+from promptsvc.services.registry import RegistryService
 from promptsvc.services.subscriptions import SubscriptionService
 from promptsvc.settings import Settings
 
@@ -48,6 +50,11 @@ def prompt_service(settings: Settings) -> PromptService:
         catalog_source(settings).get,
         events=thread_event_log(settings),
     )
+
+
+def registry_service(settings: Settings) -> RegistryService:
+    """The prompt registry (/v2/prompts); also what runs of stored prompts read versions from."""
+    return RegistryService(DynamoRegistryRepository(settings.registry_table))
 
 
 def prompt_lister(settings: Settings) -> PromptLister:

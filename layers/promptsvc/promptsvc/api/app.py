@@ -6,6 +6,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptsvc import wiring
 from promptsvc.api import errors
+from promptsvc.api.registry_routes import router as registry_router
 from promptsvc.api.routes import router
 from promptsvc.services.threads import ThreadService
 from promptsvc.settings import Settings, get_settings
@@ -26,7 +27,9 @@ class BodyLimit:
         if scope["type"] == "http":
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.limit:
-                response = errors.error_response(413, f"request body is larger than {self.limit} bytes")
+                response = errors.error_response(
+                    413, f"request body is larger than {self.limit} bytes", scope.get("path", "")
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -40,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lister = wiring.prompt_lister(settings)
     app.state.keys = wiring.key_service(settings)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))
+    app.state.registry = wiring.registry_service(settings)
     errors.install(app)
     app.include_router(router)
+    app.include_router(registry_router)
     app.add_middleware(BodyLimit)
     return app

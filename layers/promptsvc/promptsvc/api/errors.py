@@ -1,4 +1,8 @@
-"""Every error is JSON `{"error": "..."}` with a status that names the kind of problem; no stack traces."""
+"""Every error is JSON with a status that names the kind of problem; no stack traces.
+
+The shape follows the API a path belongs to: `{"error": "..."}` on /prompt-svc/* (the 1backend
+client's), `{"message": "..."}` on /v2/* (the orq SDK's), where body and query validation is a 422.
+"""
 
 from typing import Any
 
@@ -17,6 +21,7 @@ from promptsvc.domain.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from promptsvc.domain.registry import Unprocessable
 from promptsvc.services.prompts import EnqueueFailed
 
 logger = Logger(child=True)
@@ -31,15 +36,23 @@ STATUS = {
 }
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+V2_PREFIX = "/v2/"
 
 
-def describe_validation(errors: list[dict[str, Any]]) -> str:
+def is_v2(path: str) -> bool:
+    return path.startswith(V2_PREFIX) or path == V2_PREFIX.rstrip("/")
+
+
+def error_response(status: int, message: str, path: str = "") -> JSONResponse:
+    key = "message" if is_v2(path) else "error"
+    return JSONResponse({key: message}, status_code=status)
+
+
+def describe_validation(errors: list[dict[str, Any]], skip: tuple[str, ...] = ("body",)) -> str:
     """One readable line per problem, each naming the field, e.g. `maxRetries: ...`."""
     parts = []
     for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        loc = [str(p) for p in error.get("loc", ()) if p not in skip]
         if error.get("type") == "json_invalid":
             parts.append(f"invalid JSON body: {error.get('ctx', {}).get('error', 'malformed')}")
             continue
@@ -51,26 +64,33 @@ def describe_validation(errors: list[dict[str, Any]]) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, error: DomainError) -> JSONResponse:
-        return error_response(STATUS.get(type(error), 400), str(error))
+    async def _domain(request: Request, error: DomainError) -> JSONResponse:
+        path = request.url.path
+        status = 422 if isinstance(error, Unprocessable) and is_v2(path) else STATUS.get(type(error), 400)
+        return error_response(status, str(error), path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        path = request.url.path
+        if is_v2(path):
+            return error_response(
+                422, describe_validation(list(error.errors()), ("body", "query", "path")), path
+            )
         return error_response(400, describe_validation(list(error.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else "request failed"
         if error.status_code == 404 and message == "Not Found":
             message = "no such route"
-        return error_response(error.status_code, message)
+        return error_response(error.status_code, message, request.url.path)
 
     @app.exception_handler(EnqueueFailed)
-    async def _enqueue(_: Request, error: EnqueueFailed) -> JSONResponse:
+    async def _enqueue(request: Request, error: EnqueueFailed) -> JSONResponse:
         logger.error("enqueue failed", exc_info=error.__cause__)
-        return error_response(500, str(error))
+        return error_response(500, str(error), request.url.path)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return error_response(500, "internal error")
+        return error_response(500, "internal error", request.url.path)

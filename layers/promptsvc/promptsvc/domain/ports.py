@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from promptsvc.domain.keys import ApiKeyRecord, Role
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.query import Index
+from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import ThreadEvent
 
@@ -177,3 +178,29 @@ class ResponseCache(Protocol):
         ...
 
     def put(self, key: str, answer: str, ttl_seconds: int) -> None: ...
+
+
+class RegistryRepository(Protocol):
+    """Stored prompt entities (`/v2/prompts`) and their immutable versions."""
+
+    def create(self, prompt: RegistryPrompt, version: RegistryVersion) -> bool:
+        """Store a new entity with its first version, both or neither; False if the id exists."""
+
+    def get(self, prompt_id: str) -> RegistryPrompt | None: ...
+
+    def replace(
+        self, prompt: RegistryPrompt, expected_revision: int, version: RegistryVersion | None
+    ) -> bool:
+        """Store `prompt` (and `version`, in the same transaction) if the stored entity is still at
+        `expected_revision`; False if another write got there first or the entity is gone."""
+
+    def delete(self, prompt_id: str, owner: str) -> bool:
+        """Delete the entity (if `owner`'s), then its versions; False if there was no such entity."""
+
+    def page_by_owner(self, owner: str, page: PageRequest) -> Page[RegistryPrompt]:
+        """The owner's entities, newest first."""
+
+    def get_version(self, prompt_id: str, version_id: str) -> RegistryVersion | None: ...
+
+    def page_versions(self, prompt_id: str, page: PageRequest) -> Page[RegistryVersion]:
+        """The prompt's versions, newest first."""

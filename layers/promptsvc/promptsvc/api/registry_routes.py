@@ -1,0 +1,122 @@
+"""The `/v2/prompts` routes: the prompt registry, wire-compatible with the `orq-ai-sdk` client.
+
+Malformed JSON and bad cursors are 400, body and query validation 422 (naming the field), another
+user's prompt 404 like a missing one; errors are `{"message": ...}` (see api/errors.py).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from promptsvc.api.auth import principal
+from promptsvc.api.body import json_object
+from promptsvc.api.errors import describe_validation
+from promptsvc.domain.keys import Principal
+from promptsvc.domain.registry import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    NewRegistryPrompt,
+    Page,
+    PageRequest,
+    RegistryPromptPatch,
+    Unprocessable,
+)
+from promptsvc.services.registry import RegistryService
+
+router = APIRouter(prefix="/v2/prompts", dependencies=[Depends(principal)])
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """The JSON body validated as `model`: 400 if it is not a JSON object, 422 if it is invalid."""
+
+    async def dependency(request: Request) -> M:
+        data = await json_object(request)
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            raise Unprocessable(describe_validation(list(error.errors()))) from None
+
+    return dependency
+
+
+def page_request(
+    limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
+    starting_after: str | None = None,
+    ending_before: str | None = None,
+) -> PageRequest:
+    return PageRequest.parse(limit, starting_after, ending_before)
+
+
+def registry(request: Request) -> RegistryService:
+    return request.app.state.registry
+
+
+def envelope(page: Page[Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [item.view() for item in page.items], "has_more": page.has_more}
+
+
+@router.post("")
+def create_prompt(
+    caller: Principal = Depends(principal),
+    new: NewRegistryPrompt = Depends(body(NewRegistryPrompt)),
+    service: RegistryService = Depends(registry),
+) -> dict[str, Any]:
+    return service.create(caller.user_id, new).view()
+
+
+@router.get("")
+def list_prompts(
+    caller: Principal = Depends(principal),
+    page: PageRequest = Depends(page_request),
+    service: RegistryService = Depends(registry),
+) -> dict[str, Any]:
+    return envelope(service.list(caller.user_id, page))
+
+
+@router.get("/{prompt_id}")
+def get_prompt(
+    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
+) -> dict[str, Any]:
+    return service.get(caller.user_id, prompt_id).view()
+
+
+@router.patch("/{prompt_id}")
+def update_prompt(
+    prompt_id: str,
+    caller: Principal = Depends(principal),
+    patch: RegistryPromptPatch = Depends(body(RegistryPromptPatch)),
+    service: RegistryService = Depends(registry),
+) -> dict[str, Any]:
+    return service.update(caller.user_id, prompt_id, patch).view()
+
+
+@router.delete("/{prompt_id}")
+def delete_prompt(
+    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
+) -> Response:
+    service.delete(caller.user_id, prompt_id)
+    return Response(status_code=200)  # the SDK accepts only a 200 here (no 204)
+
+
+@router.get("/{prompt_id}/versions")
+def list_versions(
+    prompt_id: str,
+    caller: Principal = Depends(principal),
+    page: PageRequest = Depends(page_request),
+    service: RegistryService = Depends(registry),
+) -> dict[str, Any]:
+    return envelope(service.list_versions(caller.user_id, prompt_id, page))
+
+
+@router.get("/{prompt_id}/versions/{version_id}")
+def get_version(
+    prompt_id: str,
+    version_id: str,
+    caller: Principal = Depends(principal),
+    service: RegistryService = Depends(registry),
+) -> dict[str, Any]:
+    return service.get_version(caller.user_id, prompt_id, version_id).view()
