@@ -21,6 +21,8 @@ SPEC_FIELDS = {
     "id", "prompt", "modelId", "template", "threadId", "userId", "status", "runCount",
     "maxRetries", "lastRun", "error", "sync", "createdAt", "updatedAt",
 }  # fmt: skip
+# Beyond the spec: the stored prompt a run came from and the model that answered (routing).
+EXTENSION_FIELDS = {"promptConfigId", "promptConfigVersion", "answeredBy"}
 
 
 def test_async_add_stores_and_enqueues_only_the_id(
@@ -33,7 +35,8 @@ def test_async_add_stores_and_enqueues_only_the_id(
     assert response.status_code == 200
     body = response.json()
     prompt = body["prompt"]
-    assert set(prompt) == SPEC_FIELDS
+    assert set(prompt) == SPEC_FIELDS | EXTENSION_FIELDS
+    assert prompt["promptConfigId"] == prompt["promptConfigVersion"] == prompt["answeredBy"] == ""
     assert body["answer"] == ""
     assert "responseMessage" not in body
     assert prompt["status"] == "scheduled"

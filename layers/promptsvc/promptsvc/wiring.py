@@ -19,6 +19,7 @@ from promptsvc.engines.registry import EngineRegistry
 from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
 from promptsvc.services.listing import PromptLister
+from promptsvc.services.prompt_intake import PromptIntake
 from promptsvc.services.prompts import PromptService
 from promptsvc.services.registry import RegistryService
 from promptsvc.services.subscriptions import SubscriptionService
@@ -50,6 +51,10 @@ def prompt_service(settings: Settings) -> PromptService:
         catalog_source(settings).get,
         events=thread_event_log(settings),
     )
+
+
+def prompt_intake(settings: Settings) -> PromptIntake:
+    return PromptIntake(catalog_source(settings).get, None)
 
 
 def registry_service(settings: Settings) -> RegistryService:

@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="promptsvc", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.prompts = wiring.prompt_service(settings)
+    app.state.intake = wiring.prompt_intake(settings)
     app.state.lister = wiring.prompt_lister(settings)
     app.state.keys = wiring.key_service(settings)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))

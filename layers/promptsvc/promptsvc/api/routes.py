@@ -15,8 +15,9 @@ from promptsvc.api.schemas import (
 )
 from promptsvc.domain.errors import PayloadTooLarge
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.prompt import DEFAULT_MAX_RETRIES, MAX_PROMPT_BYTES, NewPrompt, new_id, public_view
+from promptsvc.domain.prompt import MAX_PROMPT_BYTES, public_view
 from promptsvc.domain.query import parse_query
+from promptsvc.services.prompt_intake import PromptRequest
 
 router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
@@ -28,17 +29,22 @@ def add_prompt(
     body: AddPromptRequest = Depends(json_body(AddPromptRequest)),
 ) -> Response:
     state = request.app.state
-    if len(body.prompt.encode()) > MAX_PROMPT_BYTES:
+    if body.prompt is not None and len(body.prompt.encode()) > MAX_PROMPT_BYTES:
         raise PayloadTooLarge(f"prompt is larger than {MAX_PROMPT_BYTES // 1024} KB")
-    model = state.prompts.catalog.resolve(body.modelId)
-    new = NewPrompt(
-        id=body.id or new_id("prm"),
-        prompt=body.prompt,
-        modelId=model.id,
-        template=body.requested_template() or model.template,
-        threadId=body.threadId or new_id("thr"),
-        maxRetries=DEFAULT_MAX_RETRIES if body.maxRetries is None else body.maxRetries,
-        sync=bool(body.sync),
+    new = state.intake.new_prompt(
+        caller.user_id,
+        PromptRequest(
+            id=body.id,
+            prompt=body.prompt,
+            modelId=body.modelId,
+            template=body.requested_template(),
+            threadId=body.threadId,
+            maxRetries=body.maxRetries,
+            sync=bool(body.sync),
+            promptConfigId=body.promptConfigId,
+            promptConfigVersion=body.promptConfigVersion,
+            variables=body.variables,
+        ),
     )
     result = state.prompts.add(caller, new, sync_wait=state.settings.sync_wait_seconds)
     return JSONResponse(add_prompt_response(result.prompt), status_code=202 if result.timed_out else 200)

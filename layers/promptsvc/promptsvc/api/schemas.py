@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptsvc.domain.keys import Role
 from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, Prompt, public_view
@@ -32,7 +32,7 @@ class EngineParameters(_Request):
 
 class AddPromptRequest(_Request):
     id: str | None = Field(None, pattern=ID_PATTERN)
-    prompt: str
+    prompt: str | None = None  # required, unless a stored prompt (promptConfigId) is run
     modelId: str | None = None
     template: str | None = None
     threadId: str | None = Field(None, pattern=ID_PATTERN)
@@ -40,13 +40,25 @@ class AddPromptRequest(_Request):
     sync: bool | None = None
     parameters: Parameters | None = None
     engineParameters: EngineParameters | None = None
+    # Run a stored prompt (/v2/prompts): its messages, with `{{name}}` filled from `variables`.
+    promptConfigId: str | None = Field(None, min_length=1, max_length=128)
+    promptConfigVersion: str | None = Field(None, min_length=1, max_length=128)
+    variables: dict[str, str | int | float | bool | None] | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("prompt must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _prompt_or_stored(self) -> "AddPromptRequest":
+        if self.prompt is None and not self.promptConfigId:
+            raise ValueError("prompt: field required (or name a stored prompt with promptConfigId)")
+        if self.promptConfigId is None and (self.promptConfigVersion or self.variables):
+            raise ValueError("promptConfigVersion and variables need promptConfigId")
+        return self
 
     def requested_template(self) -> str | None:
         """The template from any of the places clients put it, the top-level field first."""

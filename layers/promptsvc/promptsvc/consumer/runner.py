@@ -441,6 +441,8 @@ class PromptRunner:
         code = error.status_code or (TRANSPORT_CODE if error.retryable else 400)
         model_attempts = prompt.runCount - prompt.routeStart
         step = after_failure(plan, prompt.routeIndex, model_attempts, code)
+        if prompt.runCount > prompt.maxRetries:  # the caller's budget ends the plan early
+            step = replace(step, kind=StepKind.GIVE_UP)
         model_id = attempt.model.id if attempt is not None else plan.models[prompt.routeIndex]
         message = f"{model_id}: {error}"
         if step.kind is StepKind.RETRY:
