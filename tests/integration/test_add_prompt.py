@@ -91,6 +91,20 @@ def test_readding_the_same_body_is_idempotent(
     assert queued_bodies(local_stack) == [{"promptId": "same-1", "userId": "alice"}]
 
 
+def test_readding_without_a_thread_id_is_idempotent_too(
+    client: TestClient, local_stack: LocalStack, keys: dict[str, str]
+) -> None:
+    """A client retrying after a lost response sends the same body; the thread id the service
+    generated the first time is not part of what the client asked for."""
+    body = {"id": "same-2", "prompt": "hi"}
+    first = client.post("/prompt-svc/prompt", json=body, headers=auth(keys["alice"]))
+    again = client.post("/prompt-svc/prompt", json=body, headers=auth(keys["alice"]))
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json()["prompt"] == first.json()["prompt"]
+    assert queued_bodies(local_stack) == [{"promptId": "same-2", "userId": "alice"}]
+
+
 @pytest.mark.parametrize("user", ["alice", "bob"])
 def test_same_id_with_another_body_or_user_is_a_conflict(
     client: TestClient, local_stack: LocalStack, keys: dict[str, str], user: str

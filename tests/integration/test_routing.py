@@ -69,7 +69,8 @@ class Routed:
             }
         )
         catalog = self.catalog
-        self.client.app.state.intake = PromptIntake(lambda: catalog, None, rng=self.rng)
+        registry = wiring.registry_service(self.settings)
+        self.client.app.state.intake = PromptIntake(lambda: catalog, registry, rng=self.rng)
         self.runner = PromptRunner(
             wiring.prompt_repository(self.settings),
             lambda: catalog,
@@ -306,3 +307,194 @@ def test_a_plan_naming_a_model_the_catalog_lacks_is_refused_and_nothing_is_queue
     assert response.status_code == 400
     assert "'no-such-model'" in response.json()["error"]
     assert queue_depth(local_stack) == 0
+
+
+# -- stored prompts (/v2/prompts) ------------------------------------------------------------------
+
+STORED = {
+    "model": "alpha",
+    "messages": [
+        {"role": "system", "content": "You answer in {{language}}."},
+        {"role": "user", "content": "Tell me about {{topic}}."},
+    ],
+    "temperature": 0.3,
+    "max_tokens": 50,
+}
+
+
+def store(routed: Routed, key: str, prompt: dict[str, Any] | None = None) -> dict:
+    body = {"display_name": "Explainer", "path": "Default/explainers", "prompt": prompt or STORED}
+    response = routed.client.post("/v2/prompts", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_stored_prompt_runs_with_its_rendered_messages_model_and_parameters(
+    routed: Routed, keys: dict[str, str]
+) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"])
+    prompt = routed.add(
+        keys["alice"],
+        modelId=None,
+        promptConfigId=stored["_id"],
+        variables={"language": "French", "topic": "cheese"},
+    )
+
+    result = routed.run(prompt["id"])
+
+    assert result.outcome is Outcome.COMPLETED
+    assert prompt["promptConfigId"] == stored["_id"]
+    assert prompt["promptConfigVersion"] == stored["prompt"]["version"]
+    assert prompt["modelId"] == "alpha" and prompt["prompt"] == "Tell me about cheese."
+    sent = routed.alpha.last_request.body
+    assert sent["messages"] == [
+        {"role": "system", "content": "You answer in French."},
+        {"role": "user", "content": "Tell me about cheese."},
+    ]
+    assert sent["temperature"] == 0.3 and sent["max_tokens"] == 50  # the stored values win over the catalog's
+    body = routed.get(keys["alice"], prompt["id"])
+    assert body["answer"] == ALPHA_TEXT and body["prompt"]["answeredBy"] == "alpha"
+
+
+def test_the_requests_prompt_follows_the_stored_conversation(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({})
+    stored = store(
+        routed, keys["alice"], {"model": "beta", "messages": [{"role": "system", "content": "Be brief."}]}
+    )
+    prompt = routed.add(keys["alice"], modelId=None, promptConfigId=stored["_id"], prompt="What is DynamoDB?")
+
+    routed.run(prompt["id"])
+
+    assert routed.beta.last_request.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is DynamoDB?"},
+    ]
+    assert prompt["modelId"] == "beta" and prompt["prompt"] == "What is DynamoDB?"
+
+
+def test_a_missing_variable_is_a_400_naming_it_and_nothing_is_stored_or_queued(
+    routed: Routed, keys: dict[str, str], local_stack: LocalStack
+) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"])
+
+    response = routed.client.post(
+        "/prompt-svc/prompt",
+        json={"id": "prm_missing", "promptConfigId": stored["_id"], "variables": {"topic": "cheese"}},
+        headers=auth(keys["alice"]),
+    )
+
+    assert response.status_code == 400
+    assert "language" in response.json()["error"] and "topic" not in response.json()["error"]
+    assert queue_depth(local_stack) == 0
+    assert routed.client.get("/prompt-svc/prompt/prm_missing", headers=auth(keys["alice"])).status_code == 404
+
+
+def test_another_users_or_an_unknown_stored_prompt_is_not_found(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"])
+    variables = {"language": "French", "topic": "cheese"}
+
+    responses = [
+        routed.client.post(
+            "/prompt-svc/prompt",
+            json={"promptConfigId": config_id, "variables": variables},
+            headers=auth(keys[user]),
+        )
+        for user, config_id in (("bob", stored["_id"]), ("alice", "01JJ1HDHN79XAS7A01WB3HYSDB"))
+    ]
+
+    assert [r.status_code for r in responses] == [404, 404]
+    assert all("error" in r.json() for r in responses)
+
+
+def test_a_pinned_version_runs_as_it_was_stored(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"], {**STORED, "temperature": 0.1})
+    first_version = stored["prompt"]["version"]
+    patched = routed.client.patch(
+        f"/v2/prompts/{stored['_id']}",
+        json={"prompt": {**STORED, "temperature": 0.9}},
+        headers=auth(keys["alice"]),
+    )
+    assert patched.status_code == 200 and patched.json()["prompt"]["version"] != first_version
+    variables = {"language": "German", "topic": "bread"}
+
+    pinned = routed.add(
+        keys["alice"],
+        modelId=None,
+        promptConfigId=stored["_id"],
+        promptConfigVersion=first_version,
+        variables=variables,
+    )
+    routed.run(pinned["id"])
+    pinned_temperature = routed.alpha.last_request.body["temperature"]
+    current = routed.add(keys["alice"], modelId=None, promptConfigId=stored["_id"], variables=variables)
+    routed.run(current["id"])
+
+    assert (pinned_temperature, routed.alpha.last_request.body["temperature"]) == (0.1, 0.9)
+    assert pinned["promptConfigVersion"] == first_version
+    assert current["promptConfigVersion"] == patched.json()["prompt"]["version"]
+
+
+def test_a_stored_prompts_fallbacks_route_its_runs(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({})
+    stored = store(
+        routed, keys["alice"], {**STORED, "retry": {"count": 0}, "fallbacks": [{"model": "gamma"}]}
+    )
+    prompt = routed.add(
+        keys["alice"],
+        modelId=None,
+        promptConfigId=stored["_id"],
+        variables={"language": "Dutch", "topic": "tea"},
+    )
+    routed.alpha.behaviour = Behaviour(error_status=503)
+
+    results = [routed.run(prompt["id"]) for _ in range(2)]
+
+    assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.COMPLETED]
+    assert routed.beta.last_request.body["model"] == "gamma"
+    assert routed.beta.last_request.body["temperature"] == 0.3  # the stored parameters go to every model
+    assert routed.get(keys["alice"], prompt["id"])["prompt"]["answeredBy"] == "gamma"
+
+
+def test_re_adding_a_stored_prompt_run_is_idempotent_and_another_body_conflicts(
+    routed: Routed, keys: dict[str, str], local_stack: LocalStack
+) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"])
+    body = {
+        "id": "prm_again",
+        "promptConfigId": stored["_id"],
+        "variables": {"language": "French", "topic": "x"},
+    }
+
+    first = routed.client.post("/prompt-svc/prompt", json=body, headers=auth(keys["alice"]))
+    again = routed.client.post("/prompt-svc/prompt", json=body, headers=auth(keys["alice"]))
+    other = routed.client.post(
+        "/prompt-svc/prompt",
+        json={**body, "variables": {"language": "French", "topic": "y"}},
+        headers=auth(keys["alice"]),
+    )
+
+    assert (first.status_code, again.status_code, other.status_code) == (200, 200, 409)
+    assert again.json()["prompt"] == first.json()["prompt"]
+    assert queue_depth(local_stack) == 1
+
+
+def test_model_id_cannot_override_a_stored_prompts_model(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({})
+    stored = store(routed, keys["alice"])
+
+    response = routed.client.post(
+        "/prompt-svc/prompt",
+        json={
+            "promptConfigId": stored["_id"],
+            "modelId": "beta",
+            "variables": {"language": "a", "topic": "b"},
+        },
+        headers=auth(keys["alice"]),
+    )
+
+    assert response.status_code == 400 and "modelId" in response.json()["error"]

@@ -54,7 +54,7 @@ def prompt_service(settings: Settings) -> PromptService:
 
 
 def prompt_intake(settings: Settings) -> PromptIntake:
-    return PromptIntake(catalog_source(settings).get, None)
+    return PromptIntake(catalog_source(settings).get, registry_service(settings))
 
 
 def registry_service(settings: Settings) -> RegistryService:

@@ -114,31 +114,25 @@ class NewPrompt:
     id: str
     promptConfigId: str = ""
     promptConfigVersion: str = ""  # the version run (the current one when none was asked for)
-    requestedVersion: str = ""  # the version the request named, if any
-    variables: dict[str, Any] = field(default_factory=dict)
     plan: RunPlan | None = None
+    # What the caller asked for, as opposed to what was made of it (a generated thread id, a load
+    # balancer's pick): re-sending the same request must find the same fingerprint.
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 def request_hash(user_id: str, new: NewPrompt) -> str:
     """Fingerprint of an add request, to tell an idempotent re-add from a conflicting one.
 
-    `sync` is left out: re-sending the same prompt to wait for it is the same request. So is a
-    routed prompt's plan: it holds a load balancer's random pick, not something the caller sent.
+    `sync` is left out: re-sending the same prompt to wait for it is the same request.
     """
-    body = {
-        "userId": user_id,
+    body: dict[str, Any] = dict(new.fingerprint) or {
         "prompt": new.prompt,
         "modelId": new.modelId,
         "template": new.template,
         "threadId": new.threadId,
         "maxRetries": new.maxRetries,
     }
-    if new.promptConfigId:  # only then, so hashes of prompts stored before routing still match
-        body |= {
-            "promptConfigId": new.promptConfigId,
-            "promptConfigVersion": new.requestedVersion,
-            "variables": new.variables,
-        }
+    body["userId"] = user_id
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

@@ -73,15 +73,23 @@ class PromptIntake:
             if has_routing(settings):
                 plan = plan_from(settings, model.id, max_retries=max_retries, rng=self._rng)
                 self._check_models(catalog, plan, f"the routing of model {model.id!r}")
+        template = request.template or model.template
         return NewPrompt(
             id=request.id or new_id("prm"),
             prompt=request.prompt,
             modelId=plan.models[0] if plan else model.id,
-            template=request.template or model.template,
+            template=template,
             threadId=request.threadId or new_id("thr"),
             maxRetries=_budget(request.maxRetries, plan),
             sync=request.sync,
             plan=plan,
+            fingerprint={
+                "prompt": request.prompt,
+                "modelId": model.id,
+                "template": template,
+                "threadId": request.threadId or "",
+                "maxRetries": max_retries,
+            },
         )
 
     def _from_stored(self, user_id: str, request: PromptRequest) -> NewPrompt:
@@ -124,9 +132,15 @@ class PromptIntake:
             sync=request.sync,
             promptConfigId=prompt_id,
             promptConfigVersion=version.id,
-            requestedVersion=request.promptConfigVersion or "",
-            variables=dict(request.variables or {}),
             plan=plan,
+            fingerprint={
+                "prompt": request.prompt or "",
+                "promptConfigId": prompt_id,
+                "promptConfigVersion": request.promptConfigVersion or "",
+                "variables": dict(request.variables or {}),
+                "threadId": request.threadId or "",
+                "maxRetries": max_retries,
+            },
         )
 
     @staticmethod
