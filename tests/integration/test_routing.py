@@ -319,6 +319,7 @@ STORED = {
     ],
     "temperature": 0.3,
     "max_tokens": 50,
+    "guardrails": [{"id": "orq_pii_detection", "execute_on": "input"}],
 }
 
 
@@ -353,6 +354,7 @@ def test_a_stored_prompt_runs_with_its_rendered_messages_model_and_parameters(
         {"role": "user", "content": "Tell me about cheese."},
     ]
     assert sent["temperature"] == 0.3 and sent["max_tokens"] == 50  # the stored values win over the catalog's
+    assert "guardrails" not in sent  # kept with the prompt, not sent to a server that may reject it
     body = routed.get(keys["alice"], prompt["id"])
     assert body["answer"] == ALPHA_TEXT and body["prompt"]["answeredBy"] == "alpha"
 

@@ -41,7 +41,7 @@ from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, Step
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
 from promptsvc.domain.thread_events import status_event
-from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.base import CALL_PARAMETERS, Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 
 logger = Logger(child=True)
@@ -278,15 +278,17 @@ class PromptRunner:
         messages = plan.messages or ({"role": "user", "content": claimed.prompt},)
         # The prompt's own template is for its first model; another model gets its own.
         template = claimed.template if model.id == claimed.modelId else model.template
+        sent = {k: v for k, v in plan.parameters.items() if k in CALL_PARAMETERS}
         request = EngineRequest(
             model=model,
             prompt=render(template, last_user_text(messages) if plan.messages else claimed.prompt),
             messages=tuple(messages),
-            parameters={**model.parameters, **plan.parameters},
+            parameters={**model.parameters, **sent},
         )
         key = None
         if plan.cache_ttl and self._cache is not None:
-            key = cache_key(claimed.userId, model.id, request.messages, request.prompt, request.parameters)
+            every = {**model.parameters, **plan.parameters}
+            key = cache_key(claimed.userId, model.id, request.messages, request.prompt, every)
         return _Attempt(model, request, plan, key)
 
     async def _answer_from_cache(self, attempt: _Attempt, progress: _Progress) -> bool:

@@ -6,6 +6,34 @@ from typing import Any, Protocol
 
 from promptsvc.domain.catalog import Model
 
+# The parameters of a stored prompt an engine is sent: OpenAI chat-completion request keys that
+# vLLM, TGI and the SageMaker containers understand. The rest of a stored prompt (guardrails,
+# plugins, thinking, ...) is kept and shown, and counts in the cache key, but is not sent: a server
+# that rejects unknown keys (TGI answers 422) would otherwise fail every run.
+CALL_PARAMETERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "n",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+    }
+)
+
 
 @dataclass(frozen=True)
 class EngineRequest:
