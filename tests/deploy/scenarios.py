@@ -1,0 +1,152 @@
+"""One scenario per function of template.yaml: invoke it with its events/ payloads on a Stack
+(tests/deploy/conftest.py) and check that it did its job, in its responses and in the resources."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from promptsvc.adapters.clients import client
+from promptsvc.adapters.prompt_queue import message_body
+
+from tests.deploy.conftest import SMOKE_USER, Stack, event
+
+PLACEHOLDER_ID = "prm_events_example"
+
+
+def _authorized(name: str, key: str) -> dict[str, Any]:
+    payload = event(name)
+    payload["headers"]["authorization"] = f"Bearer {key}"
+    return payload
+
+
+def _json(response: dict[str, Any]) -> Any:
+    assert response["headers"]["content-type"] == "application/json", response
+    return json.loads(response["body"])
+
+
+def _prompt_item(stack: Stack, prompt_id: str) -> dict[str, Any]:
+    table = stack.local.refs["PromptsTable"]
+    return client("dynamodb").get_item(TableName=table, Key={"id": {"S": prompt_id}})["Item"]
+
+
+def add_prompt(stack: Stack) -> str:
+    """POST /prompt-svc/prompt (events/api-add-prompt.json) through the API function; the new id."""
+    key = stack.create_key()
+    outcome = stack.invoke("ApiFunction", {"payload": _authorized("api-add-prompt.json", key)}).check()
+    (response,) = outcome.responses
+    assert response["statusCode"] == 200, response
+    return str(_json(response)["prompt"]["id"])
+
+
+def api(stack: Stack) -> None:
+    key = stack.create_key()
+    outcome = stack.invoke(
+        "ApiFunction",
+        {"payload": _authorized("api-add-prompt.json", key)},
+        # GET the prompt just added: its id replaces the placeholder of the example event.
+        {
+            "payload": _authorized("api-get-prompt.json", key),
+            "substitute": {PLACEHOLDER_ID: ["prompt", "id"]},
+        },
+        {"payload": _authorized("api-add-prompt.json", key)},
+        {"payload": _authorized("api-list-prompts.json", key)},  # thread-1, 1 a page, with the count
+        {"payload": _authorized("api-list-models.json", key)},
+        {"payload": _authorized("api-registry-list.json", key)},  # GET /v2/prompts
+        {"payload": event("api-add-prompt.json")},  # the example key does not exist: 401
+    ).check()
+    added, got, _, listed, models, registry, refused = outcome.responses
+
+    assert added["statusCode"] == 200, added
+    prompt = _json(added)["prompt"]
+    assert (prompt["prompt"], prompt["threadId"], prompt["userId"]) == (
+        "What's a banana?",
+        "thread-1",
+        SMOKE_USER,
+    )
+    assert prompt["status"] == "scheduled"
+    assert got["statusCode"] == 200, got
+    assert _json(got)["prompt"]["id"] == prompt["id"]
+    assert listed["statusCode"] == 200, listed
+    page = _json(listed)
+    assert (len(page["prompts"]), page["count"]) == (1, 2)
+    assert page["after"]  # a signed cursor: the secret was read
+    assert models["statusCode"] == 200, models
+    catalog = _json(models)
+    assert catalog["defaultModelId"] in {m["id"] for m in catalog["models"]}  # the layer ships the catalog
+    assert registry["statusCode"] == 200, registry
+    assert _json(registry)["data"] == []
+    assert refused["statusCode"] == 401, refused
+    assert "error" in _json(refused)
+    queued = client("sqs").receive_message(QueueUrl=stack.local.refs["PromptsQueue"], MaxNumberOfMessages=10)
+    assert prompt["id"] in [json.loads(m["Body"])["promptId"] for m in queued["Messages"]]
+
+
+def consumer(stack: Stack) -> None:
+    prompt_id = add_prompt(stack)
+    batch = event("consumer-sqs-batch.json")
+    batch["Records"][0]["body"] = message_body(prompt_id, SMOKE_USER)
+    batch["Records"][0]["eventSourceARN"] = stack.local.attributes[("PromptsQueue", "Arn")]
+
+    outcome = stack.invoke("ConsumerFunction", {"payload": batch}).check()
+
+    assert outcome.responses == [{"batchItemFailures": []}]
+    item = _prompt_item(stack, prompt_id)
+    assert item["status"]["S"] == "completed", item
+    assert "banana" in item["answer"]["S"]  # the mock engine echoes the rendered prompt
+
+
+def deadletter(stack: Stack) -> None:
+    prompt_id = add_prompt(stack)
+    dlq = stack.local.refs["PromptsDeadLetterQueue"]
+    client("sqs").send_message(QueueUrl=dlq, MessageBody=message_body(prompt_id, SMOKE_USER))
+    client("sqs").send_message(QueueUrl=dlq, MessageBody="not a prompt message")
+
+    outcome = stack.invoke("DeadLetterFunction", {"payload": event("deadletter-schedule.json")}).check()
+
+    assert outcome.responses == [{"read": 2, "abandoned": 1, "unreadable": 1}]
+    item = _prompt_item(stack, prompt_id)
+    assert item["status"]["S"] == "abandoned", item
+
+
+def _connect_and_subscribe(stack: Stack, *more: dict[str, Any]) -> tuple[str, list[Any]]:
+    key = stack.create_key()
+    connect = event("ws-connect.json")
+    connect["queryStringParameters"]["token"] = key
+    connect["multiValueQueryStringParameters"]["token"] = [key]
+    connection_id = connect["requestContext"]["connectionId"]
+    outcome = stack.invoke(
+        "WsFunction", {"payload": connect}, {"payload": event("ws-subscribe.json")}, *more
+    ).check()
+    return connection_id, outcome.responses
+
+
+def ws(stack: Stack) -> None:
+    connection_id, responses = _connect_and_subscribe(stack, {"payload": event("ws-disconnect.json")})
+
+    assert responses == [{"statusCode": 200}] * 3
+    assert stack.sink.to(connection_id) == [{"type": "subscribed", "threadId": "thread-1", "after": 0}]
+    connections = client("dynamodb").scan(TableName=stack.local.refs["ConnectionsTable"])["Items"]
+    assert connections == []  # the disconnect forgot it
+
+
+def stream(stack: Stack) -> None:
+    connection_id, _ = _connect_and_subscribe(stack)
+
+    outcome = stack.invoke("StreamFunction", {"payload": event("stream-dynamodb-batch.json")}).check()
+
+    assert outcome.responses == [{"batchItemFailures": []}]
+    frames = stack.sink.to(connection_id)
+    assert frames[0]["type"] == "subscribed"
+    assert [(f["seq"], f["type"]) for f in frames[1:]] == [
+        (1, "status"),
+        (2, "delta"),
+    ]  # the REMOVE is ignored
+
+
+SCENARIOS: dict[str, Callable[[Stack], None]] = {
+    "ApiFunction": api,
+    "ConsumerFunction": consumer,
+    "DeadLetterFunction": deadletter,
+    "WsFunction": ws,
+    "StreamFunction": stream,
+}

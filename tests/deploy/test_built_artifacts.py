@@ -1,0 +1,38 @@
+"""The artifacts `sam build` made (.aws-sam/build), run as Lambda runs them: every function in a
+fresh Python 3.12 process with only its own directory and its layer's python/ on sys.path, invoked
+with its events/ payloads against moto holding the template's resources.
+
+This is what catches code that works in the checkout but not as deployed: a handler path that
+does not exist, a dependency missing from the layer's requirements.txt, a data file not shipped,
+an environment variable or a permission the template does not give.
+"""
+
+import pytest
+
+from tests.deploy import checks
+from tests.deploy.conftest import Stack, built_target
+from tests.deploy.scenarios import SCENARIOS
+
+
+def test_every_built_function_has_a_scenario() -> None:
+    target = built_target()
+    functions = {
+        logical
+        for logical, resource in target.template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert functions == set(SCENARIOS)
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> None:
+    SCENARIOS[function](built_stack)
+
+    template = built_stack.target.template
+    for outcome in built_stack.outcomes:
+        name = outcome.function
+        assert outcome.handler_callable, f"{name}: the handler named in the template is not callable"
+        paths = built_stack.target.sys_path(name)
+        assert checks.foreign_modules(outcome.modules, paths, outcome.stdlib) == [], name
+        assert checks.unset_resource_settings(built_stack.local, name, outcome.settings_read) == [], name
+        assert checks.denied_calls(built_stack.local, template, name, outcome.aws_calls) == [], name
