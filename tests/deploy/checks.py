@@ -110,37 +110,55 @@ def allowed(statements: list[dict[str, Any]], action: str, resource: str) -> boo
     return False
 
 
-def call_permission(local: LocalStack, call: dict[str, Any]) -> tuple[str, str]:
-    """The IAM action and resource ARN an AWS API call is authorized as."""
+# What each kind of item of a DynamoDB transaction is authorized as.
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def call_permissions(local: LocalStack, call: dict[str, Any]) -> list[tuple[str, str]]:
+    """The IAM actions and resource ARNs an AWS API call is authorized as."""
     account, region = local.account, local.region
     service, operation = call["signingName"], call["operation"]
     if call["service"] == "dynamodb":
-        arn = f"arn:aws:dynamodb:{region}:{account}:table/{call['TableName']}"
+
+        def table(name: str) -> str:
+            return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+        if "TransactItems" in call:
+            return [
+                (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", table(name)) for kind, name in call["TransactItems"]
+            ]
+        if "TableNames" in call:
+            return [(f"dynamodb:{operation}", table(name)) for name in call["TableNames"]]
+        arn = table(call["TableName"])
         if call.get("IndexName"):
             arn += f"/index/{call['IndexName']}"
-        return f"dynamodb:{operation}", arn
+        return [(f"dynamodb:{operation}", arn)]
     if call["service"] == "sqs":
         logical = next(name for name, ref in local.refs.items() if ref == call["QueueUrl"])
-        return f"sqs:{operation}", local.attributes[(logical, "Arn")]
+        return [(f"sqs:{operation}", local.attributes[(logical, "Arn")])]
     if call["service"] == "secretsmanager":
-        return f"secretsmanager:{operation}", call["SecretId"]
+        return [(f"secretsmanager:{operation}", call["SecretId"])]
     if call["service"] == "ssm":
-        return f"ssm:{operation}", f"arn:aws:ssm:{region}:{account}:parameter/{call['Name'].lstrip('/')}"
+        return [(f"ssm:{operation}", f"arn:aws:ssm:{region}:{account}:parameter/{call['Name'].lstrip('/')}")]
     if call["service"] == "apigatewaymanagementapi":
         api_id = local.refs.get("WebSocketApi", "WebSocketApi")
         verb = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}[operation]
         stage = local.refs["Stage"]
-        return "execute-api:ManageConnections", (
-            f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{verb}/@connections/{call['ConnectionId']}"
-        )
+        connection = call["ConnectionId"]
+        arn = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{verb}/@connections/{connection}"
+        return [("execute-api:ManageConnections", arn)]
     if call["service"] == "sagemaker-runtime":
         # SageMaker lower-cases names in its ARNs.
-        return (
-            f"sagemaker:{operation}",
-            f"arn:aws:sagemaker:{region}:{account}:endpoint/{call['EndpointName'].lower()}",
-        )
+        endpoint = call["EndpointName"].lower()
+        return [(f"sagemaker:{operation}", f"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint}")]
     raise AssertionError(
-        f"no IAM resource rule for {service}:{operation}: add one to tests/deploy/checks.py call_permission()"
+        f"no IAM resource rule for {service}:{operation}: add one to checks.call_permissions()"
     )
 
 
@@ -149,12 +167,13 @@ def denied_calls(
 ) -> list[str]:
     """The calls the function made that its role does not allow, as 'action on resource'."""
     statements = resolve_deep(local, role_statements(template, function))
-    denied = []
-    for call in calls:
-        action, resource = call_permission(local, call)
-        if not allowed(statements, action, resource):
-            denied.append(f"{action} on {resource}")
-    return sorted(set(denied))
+    denied = {
+        f"{action} on {resource}"
+        for call in calls
+        for action, resource in call_permissions(local, call)
+        if not allowed(statements, action, resource)
+    }
+    return sorted(denied)
 
 
 def foreign_modules(modules: dict[str, str], allowed_roots: list[str], stdlib: list[str]) -> list[str]:

@@ -82,6 +82,14 @@ def _record_aws_calls(calls: list[dict[str, Any]]) -> None:
         ):
             if isinstance(api_params.get(name), str):
                 call[name] = api_params[name]
+        if isinstance(api_params.get("RequestItems"), dict):  # BatchWriteItem, BatchGetItem
+            call["TableNames"] = sorted(api_params["RequestItems"])
+        if isinstance(api_params.get("TransactItems"), list):  # one permission per item's own action
+            call["TransactItems"] = [
+                [kind, body.get("TableName")]
+                for item in api_params["TransactItems"]
+                for kind, body in item.items()
+            ]
         calls.append(call)
         return original(self, operation_name, api_params)
 

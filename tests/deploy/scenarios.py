@@ -51,10 +51,11 @@ def api(stack: Stack) -> None:
         {"payload": _authorized("api-add-prompt.json", key)},
         {"payload": _authorized("api-list-prompts.json", key)},  # thread-1, 1 a page, with the count
         {"payload": _authorized("api-list-models.json", key)},
+        {"payload": _authorized("api-registry-create.json", key)},  # POST /v2/prompts
         {"payload": _authorized("api-registry-list.json", key)},  # GET /v2/prompts
         {"payload": event("api-add-prompt.json")},  # the example key does not exist: 401
     ).check()
-    added, got, _, listed, models, registry, refused = outcome.responses
+    added, got, _, listed, models, stored, registry, refused = outcome.responses
 
     assert added["statusCode"] == 200, added
     prompt = _json(added)["prompt"]
@@ -73,8 +74,9 @@ def api(stack: Stack) -> None:
     assert models["statusCode"] == 200, models
     catalog = _json(models)
     assert catalog["defaultModelId"] in {m["id"] for m in catalog["models"]}  # the layer ships the catalog
+    assert stored["statusCode"] == 200, stored
     assert registry["statusCode"] == 200, registry
-    assert _json(registry)["data"] == []
+    assert [p["_id"] for p in _json(registry)["data"]] == [_json(stored)["_id"]]
     assert refused["statusCode"] == 401, refused
     assert "error" in _json(refused)
     queued = client("sqs").receive_message(QueueUrl=stack.local.refs["PromptsQueue"], MaxNumberOfMessages=10)

@@ -1,0 +1,444 @@
+"""template.yaml and the code agree: handlers exist, every setting a function reads is set, every
+table has the keys and indexes the code queries, every AWS call a function makes is allowed by its
+role (and nothing much else is), and the operational pieces (logs, tracing, alarms) cover every
+function. None of this needs `sam build`: the functions run from the checkout (target `source`).
+"""
+
+import ast
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from promptsvc.adapters.connection_table import BY_CONNECTION
+from promptsvc.domain.query import INDEXES, SORT_ATTRIBUTE
+from promptsvc.local.template import LocalStack, create_resources, load_template
+from promptsvc.settings import Settings
+
+from tests.deploy import checks
+from tests.deploy.conftest import EVENTS, PARAMETERS, ROOT, TEMPLATE, Stack
+from tests.deploy.scenarios import SCENARIOS
+
+PACKAGE = ROOT / "layers" / "promptsvc" / "promptsvc"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in resources_of(template, "AWS::Serverless::Function").items()}
+
+
+def test_every_function_has_a_scenario_and_an_event(template: dict[str, Any]) -> None:
+    assert set(functions(template)) == set(SCENARIOS)
+    prefixes = {p.name.split("-")[0] for p in EVENTS.glob("*.json")}
+    for name, props in functions(template).items():
+        assert Path(props["CodeUri"]).name in prefixes, (
+            f"{name}: no events/{Path(props['CodeUri']).name}-*.json"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# handlers and environment
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_the_handler_the_template_names_exists(template: dict[str, Any], function: str) -> None:
+    props = functions(template)[function]
+    module, attribute = props["Handler"].rsplit(".", 1)
+    path = ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+    assert path.is_file(), f"{function}: {props['Handler']} needs {path.relative_to(ROOT)}"
+    tree = ast.parse(path.read_text())
+    defined = {
+        node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    } | {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    assert attribute in defined, f"{function}: {path.relative_to(ROOT)} defines no {attribute}"
+
+
+def test_every_variable_the_template_sets_is_a_setting(template: dict[str, Any]) -> None:
+    """A typo (PROMPT_TABLE) would be silently ignored: pydantic-settings has no such field."""
+    known = {name.upper() for name in Settings.model_fields}
+    glob = template["Globals"]["Function"].get("Environment", {}).get("Variables", {})
+    for name, props in {"Globals": {"Environment": {"Variables": glob}}, **functions(template)}.items():
+        for variable in props.get("Environment", {}).get("Variables", {}):
+            assert variable in known or variable.startswith("POWERTOOLS_"), (
+                f"{name}: {variable} is read by nothing"
+            )
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_what_a_function_reads_and_calls_is_set_and_allowed(source_stack: Stack, function: str) -> None:
+    """Run the function's scenario from the checkout and check, for it and every function it used:
+    each resource setting it read (table, queue, secret, endpoint) is set in its environment by the
+    template, and each AWS call it made is allowed by its role."""
+    SCENARIOS[function](source_stack)
+
+    template = source_stack.target.template
+    for outcome in source_stack.outcomes:
+        assert outcome.handler_callable, outcome.function
+        assert (
+            checks.unset_resource_settings(source_stack.local, outcome.function, outcome.settings_read) == []
+        )
+        assert checks.denied_calls(source_stack.local, template, outcome.function, outcome.aws_calls) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def key_schema(spec: list[dict[str, str]]) -> dict[str, str]:
+    return {key["KeyType"]: key["AttributeName"] for key in spec}
+
+
+def attribute_types(props: dict[str, Any]) -> dict[str, str]:
+    return {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+
+
+def indexes(props: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {i["IndexName"]: key_schema(i["KeySchema"]) for i in props.get("GlobalSecondaryIndexes", [])}
+
+
+def table(template: dict[str, Any], name: str) -> dict[str, Any]:
+    props: dict[str, Any] = template["Resources"][name]["Properties"]
+    return props
+
+
+# What the adapters address each table by (their module docstrings say the same): the key of
+# every GetItem/UpdateItem/DeleteItem, and the type of each key attribute.
+TABLE_KEYS = {
+    "PromptsTable": ({"HASH": "id"}, {"id": "S"}),
+    "ApiKeysTable": ({"HASH": "keyId"}, {"keyId": "S"}),
+    "ThreadEventsTable": ({"HASH": "threadId", "RANGE": "seq"}, {"threadId": "S", "seq": "N"}),
+    "ConnectionsTable": ({"HASH": "connectionId"}, {"connectionId": "S"}),
+    "SubscriptionsTable": (
+        {"HASH": "threadId", "RANGE": "connectionId"},
+        {"threadId": "S", "connectionId": "S"},
+    ),
+    "RegistryTable": ({"HASH": "promptId", "RANGE": "sk"}, {"promptId": "S", "sk": "S"}),
+    "ResponseCacheTable": ({"HASH": "cacheKey"}, {"cacheKey": "S"}),
+}
+# Tables whose items the code gives an `expiresAt` (epoch seconds) to be deleted by TTL.
+TTL_TABLES = {
+    "PromptsTable",
+    "ThreadEventsTable",
+    "ConnectionsTable",
+    "SubscriptionsTable",
+    "ResponseCacheTable",
+}
+
+
+def test_every_table_has_the_keys_the_code_uses(template: dict[str, Any]) -> None:
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    assert set(tables) == set(TABLE_KEYS), "a table without expectations here: add it to TABLE_KEYS"
+    for name, (keys, types) in TABLE_KEYS.items():
+        props = table(template, name)
+        assert key_schema(props["KeySchema"]) == keys, name
+        assert {k: attribute_types(props)[k] for k in types} == types, name
+        ttl = props.get("TimeToLiveSpecification", {})
+        if name in TTL_TABLES:
+            assert ttl == {"AttributeName": "expiresAt", "Enabled": True}, name
+
+
+def test_the_prompts_table_has_every_index_the_query_planner_uses(template: dict[str, Any]) -> None:
+    props = table(template, "PromptsTable")
+    assert indexes(props) == {
+        index.name: {"HASH": index.key_attribute, "RANGE": SORT_ATTRIBUTE} for index in INDEXES
+    }
+    types = attribute_types(props)
+    assert all(types[index.key_attribute] == "S" for index in INDEXES)
+
+
+def test_the_other_indexes_match_their_adapters(template: dict[str, Any]) -> None:
+    assert indexes(table(template, "SubscriptionsTable"))[BY_CONNECTION]["HASH"] == "connectionId"
+    registry = indexes(table(template, "RegistryTable"))
+    assert registry["byOwner"] == {"HASH": "ownerId", "RANGE": "promptId"}
+
+
+def index_names_in_code() -> dict[str, str]:
+    """Index names the package spells out: `IndexName="..."` arguments, and module-level string
+    constants named BY_* or *_INDEX (how the adapters name theirs), with where they are."""
+    found: dict[str, str] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "local" in path.relative_to(PACKAGE).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        where = str(path.relative_to(ROOT))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and re.fullmatch(r"BY_\w+|\w+_INDEX", target.id):
+                        found[str(node.value.value)] = where
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.keyword)
+                and node.arg == "IndexName"
+                and isinstance(node.value, ast.Constant)
+            ):
+                found[str(node.value.value)] = where
+    return found
+
+
+def test_every_index_named_in_the_code_exists(template: dict[str, Any]) -> None:
+    declared = {
+        name
+        for props in map(lambda r: r["Properties"], resources_of(template, "AWS::DynamoDB::Table").values())
+        for name in indexes(props)
+    }
+    used = index_names_in_code()
+    assert {"byConnection", "byOwner"} <= set(used)  # the scan finds what it should
+    assert {name: where for name, where in used.items() if name not in declared} == {}
+
+
+def test_the_stream_function_gets_new_images(template: dict[str, Any]) -> None:
+    """The fan-out reads each INSERT's NewImage."""
+    stream = table(template, "ThreadEventsTable")["StreamSpecification"]["StreamViewType"]
+    assert stream in {"NEW_IMAGE", "NEW_AND_OLD_IMAGES"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the layer, the runtime
+
+
+def test_the_layer_is_built_by_sam_with_the_dependencies_of_the_package(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["PromptsvcLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "promptsvc" / "__init__.py").is_file()  # lands in python/promptsvc
+    requirements = [
+        line.strip()
+        for line in (content / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(requirements) == sorted(project["dependencies"]), "requirements.txt mirrors pyproject.toml"
+
+
+def test_every_function_runs_python312_on_the_chosen_architecture_with_tracing(
+    template: dict[str, Any],
+) -> None:
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.12"
+    assert glob["Architectures"] == [{"Ref": "Architecture"}]
+    assert glob["Tracing"] == "Active"
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
+    for name, props in functions(template).items():
+        assert not {"Runtime", "Architectures", "Tracing"} & set(props), f"{name} overrides the Globals"
+
+
+# ---------------------------------------------------------------------------------------------
+# permissions
+
+
+@pytest.fixture
+def local(aws: None) -> LocalStack:
+    """The template's resources in moto (physical ids to resolve the roles' policies against)."""
+    return create_resources(TEMPLATE, parameters=PARAMETERS)
+
+
+def resolved_statements(local: LocalStack, template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    return list(checks.resolve_deep(local, checks.role_statements(template, function)))
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_every_function_has_its_own_role_and_no_ignored_policies(
+    template: dict[str, Any], function: str
+) -> None:
+    props = functions(template)[function]
+    assert "Policies" not in props, f"{function}: SAM ignores Policies when Role is set; add to its role"
+    role = template["Resources"][checks.role_logical_id(template, function)]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert "ManagedPolicyArns" not in role["Properties"], "managed policies grant on '*'"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    others = [f for f in functions(template) if f != function]
+    assert all(
+        checks.role_logical_id(template, f) != checks.role_logical_id(template, function) for f in others
+    )
+
+
+def test_no_action_is_a_wildcard_and_only_x_ray_is_on_every_resource(template: dict[str, Any]) -> None:
+    for role_name, role in resources_of(template, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                body = statement
+                if "Fn::If" in statement:  # a conditional statement: check both branches
+                    body = next(b for b in statement["Fn::If"][1:] if isinstance(b, dict) and "Effect" in b)
+                actions = checks._as_list(body["Action"])
+                assert all("*" not in str(a) for a in actions), f"{role_name}: {actions}"
+                if "*" in checks._as_list(body["Resource"]):
+                    assert set(actions) <= checks.STAR_RESOURCE_ACTIONS, f"{role_name}: {actions} on '*'"
+    text = TEMPLATE.read_text()
+    for line in text.splitlines():
+        if re.search(r"Resource:\s*\"\*\"", line):
+            assert "#" in line, f"a '*' resource without a comment saying why AWS requires it: {line.strip()}"
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_each_role_lets_its_function_log_trace_and_be_fed_by_its_event_sources(
+    local: LocalStack, template: dict[str, Any], function: str
+) -> None:
+    props = functions(template)[function]
+    statements = resolved_statements(local, template, function)
+    group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = template["Resources"][group]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    group_arn = checks.resolve_deep(local, {"Fn::GetAtt": [group, "Arn"]})
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert checks.allowed(statements, action, group_arn), f"{function}: {action}"
+    for action in ("xray:PutTraceSegments", "xray:PutTelemetryRecords"):
+        assert checks.allowed(statements, action, "*"), f"{function}: {action}"
+
+    for source in props.get("Events", {}).values():
+        if source["Type"] == "SQS":
+            queue = checks.resolve_deep(local, source["Properties"]["Queue"])
+            for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+                assert checks.allowed(statements, action, queue), f"{function}: {action} on {queue}"
+        if source["Type"] == "DynamoDB":
+            stream = checks.resolve_deep(local, source["Properties"]["Stream"])
+            for action in ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"):
+                assert checks.allowed(statements, f"dynamodb:{action}", stream), f"{function}: {action}"
+            failures = source["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+            queue = checks.resolve_deep(local, failures)
+            assert checks.allowed(statements, "sqs:SendMessage", queue), f"{function}: on-failure queue"
+
+
+@pytest.mark.parametrize(("backend", "may_invoke"), [("sagemaker", True), ("mock", False), ("ecs", False)])
+def test_the_consumer_may_invoke_sagemaker_endpoints_only_with_the_sagemaker_backend(
+    aws: None, template: dict[str, Any], backend: str, may_invoke: bool
+) -> None:
+    local = create_resources(TEMPLATE, parameters={"InferenceBackend": backend})
+    statements = resolved_statements(local, template, "ConsumerFunction")
+    endpoint = f"arn:aws:sagemaker:us-east-1:{local.account}:endpoint/promptsvc-llama-3-1-8b-instruct"
+    for action in ("sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"):
+        assert checks.allowed(statements, action, endpoint) is may_invoke
+    other = f"arn:aws:sagemaker:us-east-1:{local.account}:endpoint/someone-elses-endpoint"
+    assert not checks.allowed(statements, "sagemaker:InvokeEndpoint", other)
+
+
+def test_the_sagemaker_catalog_endpoints_are_within_the_prefix(template: dict[str, Any]) -> None:
+    catalog = json.loads((PACKAGE / "data" / "models.json").read_text())
+    prefix = template["Parameters"]["SageMakerEndpointPrefix"]["Default"]
+    for model in catalog["models"]:
+        if model["engine"] == "sagemaker":
+            assert model["target"]["endpointName"].startswith(prefix), model["id"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "engine", "enabled"),
+    [("none", "", False), ("sagemaker", "", True), ("ecs", "", False), ("mock", "mock", True)],
+)
+def test_the_inference_backend_decides_the_consumer(
+    aws: None, template: dict[str, Any], backend: str, engine: str, enabled: bool
+) -> None:
+    local = create_resources(TEMPLATE, parameters={"InferenceBackend": backend})
+    assert local.function_environment("ConsumerFunction")["ENGINE"] == engine
+    source = functions(template)["ConsumerFunction"]["Events"]["Prompts"]["Properties"]
+    assert local.resolve(source["Enabled"]) is enabled
+
+
+# ---------------------------------------------------------------------------------------------
+# operations
+
+
+def alarms_on(template: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(metric, dimension, its Ref/GetAtt target) of every alarm, metric-math ones included."""
+    found = set()
+    for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        if "MetricName" in props:
+            stats.append(props)
+        for stat in stats:
+            for dimension in stat["Dimensions"]:
+                value = dimension["Value"]
+                target = value.get("Ref") or value.get("Fn::GetAtt", [None])[0]
+                found.add((stat["MetricName"], dimension["Name"], target))
+    return found
+
+
+def test_the_alarms_cover_every_function_queue_and_stream(template: dict[str, Any]) -> None:
+    alarms = alarms_on(template)
+    for name, props in functions(template).items():
+        assert ("Errors", "FunctionName", name) in alarms, name
+        assert ("Throttles", "FunctionName", name) in alarms, name
+        for source in props.get("Events", {}).values():
+            if source["Type"] == "DynamoDB":
+                assert ("IteratorAge", "FunctionName", name) in alarms, name
+                failures = source["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+                queue = failures["Fn::GetAtt"][0]
+                assert ("ApproximateNumberOfMessagesVisible", "QueueName", queue) in alarms, queue
+            if source["Type"] == "SQS":
+                queue = source["Properties"]["Queue"]["Fn::GetAtt"][0]
+                assert ("ApproximateAgeOfOldestMessage", "QueueName", queue) in alarms, queue
+    for name, queue in resources_of(template, "AWS::SQS::Queue").items():
+        redrive = queue["Properties"].get("RedrivePolicy")
+        if redrive:
+            dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            assert ("ApproximateNumberOfMessagesVisible", "QueueName", dlq) in alarms, f"{name}'s DLQ"
+    for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
+        expected = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert alarm["Properties"]["AlarmActions"] == expected, name
+
+
+def test_the_http_api_logs_and_throttles(template: dict[str, Any]) -> None:
+    api = template["Resources"]["HttpApi"]["Properties"]
+    group = api["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert template["Resources"][group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert "$context.requestId" in api["AccessLogSettings"]["Format"]
+    assert "authorization" not in api["AccessLogSettings"]["Format"].lower()  # no keys in the logs
+    assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(api["DefaultRouteSettings"])
+    assert "authorization" in api["CorsConfiguration"]["AllowHeaders"]
+
+
+def test_the_outputs_name_every_table_and_queue_and_both_urls(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    values = [json.dumps(o["Value"]) for o in outputs.values()]
+    for name in [*resources_of(template, "AWS::DynamoDB::Table"), *resources_of(template, "AWS::SQS::Queue")]:
+        assert any(json.dumps({"Ref": name}) == v for v in values), f"no output names {name}"
+    assert {"HttpApiUrl", "WebSocketUrl"} <= set(outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# events/ payloads agree with the template
+
+
+def test_the_events_are_routed_as_the_template_routes_them(template: dict[str, Any]) -> None:
+    api_routes = {
+        f"{e['Properties']['Method']} {e['Properties']['Path']}"
+        for e in functions(template)["ApiFunction"]["Events"].values()
+        if e["Type"] == "HttpApi"
+    }
+    ws_routes = {
+        r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()
+    }
+    for path in sorted(EVENTS.glob("*.json")):
+        payload = json.loads(path.read_text())
+        if path.name.startswith("api-"):
+            assert payload["version"] == "2.0", path.name  # HTTP API payload format 2.0
+            assert payload["routeKey"] in api_routes, path.name
+            assert payload["requestContext"]["routeKey"] == payload["routeKey"], path.name
+        if path.name.startswith("ws-"):
+            assert payload["requestContext"]["routeKey"] in ws_routes, path.name
+    sweep = functions(template)["DeadLetterFunction"]["Events"]["Sweep"]["Properties"]
+    assert json.loads(sweep["Input"]) == json.loads((EVENTS / "deadletter-schedule.json").read_text())
+    sqs = json.loads((EVENTS / "consumer-sqs-batch.json").read_text())["Records"][0]
+    assert sqs["eventSourceARN"].endswith(":PromptsQueue")  # moto names a queue by its logical id
+    stream = json.loads((EVENTS / "stream-dynamodb-batch.json").read_text())["Records"][0]
+    assert ":table/ThreadEventsTable/stream/" in stream["eventSourceARN"]
