@@ -203,6 +203,9 @@ class Outcome:
     error: str | None
     stderr: str = ""
 
+    def __repr__(self) -> str:
+        return f"Outcome({self.function}, error={self.error is not None})"
+
     def check(self) -> "Outcome":
         assert self.error is None, f"{self.function} failed:\n{self.error}\n{self.stderr[-3000:]}"
         return self
@@ -216,6 +219,9 @@ class Stack:
     sink: ConnectionsSink
     tmp: Path
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"Stack({self.target.name}, {[o.function for o in self.outcomes]})"
 
     def functions(self) -> list[str]:
         return self.local.functions()

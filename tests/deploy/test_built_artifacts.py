@@ -33,6 +33,10 @@ def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> 
         name = outcome.function
         assert outcome.handler_callable, f"{name}: the handler named in the template is not callable"
         paths = built_stack.target.sys_path(name)
-        assert checks.foreign_modules(outcome.modules, paths, outcome.stdlib) == [], name
-        assert checks.unset_resource_settings(built_stack.local, name, outcome.settings_read) == [], name
-        assert checks.denied_calls(built_stack.local, template, name, outcome.aws_calls) == [], name
+        assert checks.foreign_modules(outcome.modules, paths, outcome.stdlib) == [], f"{name}: not its own"
+        assert checks.unset_resource_settings(built_stack.local, name, outcome.settings_read) == [], (
+            f"{name}: read but not set by the template"
+        )
+        assert checks.denied_calls(built_stack.local, template, name, outcome.aws_calls) == [], (
+            f"{name}: not allowed by its role"
+        )

@@ -87,13 +87,16 @@ def test_what_a_function_reads_and_calls_is_set_and_allowed(source_stack: Stack,
     template, and each AWS call it made is allowed by its role."""
     SCENARIOS[function](source_stack)
 
-    template = source_stack.target.template
+    template, local = source_stack.target.template, source_stack.local
     for outcome in source_stack.outcomes:
-        assert outcome.handler_callable, outcome.function
-        assert (
-            checks.unset_resource_settings(source_stack.local, outcome.function, outcome.settings_read) == []
+        name = outcome.function
+        assert outcome.handler_callable, name
+        assert checks.unset_resource_settings(local, name, outcome.settings_read) == [], (
+            f"{name}: read but not set by the template"
         )
-        assert checks.denied_calls(source_stack.local, template, outcome.function, outcome.aws_calls) == []
+        assert checks.denied_calls(local, template, name, outcome.aws_calls) == [], (
+            f"{name}: not allowed by its role"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,8 +53,19 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target_keys_table() -> str:
-    """KEYS_TABLE from the environment (a deployed stack), else a running `promptsvc dev`."""
+def _target_keys_table(args: argparse.Namespace) -> str:
+    """--table, else the ApiKeysTableName output of the deployed --stack, else KEYS_TABLE from the
+    environment, else the table of a running `promptsvc dev`."""
+    if args.table:
+        return str(args.table)
+    if args.stack:
+        from promptsvc.adapters.clients import client
+
+        stack = client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if "ApiKeysTableName" not in outputs:
+            raise SystemExit(f"stack {args.stack!r} has no ApiKeysTableName output (is it promptsvc's?)")
+        return outputs["ApiKeysTableName"]
     if os.environ.get("KEYS_TABLE"):
         return os.environ["KEYS_TABLE"]
     from promptsvc.local.dev import aws_environment, read_state
@@ -62,8 +73,8 @@ def _target_keys_table() -> str:
     state = read_state()
     if state is None:
         raise SystemExit(
-            "no keys table: set KEYS_TABLE (and AWS credentials) for a deployed stack, "
-            "or start `promptsvc dev` in this checkout first"
+            "no keys table: give --stack STACK_NAME (or --table, or KEYS_TABLE) and AWS credentials "
+            "for a deployed stack, or start `promptsvc dev` in this checkout first"
         )
     os.environ.update(aws_environment(state["endpoint"]))
     return state["keysTable"]
@@ -74,7 +85,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     from promptsvc.domain.keys import generate_key
     from promptsvc.services.keys import KeyService
 
-    table = _target_keys_table()
+    table = _target_keys_table(args)
     key, parsed = generate_key()
     role = Role.ADMIN if args.admin else Role.USER
     KeyService(DynamoKeyRepository(table)).bootstrap(key, args.user, role)
@@ -88,7 +99,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _keys_revoke(args: argparse.Namespace) -> int:
     from promptsvc.adapters.key_table import DynamoKeyRepository
 
-    if not DynamoKeyRepository(_target_keys_table()).delete(args.key_id):
+    if not DynamoKeyRepository(_target_keys_table(args)).delete(args.key_id):
         print(f"no key {args.key_id!r}", file=sys.stderr)
         return 1
     print(f"revoked {args.key_id}", file=sys.stderr)
@@ -126,11 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
-    create = keys.add_parser("create", help="create a key and print it (once)")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--stack", help="a deployed stack: use its ApiKeysTableName output")
+    where.add_argument("--table", help="the keys table (default: $KEYS_TABLE, else `promptsvc dev`'s)")
+    create = keys.add_parser("create", parents=[where], help="create a key and print it (once)")
     create.add_argument("--user", required=True, help="the user id the key acts as")
     create.add_argument("--admin", action="store_true", help="an admin key (sees every user's prompts)")
     create.set_defaults(func=_keys_create)
-    revoke = keys.add_parser("revoke", help="revoke a key by its key id")
+    revoke = keys.add_parser("revoke", parents=[where], help="revoke a key by its key id")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_keys_revoke)
     return parser
