@@ -445,3 +445,26 @@ def test_the_events_are_routed_as_the_template_routes_them(template: dict[str, A
     assert sqs["eventSourceARN"].endswith(":PromptsQueue")  # moto names a queue by its logical id
     stream = json.loads((EVENTS / "stream-dynamodb-batch.json").read_text())["Records"][0]
     assert ":table/ThreadEventsTable/stream/" in stream["eventSourceARN"]
+
+
+# ---------------------------------------------------------------------------------------------
+# samconfig.toml
+
+
+def overrides(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split())
+
+
+@pytest.mark.parametrize("environment", ["default", "prod"])
+def test_samconfig_deploys_what_it_builds_with_parameters_the_template_has(
+    template: dict[str, Any], environment: str
+) -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]
+    build = overrides(config["build"]["parameters"]["parameter_overrides"])
+    deploy = overrides(config["deploy"]["parameters"]["parameter_overrides"])
+    assert build["Architecture"] == deploy["Architecture"]  # the layer is built for what runs it
+    for name, value in {**build, **deploy}.items():
+        spec = template["Parameters"][name]
+        assert value in map(str, spec.get("AllowedValues", [value])), f"{environment}: {name}={value}"
+    assert "CAPABILITY_IAM" in config["deploy"]["parameters"]["capabilities"]  # the roles
+    assert config["global"]["parameters"]["stack_name"]
