@@ -1,15 +1,23 @@
 """HTTP API function: the FastAPI app behind Mangum (API Gateway HTTP API, payload v2)."""
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from promptsvc.api.app import create_app
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 asgi = Mangum(create_app(), lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: object) -> dict:
-    return asgi(event, context)
+    response = asgi(event, context)
+    # 0 or 1 per request: its average is the API's server error rate, alarmable in one metric.
+    metrics.add_metric(
+        name="ApiServerErrors", unit=MetricUnit.Count, value=int(response["statusCode"] >= 500)
+    )
+    return response

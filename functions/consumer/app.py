@@ -5,7 +5,8 @@ holds) is reported as a batch item failure after its visibility was set; all oth
 Lambda deletes them.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
     EventType,
@@ -19,6 +20,7 @@ from promptsvc.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 settings = get_settings()
 runner = wiring.prompt_runner(settings)
@@ -47,9 +49,15 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> st
     return str(settlement)
 
 
+# Records run concurrently, so the correlation id of a log line is its `prompt_id` key (every
+# runner line has it), not the logger-wide correlation id, which one record would set for all.
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return async_process_partial_response(
+    response = async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    # Per-prompt outcomes and timings are emitted by the runner (consumer/telemetry.py).
+    metrics.add_metric(name="MessagesKept", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    return response

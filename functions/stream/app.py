@@ -5,7 +5,8 @@ given (other than because it is gone) is reported as a batch item failure: the s
 and the connections that got it already skip it.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
@@ -18,6 +19,7 @@ from promptsvc.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 settings = get_settings()
 fanout = wiring.fanout(settings)
@@ -31,7 +33,10 @@ def record_handler(record: DynamoDBRecord) -> str:
     if record.event_name is not DynamoDBRecordEventName.INSERT or record.dynamodb is None:
         return "ignored"
     event = item_to_event(record.dynamodb.new_image)
+    logger.set_correlation_id(event.promptId)  # records are handled one at a time
     report = fanout.publish(event)
+    metrics.add_metric(name="FramesDelivered", unit=MetricUnit.Count, value=len(report.delivered))
+    metrics.add_metric(name="StaleConnectionsRemoved", unit=MetricUnit.Count, value=len(report.gone))
     if report.failed:
         logger.warning("delivery failed", thread_id=event.threadId, seq=event.seq, connections=report.failed)
         raise DeliveryFailed(f"thread {event.threadId!r} seq {event.seq}: {len(report.failed)} connection(s)")
@@ -40,6 +45,7 @@ def record_handler(record: DynamoDBRecord) -> str:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -4,7 +4,8 @@ Answers go to the client as frames through the Management API; the return value 
 Gateway whether to accept a handshake ($connect: 200, or 401 to refuse it).
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from promptsvc import wiring
@@ -14,12 +15,14 @@ from promptsvc.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 settings = get_settings()
 service = wiring.subscription_service(settings)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=APIGatewayWebSocketEvent)
 def lambda_handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict:
     request = event.request_context
@@ -31,10 +34,13 @@ def lambda_handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> d
             connection = service.connect(connection_id, api_key)
         except Unauthorized as error:
             logger.info("connect refused", reason=str(error))
+            metrics.add_metric(name="ConnectsRefused", unit=MetricUnit.Count, value=1)
             return {"statusCode": 401, "body": str(error)}
         logger.info("connected", user_id=connection.user_id)
+        metrics.add_metric(name="Connects", unit=MetricUnit.Count, value=1)
     elif request.event_type == "DISCONNECT":
         service.disconnect(connection_id)
     else:
         service.message(connection_id, event.decoded_body)
+    metrics.add_metric(name="WebSocketMessages", unit=MetricUnit.Count, value=1)
     return {"statusCode": 200}

@@ -2,6 +2,7 @@
 by the template, the AWS calls it made are allowed by its role, its modules came from its code and
 layers only."""
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,17 @@ def foreign_modules(modules: dict[str, str], allowed_roots: list[str], stdlib: l
             continue
         foreign.append(f"{name} ({file})")
     return sorted(foreign)
+
+
+def emf_metrics(stdout: str) -> set[str]:
+    """The names of the metrics in the CloudWatch EMF documents a function printed."""
+    names: set[str] = set()
+    for line in stdout.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document:
+            for directive in document["_aws"].get("CloudWatchMetrics", []):
+                names.update(metric["Name"] for metric in directive.get("Metrics", []))
+    return names

@@ -202,6 +202,7 @@ class Outcome:
     handler_callable: bool | None
     error: str | None
     stderr: str = ""
+    stdout: str = ""  # what Lambda sends to CloudWatch Logs: log lines and EMF metric documents
 
     def __repr__(self) -> str:
         return f"Outcome({self.function}, error={self.error is not None})"
@@ -281,6 +282,7 @@ class Stack:
             handler_callable=data.get("handlerCallable"),
             error=data.get("error"),
             stderr=process.stderr,
+            stdout=process.stdout,
         )
         self.outcomes.append(outcome)
         return outcome

@@ -24,6 +24,16 @@ def test_every_built_function_has_a_scenario() -> None:
     assert functions == set(SCENARIOS)
 
 
+# A metric each function's scenario makes it emit with Powertools Metrics (besides ColdStart).
+METRICS = {
+    "ApiFunction": "ApiServerErrors",
+    "ConsumerFunction": "MessagesKept",
+    "DeadLetterFunction": "DeadLettersAbandoned",
+    "StreamFunction": "FramesDelivered",
+    "WsFunction": "WebSocketMessages",
+}
+
+
 @pytest.mark.parametrize("function", sorted(SCENARIOS))
 def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> None:
     SCENARIOS[function](built_stack)
@@ -40,3 +50,5 @@ def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> 
         assert checks.denied_calls(built_stack.local, template, name, outcome.aws_calls) == [], (
             f"{name}: not allowed by its role"
         )
+        emitted = checks.emf_metrics(outcome.stdout)
+        assert {"ColdStart", METRICS[name]} <= emitted, f"{name}: EMF metrics {sorted(emitted)}"

@@ -51,6 +51,14 @@ class FanoutReport:
     def failed(self) -> list[str]:
         return [c for c, outcome in self.outcomes.items() if outcome is Outcome.FAILED]
 
+    @property
+    def delivered(self) -> list[str]:
+        return [c for c, outcome in self.outcomes.items() if outcome is Outcome.DELIVERED]
+
+    @property
+    def gone(self) -> list[str]:
+        return [c for c, outcome in self.outcomes.items() if outcome is Outcome.GONE]
+
 
 def forget_connection(store: ConnectionStore, connection_id: str) -> None:
     """Delete a connection and its subscriptions (what a $disconnect or a 410 means)."""
