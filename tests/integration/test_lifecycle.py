@@ -71,7 +71,16 @@ def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
     original_run = PromptRunner.run
     outcomes: list[Outcome] = []
 
+    calls: list[int] = []
+
     async def recorded(self: PromptRunner, *args: object, **kwargs: object) -> RunResult:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            # The copy arrives once the first has claimed the prompt. (Claims racing in the same
+            # instant are DynamoDB's to settle; moto's in-process conditional writes are not atomic
+            # across threads, so this test does not race them.)
+            while get(client, keys["alice"], prompt["id"])["prompt"]["status"] != "running":
+                await asyncio.sleep(0.01)
         result = await original_run(self, *args, **kwargs)
         outcomes.append(result.outcome)
         return result
