@@ -71,6 +71,9 @@ SIM_ENGINE = Path(__file__).resolve().with_name("sim_engine.py")
 
 TOKEN = "tok "  # what the simulator emits per token
 MODEL_ID = "sim"
+# Prompts are spread over this many threads (conversations): a thread holds a handful of prompts,
+# as a chat does, and each thread numbers its events in one sequence (contended within a thread).
+THREADS = 64
 TARGET_RATIO = 0.9
 STARTUP_SECONDS = 30.0
 PHASE_SECONDS = 120.0  # a phase that takes longer than this is a failure, not a measurement
@@ -349,7 +352,7 @@ def enqueue(settings: Settings, label: str, count: int) -> list[str]:
             prompt=f"prompt {number}: tell me something",
             modelId=MODEL_ID,
             template="{prompt}",
-            threadId=f"bench-{label}",
+            threadId=f"bench-{label}-{number % THREADS:04d}",
             maxRetries=0,
             sync=False,
             id=f"bench-{label}-{number:04d}",

@@ -340,7 +340,14 @@ class PromptRunner:
                 done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
                 if done:
                     break
-                current = await asyncio.to_thread(self._repo.get, claimed.id)
+                # The read must not hold up noticing the end of the generation: under load it can
+                # wait its turn for a thread, and the engine slot would sit idle meanwhile.
+                read = asyncio.ensure_future(asyncio.to_thread(self._repo.get, claimed.id))
+                done, _ = await asyncio.wait({generation, read}, return_when=asyncio.FIRST_COMPLETED)
+                if generation in done:
+                    read.cancel()  # its answer no longer matters (a late cancel finds the prompt done)
+                    break
+                current = read.result()
                 if (
                     current is None
                     or current.status is not Status.RUNNING
