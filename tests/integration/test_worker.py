@@ -2,11 +2,13 @@
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from promptsvc import wiring
+from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import SqsMessages
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.engines import mock
@@ -158,3 +160,45 @@ def test_past_the_drain_time_unfinished_prompts_are_released_uncounted(
     again, _ = make_worker(settings, concurrency=2)
     asyncio.run(run_until(again, lambda: set(statuses(client, keys["alice"], ids)) == {"completed"}))
     assert set(statuses(client, keys["alice"], ids)) == {"completed"}
+
+
+def queue_counts(settings: Settings) -> tuple[int, int]:
+    attributes = aws_client("sqs").get_queue_attributes(
+        QueueUrl=settings.prompts_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_messages_received_ahead_of_a_slot_go_back_at_once_when_the_worker_stops(
+    client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str]
+) -> None:
+    gauge.chunk_delay = 0.2  # type: ignore[attr-defined]
+    worker, spy = make_worker(settings, concurrency=4, drain_seconds=30)  # 4 slots, 1 message ahead
+
+    asyncio.run(run_until(worker, lambda: gauge.started >= 4, check_every=0.01))
+
+    states = statuses(client, keys["alice"], prompts)
+    assert states.count("completed") == worker.received == 4
+    assert states.count("scheduled") == 8
+    assert 0 in spy.visibility  # the message held ahead was given back, not left to time out
+    assert queue_counts(settings) == (8, 0)  # every unstarted message is visible again at once
+
+
+def test_a_message_held_past_half_its_visibility_goes_back_instead_of_starting(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    add(client, keys["alice"])
+    worker, spy = make_worker(settings, concurrency=4, visibility_seconds=10)
+    raw = aws_client("sqs").receive_message(QueueUrl=settings.prompts_queue_url, VisibilityTimeout=10)[
+        "Messages"
+    ][0]
+    worker._ready.append((raw, time.monotonic() - 6))  # received 6 s ago: its visibility ends in 4 s
+
+    worker._start_ready()
+
+    assert worker.received == 0  # not started: the run's first keep-alive could come too late
+    assert spy.visibility == [0]
+    assert queue_counts(settings) == (1, 0)

@@ -3,7 +3,8 @@
 It long-polls the prompts queue and keeps up to `concurrency` prompts generating at once (one
 asyncio task each), so a continuous-batching engine such as vLLM always has a full batch. A
 prompt gives its slot back as soon as the engine is done with it: the answer write and the
-message delete of one prompt overlap the next prompt's receive and claim. While a
+message delete of one prompt overlap the next prompt's claim, and a few messages are received
+ahead of a free slot (`prefetch`), so a freed slot starts its next prompt without a queue round trip. While a
 prompt runs, its message's visibility is extended with the lease. On SIGTERM (ECS stopping the
 task, e.g. on scale-in) it stops receiving, lets in-flight prompts finish for up to
 `drain_seconds`, then releases the rest: each goes back to `scheduled`, uncounted, and its message
@@ -11,8 +12,10 @@ becomes visible at once for another worker.
 """
 
 import asyncio
+import collections
 import contextlib
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,10 @@ class WorkerOptions:
     drain_seconds: float = 100.0
     visibility_seconds: int = 60  # what each keep-alive extends the message's visibility to
     wait_seconds: int = 20  # SQS long poll
+    # Messages received ahead of a free slot (at most a quarter of `concurrency`): at 32 slots a
+    # slot frees every fraction of a second, so they wait briefly; one that waits past half its
+    # visibility, or is still waiting when the worker stops, goes back to the queue at once.
+    prefetch: int = 8
     # The prompt's lease outlives the message's visibility by this much, so when a worker dies
     # the message reappears first and finds the prompt busy only briefly.
     lease_margin_seconds: float = 30.0
@@ -54,7 +61,10 @@ class Worker:
         self._protection = protection
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._slots_used = 0  # prompts received and not yet done generating
+        self._slots_used = 0  # prompts started and not yet done generating
+        # Received, waiting for a slot: a slot the engine frees takes one at once instead of
+        # waiting a queue round trip (answers of one length end together and free slots in bursts).
+        self._ready: collections.deque[tuple[dict[str, Any], float]] = collections.deque()
         self._slot_freed = asyncio.Event()
         self.received = 0
         self.settled: dict[str, int] = {}
@@ -73,23 +83,27 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         stopping = asyncio.create_task(self._stopping.wait())
         protecting = asyncio.create_task(self._protect_while_busy()) if self._protection else None
+        receiving: asyncio.Task[list[dict[str, Any]]] | None = None
         try:
             while not self._stopping.is_set():
-                free = self.options.concurrency - self._slots_used
-                if free <= 0:
-                    self._slot_freed.clear()
-                    freed = asyncio.create_task(self._slot_freed.wait())
-                    await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    freed.cancel()
-                    continue
-                receiving = asyncio.create_task(asyncio.to_thread(self._receive, min(10, free)))
-                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    # Stopped during a long poll: whatever it still returns goes straight back.
-                    receiving.add_done_callback(self._release_unstarted)
-                    break
-                for raw in receiving.result():
-                    self._start(raw)
+                self._start_ready()
+                ahead = min(self.options.prefetch, self.options.concurrency // 4)
+                wanted = self.options.concurrency + ahead - self._slots_used - len(self._ready)
+                if receiving is None and wanted > 0:
+                    receiving = asyncio.create_task(asyncio.to_thread(self._receive, min(10, wanted)))
+                self._slot_freed.clear()
+                freed = asyncio.create_task(self._slot_freed.wait())
+                waits = {freed, stopping} | ({receiving} if receiving is not None else set())
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                freed.cancel()
+                if receiving is not None and receiving.done():
+                    now = time.monotonic()
+                    self._ready.extend((raw, now) for raw in receiving.result())
+                    receiving = None
+            if receiving is not None:
+                # Stopped during a long poll: whatever it still returns goes straight back.
+                receiving.add_done_callback(self._release_unstarted)
+            self._release_ready()
             await self._drain()
         finally:
             stopping.cancel()
@@ -97,6 +111,26 @@ class Worker:
                 protecting.cancel()
                 assert self._protection is not None
                 await self._protection.set(False)
+
+    def _start_ready(self) -> None:
+        """Start received messages in the free slots. One that waited so long its visibility may
+        run out before the run's first keep-alive goes back to the queue instead."""
+        while self._ready and self._slots_used < self.options.concurrency:
+            raw, received_at = self._ready.popleft()
+            if time.monotonic() - received_at > self.options.visibility_seconds / 2:
+                self._release([raw])
+            else:
+                self._start(raw)
+
+    def _release_ready(self) -> None:
+        """Received but never started (stopping): visible again at once, for another worker."""
+        self._release([raw for raw, _ in self._ready])
+        self._ready.clear()
+
+    def _release(self, raws: list[dict[str, Any]]) -> None:
+        for raw in raws:
+            with contextlib.suppress(Exception):
+                self._messages.change_visibility(raw["ReceiptHandle"], 0)
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         response = client("sqs").receive_message(
@@ -182,6 +216,4 @@ class Worker:
     def _release_unstarted(self, receiving: "asyncio.Future[list[dict[str, Any]]]") -> None:
         if receiving.cancelled() or receiving.exception() is not None:
             return
-        for raw in receiving.result():
-            with contextlib.suppress(Exception):
-                self._messages.change_visibility(raw["ReceiptHandle"], 0)
+        self._release(receiving.result())
