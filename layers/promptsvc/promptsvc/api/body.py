@@ -28,14 +28,17 @@ async def json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A FastAPI dependency giving the body validated as `model`."""
+def json_body(
+    model: type[M], invalid: type[InvalidRequest] = InvalidRequest
+) -> Callable[[Request], Awaitable[M]]:
+    """A FastAPI dependency giving the body validated as `model`; a body that is not valid raises
+    `invalid` (the registry's routes answer 422 for it, the queue's 400)."""
 
     async def dependency(request: Request) -> M:
         data = await json_object(request)
         try:
             return model.model_validate(data)
         except ValidationError as error:
-            raise InvalidRequest(describe_validation(list(error.errors()))) from None
+            raise invalid(describe_validation(list(error.errors()))) from None
 
     return dependency

@@ -4,15 +4,12 @@ Malformed JSON and bad cursors are 400, body and query validation 422 (naming th
 user's prompt 404 like a missing one; errors are `{"message": ...}` (see api/errors.py).
 """
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ValidationError
 
 from promptsvc.api.auth import principal
-from promptsvc.api.body import json_object
-from promptsvc.api.errors import describe_validation
+from promptsvc.api.body import json_body
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.registry import (
     DEFAULT_PAGE,
@@ -26,21 +23,6 @@ from promptsvc.domain.registry import (
 from promptsvc.services.registry import RegistryService
 
 router = APIRouter(prefix="/v2/prompts", dependencies=[Depends(principal)])
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """The JSON body validated as `model`: 400 if it is not a JSON object, 422 if it is invalid."""
-
-    async def dependency(request: Request) -> M:
-        data = await json_object(request)
-        try:
-            return model.model_validate(data)
-        except ValidationError as error:
-            raise Unprocessable(describe_validation(list(error.errors()))) from None
-
-    return dependency
 
 
 def page_request(
@@ -62,7 +44,7 @@ def envelope(page: Page[Any]) -> dict[str, Any]:
 @router.post("")
 def create_prompt(
     caller: Principal = Depends(principal),
-    new: NewRegistryPrompt = Depends(body(NewRegistryPrompt)),
+    new: NewRegistryPrompt = Depends(json_body(NewRegistryPrompt, Unprocessable)),
     service: RegistryService = Depends(registry),
 ) -> dict[str, Any]:
     return service.create(caller.user_id, new).view()
@@ -88,7 +70,7 @@ def get_prompt(
 def update_prompt(
     prompt_id: str,
     caller: Principal = Depends(principal),
-    patch: RegistryPromptPatch = Depends(body(RegistryPromptPatch)),
+    patch: RegistryPromptPatch = Depends(json_body(RegistryPromptPatch, Unprocessable)),
     service: RegistryService = Depends(registry),
 ) -> dict[str, Any]:
     return service.update(caller.user_id, prompt_id, patch).view()
