@@ -261,33 +261,26 @@ class PromptRunner:
         """The model this run uses and what it is sent. A routed prompt runs the model its plan
         has reached, bounded by the plan's call timeout, with the stored prompt's messages and
         parameters over the catalog's defaults."""
-        catalog = self._catalog()
         plan = claimed.run_plan
-        if plan is None:
-            model = catalog.resolve(claimed.modelId)
-            request = EngineRequest(
-                model=model,
-                prompt=render(claimed.template, claimed.prompt),
-                messages=({"role": "user", "content": claimed.prompt},),
-                parameters=dict(model.parameters),
-            )
-            return _Attempt(model, request)
-        model = catalog.resolve(plan.models[min(claimed.routeIndex, len(plan.models) - 1)])
-        if plan.call_timeout_ms:
+        model_id = plan.models[min(claimed.routeIndex, len(plan.models) - 1)] if plan else claimed.modelId
+        model = self._catalog().resolve(model_id)
+        if plan and plan.call_timeout_ms:
             model = replace(model, call_timeout=plan.call_timeout_ms / 1000)
-        messages = plan.messages or ({"role": "user", "content": claimed.prompt},)
+        stored = plan.messages if plan else ()
         # The prompt's own template is for its first model; another model gets its own.
         template = claimed.template if model.id == claimed.modelId else model.template
-        sent = {k: v for k, v in plan.parameters.items() if k in CALL_PARAMETERS}
+        parameters = plan.parameters if plan else {}
         request = EngineRequest(
             model=model,
-            prompt=render(template, last_user_text(messages) if plan.messages else claimed.prompt),
-            messages=tuple(messages),
-            parameters={**model.parameters, **sent},
+            prompt=render(template, last_user_text(stored) if stored else claimed.prompt),
+            messages=tuple(stored) or ({"role": "user", "content": claimed.prompt},),
+            parameters={**model.parameters, **{k: v for k, v in parameters.items() if k in CALL_PARAMETERS}},
         )
+        if plan is None:
+            return _Attempt(model, request)
         key = None
         if plan.cache_ttl and self._cache is not None:
-            every = {**model.parameters, **plan.parameters}
+            every = {**model.parameters, **parameters}
             key = cache_key(claimed.userId, model.id, request.messages, request.prompt, every)
         return _Attempt(model, request, plan, key)
 
@@ -422,7 +415,8 @@ class PromptRunner:
             target = status_after_failure(prompt.runCount, prompt.maxRetries, error.retryable)
             delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
         else:
-            target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt)
+            assert attempt is not None  # a plan comes from the attempt
+            target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt.model.id)
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,
@@ -443,7 +437,7 @@ class PromptRunner:
         return RunResult(Outcome.ABANDONED, error=message)
 
     def _route_after_failure(
-        self, prompt: Prompt, plan: RunPlan, error: EngineError, attempt: _Attempt | None
+        self, prompt: Prompt, plan: RunPlan, error: EngineError, model_id: str
     ) -> tuple[Status, int, dict[str, object], str]:
         """A routed prompt's next step: the same model after a backoff, the next model at once,
         or abandoned. The error names the model that failed."""
@@ -452,7 +446,6 @@ class PromptRunner:
         step = after_failure(plan, prompt.routeIndex, model_attempts, code)
         if prompt.runCount > prompt.maxRetries:  # the caller's budget ends the plan early
             step = replace(step, kind=StepKind.GIVE_UP)
-        model_id = attempt.model.id if attempt is not None else plan.models[prompt.routeIndex]
         message = f"{model_id}: {error}"
         if step.kind is StepKind.RETRY:
             delay = backoff_seconds(model_attempts, base=self._retry_base, cap=self._retry_cap)
