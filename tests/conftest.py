@@ -10,6 +10,7 @@ from moto import mock_aws
 from promptsvc.adapters import clients
 from promptsvc.api.app import create_app
 from promptsvc.domain.keys import Role
+from promptsvc.local import moto_atomic
 from promptsvc.local.functions import load_handler_module
 from promptsvc.local.sqs_source import SqsEventSource
 from promptsvc.local.template import LocalStack, create_resources
@@ -40,6 +41,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws(aws_env: None) -> Iterator[None]:
+    moto_atomic.install()  # conditional writes atomic across threads, as in DynamoDB
     with mock_aws():
         clients.reset()
         yield

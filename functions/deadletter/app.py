@@ -1,4 +1,5 @@
-"""Dead-letter sweeper (scheduled): abandons the prompts whose messages reached the DLQ."""
+"""Sweeper (scheduled, every minute): abandons the prompts whose messages reached the DLQ, and
+re-queues stranded ones (stored `scheduled`, their message never sent: consumer/stranded.py)."""
 
 from dataclasses import asdict
 
@@ -6,7 +7,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from promptsvc import wiring
+from promptsvc.adapters.prompt_queue import SqsPromptQueue
 from promptsvc.consumer.dead_letters import sweep
+from promptsvc.consumer.stranded import requeue_stranded
 from promptsvc.settings import get_settings
 
 logger = Logger()
@@ -15,6 +18,7 @@ metrics = Metrics()
 settings = get_settings()
 repository = wiring.prompt_repository(settings)
 events = wiring.thread_event_log(settings)
+queue = SqsPromptQueue(settings.prompts_queue_url)
 
 
 @logger.inject_lambda_context(correlation_id_path="id")  # the schedule's event id
@@ -25,4 +29,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.info("dead-letter sweep", **asdict(report))
     metrics.add_metric(name="DeadLettersAbandoned", unit=MetricUnit.Count, value=report.abandoned)
     metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=report.unreadable)
-    return asdict(report)
+    stranded = requeue_stranded(repository, queue, grace_seconds=settings.stranded_after_seconds)
+    metrics.add_metric(name="StrandedPromptsRequeued", unit=MetricUnit.Count, value=stranded.requeued)
+    if stranded.found:
+        logger.info("stranded prompts", **asdict(stranded))
+    return {**asdict(report), "requeued": stranded.requeued}

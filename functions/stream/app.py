@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from promptsvc import wiring
-from promptsvc.adapters.thread_event_table import item_to_event
+from promptsvc.adapters.thread_event_table import is_event_item, item_to_event
 from promptsvc.settings import get_settings
 
 logger = Logger()
@@ -32,11 +32,14 @@ class DeliveryFailed(Exception):
 def record_handler(record: DynamoDBRecord) -> str:
     if record.event_name is not DynamoDBRecordEventName.INSERT or record.dynamodb is None:
         return "ignored"
+    if not is_event_item(record.dynamodb.new_image):  # a thread's seq counter
+        return "ignored"
     event = item_to_event(record.dynamodb.new_image)
     logger.set_correlation_id(event.promptId)  # records are handled one at a time
     report = fanout.publish(event)
     metrics.add_metric(name="FramesDelivered", unit=MetricUnit.Count, value=len(report.delivered))
     metrics.add_metric(name="StaleConnectionsRemoved", unit=MetricUnit.Count, value=len(report.gone))
+    metrics.add_metric(name="RevokedConnectionsClosed", unit=MetricUnit.Count, value=len(report.revoked))
     if report.failed:
         logger.warning("delivery failed", thread_id=event.threadId, seq=event.seq, connections=report.failed)
         raise DeliveryFailed(f"thread {event.threadId!r} seq {event.seq}: {len(report.failed)} connection(s)")

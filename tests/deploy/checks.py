@@ -12,7 +12,7 @@ from promptsvc.settings import Settings
 
 # Settings that name a resource: a function that reads one must have it set by the template (the
 # defaults are placeholders such as "PromptsTable", or empty, which would silently turn features off).
-RESOURCE_SETTING = re.compile(r"(_table|_queue_url|_dlq_url|_arn|_endpoint|_ssm_parameter)$")
+RESOURCE_SETTING = re.compile(r"(_table|_queue_url|_dlq_url|_arn|_endpoint|_ssm_parameter|_bucket)$")
 
 # Actions AWS offers no resource-level permissions for: only these may have "Resource": "*".
 STAR_RESOURCE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -154,6 +154,8 @@ def call_permissions(local: LocalStack, call: dict[str, Any]) -> list[tuple[str,
         connection = call["ConnectionId"]
         arn = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{verb}/@connections/{connection}"
         return [("execute-api:ManageConnections", arn)]
+    if call["service"] == "s3":  # object operations are authorized on the object's ARN
+        return [(f"s3:{operation}", f"arn:aws:s3:::{call['Bucket']}/{call['Key']}")]
     if call["service"] == "sagemaker-runtime":
         # SageMaker lower-cases names in its ARNs.
         endpoint = call["EndpointName"].lower()

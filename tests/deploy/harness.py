@@ -79,6 +79,8 @@ def _record_aws_calls(calls: list[dict[str, Any]]) -> None:
             "Name",
             "EndpointName",
             "ConnectionId",
+            "Bucket",
+            "Key",
         ):
             if isinstance(api_params.get(name), str):
                 call[name] = api_params[name]

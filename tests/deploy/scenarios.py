@@ -25,8 +25,11 @@ def _json(response: dict[str, Any]) -> Any:
 
 
 def _prompt_item(stack: Stack, prompt_id: str) -> dict[str, Any]:
-    table = stack.local.refs["PromptsTable"]
-    return client("dynamodb").get_item(TableName=table, Key={"id": {"S": prompt_id}})["Item"]
+    """The stored item of the prompt with this id (found by scanning: the table's key is not this
+    check's business, and the smoke stack holds a handful of prompts)."""
+    items = client("dynamodb").scan(TableName=stack.local.refs["PromptsTable"])["Items"]
+    (item,) = [i for i in items if i["id"]["S"] == prompt_id]
+    return item
 
 
 def add_prompt(stack: Stack) -> str:
@@ -83,11 +86,24 @@ def api(stack: Stack) -> None:
     assert prompt["id"] in [json.loads(m["Body"])["promptId"] for m in queued["Messages"]]
 
 
+# A prompt whose item, with even the mock's 8 KB answer, passes DynamoDB's 400 KB: its answer goes
+# to the answers bucket (the consumer's s3:PutObject) and a GET reads it back (the API's GetObject).
+LARGE_BODY = {"prompt": "p" * 250_000, "template": "{prompt}" + "t" * 145_000, "threadId": "thread-1"}
+
+
 def consumer(stack: Stack) -> None:
     prompt_id = add_prompt(stack)
+    key = stack.create_key()
+    large = _authorized("api-add-prompt.json", key)
+    large["body"] = json.dumps(LARGE_BODY)
+    added = stack.invoke("ApiFunction", {"payload": large}).check().responses[0]
+    assert added["statusCode"] == 200, added
+    large_id = str(_json(added)["prompt"]["id"])
     batch = event("consumer-sqs-batch.json")
-    batch["Records"][0]["body"] = message_body(prompt_id, SMOKE_USER)
-    batch["Records"][0]["eventSourceARN"] = stack.local.attributes[("PromptsQueue", "Arn")]
+    record = batch["Records"][0]
+    record["body"] = message_body(prompt_id, SMOKE_USER)
+    record["eventSourceARN"] = stack.local.attributes[("PromptsQueue", "Arn")]
+    batch["Records"].append({**record, "messageId": "large", "body": message_body(large_id, SMOKE_USER)})
 
     outcome = stack.invoke("ConsumerFunction", {"payload": batch}).check()
 
@@ -95,6 +111,15 @@ def consumer(stack: Stack) -> None:
     item = _prompt_item(stack, prompt_id)
     assert item["status"]["S"] == "completed", item
     assert "banana" in item["answer"]["S"]  # the mock engine echoes the rendered prompt
+    get = _authorized("api-get-prompt.json", key)
+    get_outcome = stack.invoke(
+        "ApiFunction", {"payload": json.loads(json.dumps(get).replace(PLACEHOLDER_ID, large_id))}
+    )
+    (got,) = get_outcome.check().responses
+    assert got["statusCode"] == 200, got
+    body = _json(got)
+    assert body["prompt"]["status"] == "completed"
+    assert body["answer"] == ("p" * 250_000)[:8192]  # the mock's answer: the rendered prompt, cut
 
 
 def deadletter(stack: Stack) -> None:
@@ -105,7 +130,7 @@ def deadletter(stack: Stack) -> None:
 
     outcome = stack.invoke("DeadLetterFunction", {"payload": event("deadletter-schedule.json")}).check()
 
-    assert outcome.responses == [{"read": 2, "abandoned": 1, "unreadable": 1}]
+    assert outcome.responses == [{"read": 2, "abandoned": 1, "unreadable": 1, "requeued": 0}]
     item = _prompt_item(stack, prompt_id)
     assert item["status"]["S"] == "abandoned", item
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from promptsvc.adapters.connection_table import BY_CONNECTION
 from promptsvc.domain.query import INDEXES, SORT_ATTRIBUTE
-from promptsvc.local.template import LocalStack, create_resources, load_template
+from promptsvc.local.template import NO_VALUE, LocalStack, create_resources, load_template
 from promptsvc.settings import Settings
 
 from tests.deploy import checks
@@ -123,9 +123,9 @@ def table(template: dict[str, Any], name: str) -> dict[str, Any]:
 # What the adapters address each table by (their module docstrings say the same): the key of
 # every GetItem/UpdateItem/DeleteItem, and the type of each key attribute.
 TABLE_KEYS = {
-    "PromptsTable": ({"HASH": "id"}, {"id": "S"}),
+    "PromptsTable": ({"HASH": "pk"}, {"pk": "S"}),  # userId#id: prompt ids are per user
     "ApiKeysTable": ({"HASH": "keyId"}, {"keyId": "S"}),
-    "ThreadEventsTable": ({"HASH": "threadId", "RANGE": "seq"}, {"threadId": "S", "seq": "N"}),
+    "ThreadEventsTable": ({"HASH": "threadKey", "RANGE": "seq"}, {"threadKey": "S", "seq": "N"}),
     "ConnectionsTable": ({"HASH": "connectionId"}, {"connectionId": "S"}),
     "SubscriptionsTable": (
         {"HASH": "threadId", "RANGE": "connectionId"},
@@ -361,7 +361,8 @@ def test_the_inference_backend_decides_the_consumer(
 
 
 def alarms_on(template: dict[str, Any]) -> set[tuple[str, str, str]]:
-    """(metric, dimension, its Ref/GetAtt target) of every alarm, metric-math ones included."""
+    """(metric, dimension, its Ref/GetAtt target or literal value) of every alarm, metric-math ones
+    included."""
     found = set()
     for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
@@ -371,8 +372,9 @@ def alarms_on(template: dict[str, Any]) -> set[tuple[str, str, str]]:
         for stat in stats:
             for dimension in stat["Dimensions"]:
                 value = dimension["Value"]
-                target = value.get("Ref") or value.get("Fn::GetAtt", [None])[0]
-                found.add((stat["MetricName"], dimension["Name"], target))
+                if isinstance(value, dict):
+                    value = value.get("Ref") or value.get("Fn::GetAtt", [None])[0]
+                found.add((stat["MetricName"], dimension["Name"], value))
     return found
 
 
@@ -468,3 +470,268 @@ def test_samconfig_deploys_what_it_builds_with_parameters_the_template_has(
         assert value in map(str, spec.get("AllowedValues", [value])), f"{environment}: {name}={value}"
     assert "CAPABILITY_IAM" in config["deploy"]["parameters"]["capabilities"]  # the roles
     assert config["global"]["parameters"]["stack_name"]
+
+
+# ---------------------------------------------------------------------------------------------
+# encryption, access logs, and the alarms on what the API and the consumer report themselves
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+INFRA_TEMPLATES = [ROOT / "infra" / "ecs-gpu" / "stack.yaml", ROOT / "infra" / "sagemaker" / "endpoint.yaml"]
+
+
+def deployed(template: dict[str, Any], **parameters: str) -> LocalStack:
+    """The template's parameters and conditions as CloudFormation would resolve them for these
+    parameter values; nothing is created, so resource attributes stay unresolved."""
+    local = LocalStack(region="us-east-1", template=template)
+    local.refs.update(
+        {
+            "AWS::Region": "us-east-1",
+            "AWS::AccountId": local.account,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+    )
+    for name, spec in template["Parameters"].items():
+        local.refs[name] = str(parameters.get(name, spec.get("Default", "")))
+    return local
+
+
+def properties(local: LocalStack, name: str) -> dict[str, Any]:
+    props: dict[str, Any] = checks.resolve_deep(
+        local, local.template["Resources"][name].get("Properties", {})
+    )
+    return props
+
+
+@pytest.mark.parametrize("key", ["", KEY_ARN])
+def test_every_queue_is_encrypted_at_rest_by_sqs_or_by_the_customer_key(
+    template: dict[str, Any], key: str
+) -> None:
+    local = deployed(template, KmsKeyArn=key)
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert queues
+    for name in queues:
+        props = properties(local, name)
+        if key:  # SSE-KMS with the key (SQS refuses both kinds at once)
+            assert props.get("KmsMasterKeyId") == key and props.get("SqsManagedSseEnabled") is False, name
+        else:
+            assert props.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in props, name
+
+
+# Where each kind of resource names the key that encrypts it.
+KEY_PROPERTY = {
+    "AWS::DynamoDB::Table": ("SSESpecification", "KMSMasterKeyId"),
+    "AWS::SQS::Queue": ("KmsMasterKeyId",),
+    "AWS::Logs::LogGroup": ("KmsKeyId",),
+    "AWS::SecretsManager::Secret": ("KmsKeyId",),
+}
+
+
+def key_of(props: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = props
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def test_with_a_customer_key_every_table_queue_log_group_and_secret_uses_it(template: dict[str, Any]) -> None:
+    with_key, without = deployed(template, KmsKeyArn=KEY_ARN), deployed(template)
+    for kind, path in KEY_PROPERTY.items():
+        found = resources_of(template, kind)
+        assert found, kind
+        for name in found:
+            assert key_of(properties(with_key, name), path) == KEY_ARN, f"{name} ignores KmsKeyArn"
+            assert key_of(properties(without, name), path) is None, f"{name} names a key without KmsKeyArn"
+    for name in resources_of(template, "AWS::DynamoDB::Table"):  # else DynamoDB's AWS managed key
+        assert properties(without, name)["SSESpecification"]["SSEEnabled"] is True, name
+    glob = template["Globals"]["Function"]  # the functions' environment
+    assert checks.resolve_deep(with_key, glob)["KmsKeyArn"] == KEY_ARN
+    assert "KmsKeyArn" not in checks.resolve_deep(without, glob)
+    assert all("KmsKeyArn" not in props for props in functions(template).values())
+
+
+@pytest.mark.parametrize("function", sorted(SCENARIOS))
+def test_a_role_may_use_the_customer_key_only_when_one_is_set(
+    template: dict[str, Any], function: str
+) -> None:
+    statements = checks.role_statements(template, function)
+    with_key = checks.resolve_deep(deployed(template, KmsKeyArn=KEY_ARN), statements)
+    without = checks.resolve_deep(deployed(template), statements)
+    other = "arn:aws:kms:us-east-1:123456789012:key/someone-elses"
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert checks.allowed(with_key, action, KEY_ARN), f"{function}: {action}"
+        assert not checks.allowed(with_key, action, other), f"{function}: {action} on any key"
+        assert not checks.allowed(without, action, KEY_ARN), f"{function}: {action} with no key set"
+
+
+def test_the_ecs_worker_may_use_the_customer_key_only_when_one_is_set() -> None:
+    stack = load_template(INFRA_TEMPLATES[0])
+    statements = [
+        s
+        for p in stack["Resources"]["TaskRole"]["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+    ]
+    with_key = checks.resolve_deep(deployed(stack, KmsKeyArn=KEY_ARN), statements)
+    without = checks.resolve_deep(deployed(stack), statements)
+    assert checks.allowed(with_key, "kms:Decrypt", KEY_ARN) and checks.allowed(
+        with_key, "kms:GenerateDataKey", KEY_ARN
+    )
+    assert not checks.allowed(without, "kms:Decrypt", KEY_ARN)
+    for name in resources_of(stack, "AWS::Logs::LogGroup"):
+        assert properties(deployed(stack, KmsKeyArn=KEY_ARN), name)["KmsKeyId"] == KEY_ARN, name
+
+
+def test_the_websocket_stage_writes_an_access_log_without_keys(template: dict[str, Any]) -> None:
+    (stage,) = resources_of(template, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    group = template["Resources"][settings["DestinationArn"]["Fn::GetAtt"][0]]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    fields = json.loads(settings["Format"])  # one JSON object per line
+    assert {"$context.requestId", "$context.connectionId", "$context.routeKey", "$context.status"} <= set(
+        fields.values()
+    )
+    # The connect carries the key in its query string: nothing that could log it.
+    assert not re.search(r"token|querystring|header|authoriz|apikey", settings["Format"], re.IGNORECASE)
+
+
+@pytest.mark.parametrize(("choice", "creates"), [("create", True), ("existing", False)])
+def test_the_websocket_access_log_has_the_account_role_it_needs(
+    template: dict[str, Any], choice: str, creates: bool
+) -> None:
+    """API Gateway refuses a WebSocket access log until its account-wide CloudWatch role is set."""
+    (account_name, account) = next(iter(resources_of(template, "AWS::ApiGateway::Account").items()))
+    assert deployed(template, ApiGatewayLogsRole=choice).condition(account["Condition"]) is creates
+    role = template["Resources"][account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]]
+    assert role["Condition"] == account["Condition"]
+    assert role["DeletionPolicy"] == "Retain"  # other APIs of the account may log through it by then
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    (stage,) = resources_of(template, "AWS::ApiGatewayV2::Stage").values()
+    assert json.dumps({"Ref": account_name}) in json.dumps(stage), "the stage must wait for the setting"
+
+
+class _Value(float):
+    """A datapoint in metric math: dividing by zero gives no number (NaN), not an exception."""
+
+    def __truediv__(self, other: float) -> "_Value":
+        return _Value(float("nan") if other == 0 else float(self) / other)
+
+    def __mul__(self, other: float) -> "_Value":
+        return _Value(float(self) * other)
+
+    __rmul__ = __mul__
+
+
+def metric_math(expression: str, **datapoints: float | None) -> float:
+    """The value of a CloudWatch metric-math expression (the IF/FILL/arithmetic subset) for one
+    period; None is a metric with no datapoint in it."""
+    functions_ = {"IF": lambda c, a, b: a if c else b, "FILL": lambda v, d: _Value(d if v is None else v)}
+    values = {name: None if v is None else _Value(v) for name, v in datapoints.items()}
+    return float(eval(expression, {"__builtins__": {}}, {**functions_, **values}))
+
+
+def returned(alarm: dict[str, Any]) -> dict[str, Any]:
+    (result,) = [m for m in alarm["Metrics"] if m.get("ReturnData", True)]
+    return result
+
+
+def test_the_http_api_5xx_rate_alarm_fires_on_errors_not_on_quiet(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["HttpApi5xxRateAlarm"]["Properties"]
+    api = [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+    stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) for s in stats.values()} == {
+        ("AWS/ApiGateway", "5xx", "Sum"),
+        ("AWS/ApiGateway", "Count", "Sum"),
+    }
+    assert all(s["Metric"]["Dimensions"] == api for s in stats.values())
+    errors, requests = (
+        next(i for i, s in stats.items() if s["Metric"]["MetricName"] == n) for n in ("5xx", "Count")
+    )
+    threshold = float(template["Parameters"][alarm["Threshold"]["Ref"]]["Default"])
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"  # no requests at all: no datapoints
+
+    def rate(e: float | None, r: float | None) -> float:
+        return metric_math(returned(alarm)["Expression"], **{errors: e, requests: r})
+
+    assert rate(None, 0) <= threshold and rate(0, 0) <= threshold  # quiet
+    assert rate(None, 500) <= threshold and rate(1, 1000) <= threshold  # healthy
+    assert rate(5, 100) > threshold and rate(1, 1) > threshold  # failing
+
+
+def test_the_abandoned_prompts_alarm_reads_the_series_the_consumer_emits(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An alarm's metric must match an emitted series exactly, dimensions included: the consumer's
+    per-model PromptsAbandoned alone cannot be alarmed on across models."""
+    from promptsvc.consumer import telemetry
+
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", environment["POWERTOOLS_SERVICE_NAME"])
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", environment["POWERTOOLS_METRICS_NAMESPACE"])
+    capsys.readouterr()
+    telemetry.outcome("abandoned", "some-model")
+    telemetry.outcome("abandoned", "another-model")
+    emitted: dict[tuple[str, str, frozenset[tuple[str, str]]], float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    series = (
+                        directive["Namespace"],
+                        metric["Name"],
+                        frozenset((d, document[d]) for d in dimensions),
+                    )
+                    emitted[series] = emitted.get(series, 0) + sum(document[metric["Name"]])
+
+    alarm = template["Resources"]["PromptsAbandonedAlarm"]["Properties"]
+    stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    (consumer,) = [i for i, s in stats.items() if s["Metric"]["MetricName"] == "PromptsAbandoned"]
+    metric = stats[consumer]["Metric"]
+    watched = (
+        metric["Namespace"],
+        "PromptsAbandoned",
+        frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"]),
+    )
+    assert emitted.get(watched) == 2, f"the alarm watches {watched}, the consumer emits {sorted(emitted)}"
+
+    # The sweeper's count (Powertools Metrics: the service dimension alone), added in.
+    (sweeper,) = [i for i, s in stats.items() if s["Metric"]["MetricName"] == "DeadLettersAbandoned"]
+    assert stats[sweeper]["Metric"]["Dimensions"] == metric["Dimensions"]
+    assert '"DeadLettersAbandoned"' in (ROOT / "functions" / "deadletter" / "app.py").read_text()
+    threshold = float(template["Parameters"][alarm["Threshold"]["Ref"]]["Default"])
+    expression = returned(alarm)["Expression"]
+    assert metric_math(expression, **{consumer: None, sweeper: 0}) <= threshold
+    assert metric_math(expression, **{consumer: 1, sweeper: None}) > threshold
+    assert metric_math(expression, **{consumer: None, sweeper: 1}) > threshold
+
+
+@pytest.mark.parametrize(
+    ("backend", "reserved"), [("sagemaker", "7"), ("none", 0), ("ecs", 0), ("mock", NO_VALUE)]
+)
+def test_the_consumer_reserves_what_the_endpoints_are_sized_for(
+    template: dict[str, Any], backend: str, reserved: object
+) -> None:
+    local = deployed(template, InferenceBackend=backend, ConsumerConcurrency="7")
+    props = functions(template)["ConsumerFunction"]
+    assert local.resolve(props["ReservedConcurrentExecutions"]) == reserved
+    scaling = props["Events"]["Prompts"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    assert local.resolve(scaling) == "7"  # never above the reserve: the queue would be throttled
+
+
+@pytest.mark.parametrize("path", [TEMPLATE, *INFRA_TEMPLATES], ids=lambda p: p.name)
+def test_every_checkov_skip_gives_its_reason(path: Path) -> None:
+    skips = [
+        (name, skip)
+        for name, resource in load_template(path)["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    for name, skip in skips:
+        assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), f"{name}: {skip}"
+        reason = str(skip.get("comment", ""))
+        assert len(reason) >= 30 and "\n" not in reason, (
+            f"{name} skips {skip['id']} without a one-line reason"
+        )

@@ -123,4 +123,6 @@ def test_admin_sees_everyone(client: TestClient, keys: dict[str, str]) -> None:
     listed = client.post("/prompt-svc/prompts", json={}, headers=admin).json()["prompts"]
 
     assert {p["id"] for p in listed} == {mine["id"], theirs["id"]}
-    assert client.get(f"/prompt-svc/prompt/{mine['id']}", headers=admin).status_code == 200
+    # Ids are per user: an admin names whose prompt it means; without a name, their own.
+    assert client.get(f"/prompt-svc/prompt/{mine['id']}?userId=alice", headers=admin).status_code == 200
+    assert client.get(f"/prompt-svc/prompt/{mine['id']}", headers=admin).status_code == 404

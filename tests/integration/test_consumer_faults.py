@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc import wiring
 from promptsvc.adapters.clients import client as aws_client
-from promptsvc.adapters.prompt_queue import SqsMessages
+from promptsvc.adapters.prompt_queue import SqsMessages, message_body
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.domain.catalog import Catalog
@@ -91,7 +91,7 @@ def redeliver(stack: LocalStack, prompt_id: str) -> None:
     """What SQS does once a kept message's visibility runs out: deliver it again."""
     sqs = aws_client("sqs")
     sqs.purge_queue(QueueUrl=stack.refs["PromptsQueue"])
-    sqs.send_message(QueueUrl=stack.refs["PromptsQueue"], MessageBody=json.dumps({"promptId": prompt_id}))
+    sqs.send_message(QueueUrl=stack.refs["PromptsQueue"], MessageBody=message_body(prompt_id, "alice"))
 
 
 class Recorder(SqsMessages):
@@ -300,3 +300,31 @@ def test_a_run_emits_its_metrics_as_emf(
     } <= set(emitted)
     assert all(line["ModelId"] == MODEL for line in emitted.values())
     assert emitted["PromptsCompleted"]["PromptsCompleted"] == [1.0]
+
+
+def test_a_callers_template_for_a_chat_model_is_sent_as_a_rendered_completion(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A chat API applies the server's own template; the caller's would be silently ignored. So a
+    prompt with the caller's template goes as a completion, rendered with it; without one, chat."""
+    sent: list[EngineRequest] = []
+
+    def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        sent.append(request)
+        return answers("ok")()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    chat_model = next(m for m in catalog().models.values() if m.api == "chat")
+    own = add(client, keys["alice"], modelId=chat_model.id, template="<s>{prompt}</s>", prompt="hi")
+    plain = add(client, keys["alice"], modelId=chat_model.id, prompt="hello")
+    run = runner(settings)
+    for _ in range(2):
+        assert asyncio.run(settle(run, Recorder(settings), receive(local_stack))) is Settlement.DONE
+
+    by_prompt = {r.prompt if r.model.api == "completions" else r.messages[-1]["content"]: r for r in sent}
+    assert by_prompt["<s>hi</s>"].model.api == "completions"
+    assert by_prompt["hello"].model.api == "chat"
+    shown = prompt_of(client, keys["alice"], own["id"])["prompt"]
+    assert shown["template"] == "<s>{prompt}</s>" and shown["status"] == "completed"
+    assert prompt_of(client, keys["alice"], plain["id"])["prompt"]["status"] == "completed"

@@ -70,7 +70,7 @@ def test_dead_letter_handler_abandons_the_prompts_of_dead_lettered_messages(
     payload["headers"]["authorization"] = f"Bearer {keys['alice']}"
     prompt_id = json.loads(api.handler(payload, LambdaContext())["body"])["prompt"]["id"]
     dlq = local_stack.refs["PromptsDeadLetterQueue"]
-    aws_client("sqs").send_message(QueueUrl=dlq, MessageBody=message_body(prompt_id))
+    aws_client("sqs").send_message(QueueUrl=dlq, MessageBody=message_body(prompt_id, "alice"))
     aws_client("sqs").send_message(QueueUrl=dlq, MessageBody="garbage")
     sweeper = load_handler_module(ROOT, "deadletter")
 
@@ -78,9 +78,9 @@ def test_dead_letter_handler_abandons_the_prompts_of_dead_lettered_messages(
         event("deadletter-schedule.json"), LambdaContext(function_name="DeadLetter")
     )
 
-    assert report == {"read": 2, "abandoned": 1, "unreadable": 1}
+    assert report == {"read": 2, "abandoned": 1, "unreadable": 1, "requeued": 0}
     stored = aws_client("dynamodb").get_item(
-        TableName=local_stack.refs["PromptsTable"], Key={"id": {"S": prompt_id}}
+        TableName=local_stack.refs["PromptsTable"], Key={"pk": {"S": f"alice#{prompt_id}"}}
     )
     assert stored["Item"]["status"]["S"] == "abandoned"
     assert "dead-letter queue" in stored["Item"]["error"]["S"]

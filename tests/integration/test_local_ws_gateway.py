@@ -332,11 +332,13 @@ class StreamHandler:
         return [[int(r["dynamodb"]["NewImage"]["seq"]["N"]) for r in batch] for batch in self.batches]
 
 
-def put_event(table: str, seq: int, thread: str = "thr_1") -> None:
+def put_event(table: str, seq: int, thread: str = "thr_1", owner: str = "alice") -> None:
     clients.client("dynamodb").put_item(
         TableName=table,
         Item={
+            "threadKey": {"S": f"{owner}#{thread}"},  # threads are per user (domain.names.scoped)
             "threadId": {"S": thread},
+            "userId": {"S": owner},
             "seq": {"N": str(seq)},
             "type": {"S": "delta"},
             "text": {"S": f"chunk {seq}"},
@@ -365,7 +367,7 @@ def test_a_put_reaches_the_stream_handler_in_the_lambda_shape(moto_server: str) 
     assert record["eventSource"] == "aws:dynamodb" and record["eventName"] == "INSERT"
     created = record["dynamodb"]["ApproximateCreationDateTime"]
     assert isinstance(created, int) and abs(created - time.time()) < 60
-    assert record["dynamodb"]["Keys"] == {"threadId": {"S": "thr_1"}, "seq": {"N": "1"}}
+    assert record["dynamodb"]["Keys"] == {"threadKey": {"S": "alice#thr_1"}, "seq": {"N": "1"}}
     assert record["dynamodb"]["NewImage"]["raw"] == {"B": "AAE="}  # base64, as in Lambda's JSON
     assert record["dynamodb"]["StreamViewType"] == "NEW_IMAGE"
     json.dumps(handler.batches)  # what Lambda hands a function is plain JSON
@@ -473,3 +475,18 @@ def test_lambda_record_converts_moto_records() -> None:
     assert out["dynamodb"]["NewImage"]["m"] == {"M": {"b": {"B": "/w=="}}}
     assert out["dynamodb"]["NewImage"]["l"] == {"L": [{"BS": ["AQ=="]}]}
     assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], datetime)  # the input is untouched
+
+
+@pytest.mark.parametrize(
+    "text", ["{}", '{"other": 1}', "[" * 10_000 + "]" * 10_000, '{"action": ' + "[" * 5000 + "]" * 5000 + "}"]
+)
+def test_a_message_naming_no_route_goes_to_default_and_the_socket_stays_open(
+    gateway: WebSocketGateway, handler: StandIn, text: str
+) -> None:
+    socket, _ = open_client(gateway, handler)
+    with socket:
+        socket.send(text)
+        (event,) = wait_for(lambda: handler.of("$default"))
+        socket.send(json.dumps({"action": "subscribe", "threadId": "t1"}))
+        assert json.loads(socket.recv(timeout=WAIT)) == {"subscribed": "t1"}  # still open
+    assert event["body"] == text

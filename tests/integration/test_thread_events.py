@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc import wiring
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, now_rfc3339
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
@@ -20,8 +20,9 @@ from tests.conftest import auth
 from tests.integration.helpers import add
 
 
-def events(client: TestClient, key: str, thread: str, after: int = 0) -> list[dict]:
-    response = client.get(f"/prompt-svc/thread/{thread}/events", params={"after": after}, headers=auth(key))
+def events(client: TestClient, key: str, thread: str, after: int = 0, owner: str | None = None) -> list[dict]:
+    params: dict[str, object] = {"after": after, **({"userId": owner} if owner else {})}
+    response = client.get(f"/prompt-svc/thread/{thread}/events", params=params, headers=auth(key))
     assert response.status_code == 200, response.text
     return response.json()["events"]
 
@@ -119,8 +120,8 @@ def test_a_retry_starts_with_a_reset(
     monkeypatch.setattr(mock.MockEngine, "stream", flaky)
     runner = wiring.prompt_runner(settings)
 
-    asyncio.run(runner.run(prompt["id"]))
-    asyncio.run(runner.run(prompt["id"]))
+    asyncio.run(runner.run(prompt["id"], user_id="alice"))
+    asyncio.run(runner.run(prompt["id"], user_id="alice"))
 
     kinds = [(e["type"], e.get("status")) for e in events(client, keys["alice"], "retry")]
     assert kinds == [
@@ -155,6 +156,41 @@ def test_a_cancel_mid_stream_ends_with_canceled(
     assert "".join(e["text"] for e in seen if e["type"] == "delta") == answer
 
 
+def test_removing_a_running_prompt_stops_its_engine_and_ends_its_events(
+    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber of a removed prompt's thread is not left waiting at `running`."""
+    prompt = add(client, keys["alice"], threadId="gone")
+    chunks: list[int] = []
+
+    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        for i in range(100):
+            if i == 3:
+                client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+            await asyncio.sleep(0.05)
+            chunks.append(i)
+            yield Delta(f"{i} ")
+        yield Finish()
+
+    monkeypatch.setattr(mock.MockEngine, "stream", slow)
+
+    consumer.drain()
+
+    seen = events(client, keys["alice"], "gone")
+    assert [e.get("status") for e in seen if e["type"] == "status"] == ["scheduled", "running", "removed"]
+    assert seen[-1]["type"] == "status"
+    assert len(chunks) < 100  # the engine was stopped, not run to its end
+    assert client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).status_code == 404
+
+
+def test_removing_a_waiting_prompt_writes_its_removed_event(client: TestClient, keys: dict[str, str]) -> None:
+    prompt = add(client, keys["alice"], threadId="never-ran")
+    client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+
+    seen = events(client, keys["alice"], "never-ran")
+    assert [(e["type"], e["status"], e["promptId"]) for e in seen] == [("status", "removed", prompt["id"])]
+
+
 def test_canceling_a_waiting_prompt_writes_its_canceled_event(
     client: TestClient, keys: dict[str, str]
 ) -> None:
@@ -166,14 +202,18 @@ def test_canceling_a_waiting_prompt_writes_its_canceled_event(
     assert [(e["type"], e["status"], e["promptId"]) for e in seen] == [("status", "canceled", prompt["id"])]
 
 
-def test_others_see_nothing_of_a_users_thread_and_admins_see_all(
+def test_others_see_nothing_of_a_users_thread_and_admins_see_it_by_naming_the_user(
     client: TestClient, keys: dict[str, str], consumer: SqsEventSource
 ) -> None:
     add(client, keys["alice"], threadId="private")
     consumer.drain()
 
-    assert events(client, keys["bob"], "private") == []
-    assert len(events(client, keys["admin"], "private")) == len(events(client, keys["alice"], "private")) > 0
+    assert events(client, keys["bob"], "private") == []  # bob's own thread of that name: empty
+    assert events(client, keys["admin"], "private") == []  # the admin's own, too
+    alices = events(client, keys["alice"], "private")
+    assert events(client, keys["admin"], "private", owner="alice") == alices and alices
+    peek = client.get("/prompt-svc/thread/private/events?userId=alice", headers=auth(keys["bob"]))
+    assert peek.json()["events"] == []  # a user naming another user learns nothing
 
 
 @pytest.mark.parametrize(
@@ -189,7 +229,7 @@ def test_bad_event_queries_are_400(
 
 
 def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings) -> None:
-    """Two consumers (two logs, each remembering its own last seq) writing to one thread."""
+    """Two consumers (two logs) writing to one thread take their seqs from its counter."""
     logs = [
         DynamoThreadEventLog(settings.thread_events_table),
         DynamoThreadEventLog(settings.thread_events_table),
@@ -197,10 +237,11 @@ def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings)
     prompt = Prompt(id="p", prompt="x", modelId="m", template="", threadId="shared", userId="alice")
     stored: list[int] = []
     lock = threading.Lock()
+    now = now_rfc3339()
 
     def write(log: DynamoThreadEventLog, count: int) -> None:
         for i in range(count):
-            event = log.append(ThreadEvent("shared", "alice", prompt.id, EventType.DELTA, "now", text=str(i)))
+            event = log.append(ThreadEvent("shared", "alice", prompt.id, EventType.DELTA, now, text=str(i)))
             with lock:
                 stored.append(event.seq)
 
@@ -211,4 +252,4 @@ def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings)
         thread.join()
 
     assert sorted(stored) == list(range(1, 51))
-    assert [e.seq for e in logs[0].after("shared", 0, 100)] == list(range(1, 51))
+    assert [e.seq for e in logs[0].after("alice#shared", 0, 100)] == list(range(1, 51))

@@ -23,6 +23,7 @@ from promptsvc import wiring
 from promptsvc.adapters.connections_api import MAX_MESSAGE_BYTES, management_client, split
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog, event_to_item
 from promptsvc.domain.keys import Role
+from promptsvc.domain.names import scoped
 from promptsvc.domain.ports import Connection, ConnectionGone
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.local.functions import LambdaContext, load_handler_module
@@ -138,7 +139,7 @@ def record(event: ThreadEvent, name: str = "INSERT") -> dict[str, Any]:
     made = copy.deepcopy(payload("stream-dynamodb-batch.json")["Records"][0])
     made["eventName"] = name
     made["dynamodb"].update(
-        Keys={"threadId": image["threadId"], "seq": image["seq"]},
+        Keys={"threadKey": image["threadKey"], "seq": image["seq"]},
         SequenceNumber=str(next(_sequence_numbers)),
         SizeBytes=len(json.dumps(image)),
     )
@@ -217,8 +218,8 @@ def test_disconnect_deletes_the_connection_and_all_its_subscriptions(
 
     assert store.get_connection("conn-a") is None
     assert store.threads_of("conn-a") == []
-    assert [s.connection_id for s in store.subscribers("t1")] == ["conn-b"]
-    assert store.subscribers("t2") == []
+    assert [s.connection_id for s in store.subscribers(scoped("alice", "t1"))] == ["conn-b"]
+    assert store.subscribers(scoped("alice", "t2")) == []
     assert store.get_connection("conn-b") is not None
 
 
@@ -234,7 +235,7 @@ def test_subscribe_to_an_own_thread_starts_after_its_last_event(
 
     assert send(ws, "conn-a", {"action": "subscribe", "threadId": "mine"}) == {"statusCode": 200}
 
-    (subscription,) = store.subscribers("mine")
+    (subscription,) = store.subscribers(scoped("alice", "mine"))
     assert (subscription.connection_id, subscription.user_id, subscription.last_seq) == ("conn-a", "alice", 2)
 
 
@@ -260,7 +261,26 @@ def test_the_example_subscribe_event_replays_the_whole_thread(
     assert ws.lambda_handler(payload("ws-subscribe.json"), LambdaContext()) == {"statusCode": 200}
 
 
-def test_subscribing_to_another_users_thread_is_an_error_frame_and_nothing_else(
+def test_a_thread_id_another_user_uses_names_the_callers_own_thread_which_shows_nothing_of_theirs(
+    ws: Any, stream: Any, wire: Stubber, store: Any, log: DynamoThreadEventLog, keys: dict[str, str]
+) -> None:
+    stored = append(log, "alice", "alices", 3)
+    connect(ws, "conn-b", token=keys["bob"])
+    expect(wire, "conn-b", subscribed("alices", 0))  # bob's own (empty) thread: nothing replayed
+
+    assert send(ws, "conn-b", {"action": "subscribe", "threadId": "alices", "after": 0}) == {
+        "statusCode": 200
+    }
+
+    assert store.subscribers(scoped("alice", "alices")) == []
+    (subscription,) = store.subscribers(scoped("bob", "alices"))
+    assert (subscription.connection_id, subscription.last_seq) == ("conn-b", 0)
+    (later,) = append(log, "alice", "alices")
+    assert run_stream(stream, *(record(e) for e in [*stored, later])) == {"batchItemFailures": []}
+    # and nothing was posted to bob (the stub has no response left)
+
+
+def test_a_user_naming_another_users_thread_gets_an_error_frame_and_nothing_else(
     ws: Any, wire: Stubber, store: Any, log: DynamoThreadEventLog, keys: dict[str, str]
 ) -> None:
     append(log, "alice", "alices", 3)
@@ -268,24 +288,60 @@ def test_subscribing_to_another_users_thread_is_an_error_frame_and_nothing_else(
     expect(
         wire,
         "conn-b",
-        {"type": "error", "action": "subscribe", "error": "you may not subscribe to thread 'alices'"},
+        {
+            "type": "error",
+            "action": "subscribe",
+            "error": "userId: only an admin may name another user's thread",
+        },
     )
 
-    assert send(ws, "conn-b", {"action": "subscribe", "threadId": "alices", "after": 0}) == {
-        "statusCode": 200
-    }
+    body = {"action": "subscribe", "threadId": "alices", "userId": "alice", "after": 0}
+    assert send(ws, "conn-b", body) == {"statusCode": 200}
 
-    assert store.subscribers("alices") == []
+    assert store.subscribers(scoped("alice", "alices")) == []
+    assert store.threads_of("conn-b") == []
 
 
-def test_an_admin_may_subscribe_to_any_thread(
+def test_a_user_may_name_themselves_as_the_owner(
     ws: Any, wire: Stubber, log: DynamoThreadEventLog, keys: dict[str, str]
+) -> None:
+    stored = append(log, "alice", "mine", 2)
+    connect(ws, "conn-a", token=keys["alice"])
+    expect(wire, "conn-a", subscribed("mine", 0), *(e.wire() for e in stored))
+
+    send(ws, "conn-a", {"action": "subscribe", "threadId": "mine", "userId": "alice", "after": 0})
+
+
+def test_an_admin_may_subscribe_to_any_users_thread_by_naming_the_user(
+    ws: Any, stream: Any, wire: Stubber, store: Any, log: DynamoThreadEventLog, keys: dict[str, str]
 ) -> None:
     stored = append(log, "alice", "alices", 2)
     connect(ws, "conn-admin", token=keys["admin"])
     expect(wire, "conn-admin", subscribed("alices", 0), *(e.wire() for e in stored))
 
+    send(ws, "conn-admin", {"action": "subscribe", "threadId": "alices", "userId": "alice", "after": 0})
+
+    (subscription,) = store.subscribers(scoped("alice", "alices"))
+    assert (subscription.connection_id, subscription.last_seq) == ("conn-admin", 2)
+    (live,) = append(log, "alice", "alices")  # and live events follow
+    expect(wire, "conn-admin", live.wire())
+    assert run_stream(stream, record(live)) == {"batchItemFailures": []}
+    expect(wire, "conn-admin", {"type": "unsubscribed", "threadId": "alices"})
+    send(ws, "conn-admin", {"action": "unsubscribe", "threadId": "alices", "userId": "alice"})
+    assert store.subscribers(scoped("alice", "alices")) == []
+
+
+def test_an_admin_naming_no_user_subscribes_to_their_own_thread(
+    ws: Any, wire: Stubber, store: Any, log: DynamoThreadEventLog, keys: dict[str, str]
+) -> None:
+    append(log, "alice", "alices", 2)
+    connect(ws, "conn-admin", token=keys["admin"])
+    expect(wire, "conn-admin", subscribed("alices", 0))  # the admin's own (empty) thread
+
     send(ws, "conn-admin", {"action": "subscribe", "threadId": "alices", "after": 0})
+
+    assert store.subscribers(scoped("alice", "alices")) == []
+    assert [s.connection_id for s in store.subscribers(scoped("admin", "alices"))] == ["conn-admin"]
 
 
 def test_unsubscribe_stops_the_stream(
@@ -396,7 +452,7 @@ def test_stream_fans_out_to_the_owners_connections_and_no_one_elses(
 ) -> None:
     live_subscriber(ws, wire, "conn-a1", keys["alice"], "t")
     live_subscriber(ws, wire, "conn-a2", keys["alice"], "t")
-    live_subscriber(ws, wire, "conn-b", keys["bob"], "t")  # the thread was empty: bob could subscribe
+    live_subscriber(ws, wire, "conn-b", keys["bob"], "t")  # bob's own thread "t": another thread
     live_subscriber(ws, wire, "conn-b2", keys["bob"], "bobs")
     events = append(log, "alice", "t", 2)
     for event in events:
@@ -405,8 +461,9 @@ def test_stream_fans_out_to_the_owners_connections_and_no_one_elses(
 
     assert run_stream(stream, *(record(e) for e in events)) == {"batchItemFailures": []}
 
-    cursors = {s.connection_id: s.last_seq for s in store.subscribers("t")}
-    assert cursors == {"conn-a1": 2, "conn-a2": 2, "conn-b": 2}  # bob's passed over, never shown
+    cursors = {s.connection_id: s.last_seq for s in store.subscribers(scoped("alice", "t"))}
+    assert cursors == {"conn-a1": 2, "conn-a2": 2}
+    assert [(s.connection_id, s.last_seq) for s in store.subscribers(scoped("bob", "t"))] == [("conn-b", 0)]
 
 
 def test_ttl_removes_are_ignored(
@@ -453,8 +510,8 @@ def test_a_gone_connection_is_forgotten_and_the_others_still_get_the_event(
     assert run_stream(stream, record(event)) == {"batchItemFailures": []}
 
     assert store.get_connection("conn-a1") is None
-    assert store.threads_of("conn-a1") == [] and store.subscribers("other") == []
-    assert [s.connection_id for s in store.subscribers("t")] == ["conn-a2"]
+    assert store.threads_of("conn-a1") == [] and store.subscribers(scoped("alice", "other")) == []
+    assert [s.connection_id for s in store.subscribers(scoped("alice", "t"))] == ["conn-a2"]
     assert store.get_connection("conn-a2") is not None
 
 
@@ -486,7 +543,7 @@ def test_a_failed_post_fails_the_record_and_its_retry_reaches_only_the_connectio
     response = run_stream(stream, failing, fine)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": failing["dynamodb"]["SequenceNumber"]}]}
-    cursors = {s.connection_id: s.last_seq for s in store.subscribers("t")}
+    cursors = {s.connection_id: s.last_seq for s in store.subscribers(scoped("alice", "t"))}
     assert cursors == {"conn-a1": 1, "conn-a2": 0, "conn-a3": 1}  # rolled back for conn-a2 only
     wire.assert_no_pending_responses()
 
@@ -615,17 +672,18 @@ def test_a_live_subscribe_racing_new_events_misses_none(
     service.subscribe("conn-a", "t", None)
 
     assert client.frames["conn-a"] == [subscribed("t", 2), late[0].wire()]
-    assert store.subscription("t", "conn-a").last_seq == 3
+    assert store.subscription(scoped("alice", "t"), "conn-a").last_seq == 3
 
 
 def test_a_connection_of_another_user_on_the_fanout_sees_nothing(
     settings: Settings, store: Any, log: DynamoThreadEventLog
 ) -> None:
-    """Defence in depth: a subscription of bob's on alice's thread, however it came about."""
+    """Defence in depth: a subscription of bob's on alice's thread key, however it came about (the
+    subscribe action only ever gives bob his own threads)."""
     client = Client()
     fanout = wiring.fanout(settings, poster=client)
     bob = Connection("conn-b", "bob", Role.USER, 2_000_000_000)
-    subscription = store.subscribe(bob, "t", 0)
+    subscription = store.subscribe(bob, scoped("alice", "t"), 0)
     events = append(log, "alice", "t", 3)
 
     assert fanout.replay(subscription).last_seq == 3
@@ -661,8 +719,8 @@ def test_a_subscriber_of_a_retried_prompt_sees_the_reset(
     new = NewPrompt("hi", service.catalog.default_model_id, "{prompt}", "retried", 3, False, "prm-retried")
     service.add(Principal("alice", Role.USER, "k"), new, sync_wait=0)
     runner = wiring.prompt_runner(settings)
-    asyncio.run(runner.run("prm-retried"))
-    asyncio.run(runner.run("prm-retried"))
+    asyncio.run(runner.run("prm-retried", user_id="alice"))
+    asyncio.run(runner.run("prm-retried", user_id="alice"))
     client = Client()
     ws.service = wiring.subscription_service(settings, poster=client)
     connect(ws, "conn-r", token=keys["alice"])

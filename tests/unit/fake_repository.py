@@ -1,15 +1,17 @@
 """An in-memory PromptRepository with the DynamoDB adapter's semantics (adapters/prompt_table.py).
 
 Items are stored the way the adapter stores them: every Prompt field, `status` as a string, and
-the derived attributes `sk` (createdAt#id), `userThread` (userId#threadId) and `userStatus`
-(userId#status). Reads return copies, so a caller cannot change what is stored.
+the derived attributes `pk` (userId#id, the table key: ids are per user), `sk` (createdAt#id),
+`userThread` (userId#threadId) and `userStatus` (userId#status). Reads return copies, so a
+caller cannot change what is stored.
 """
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.names import scoped
+from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.query import SORT_ATTRIBUTE, Index
 from promptsvc.domain.status import Status, sources_for
 
@@ -19,6 +21,7 @@ _PROMPT_FIELDS = tuple(Prompt.__dataclass_fields__)
 def to_item(prompt: Prompt) -> dict[str, Any]:
     item = asdict(prompt)
     item["status"] = str(prompt.status)
+    item["pk"] = scoped(prompt.userId, prompt.id)
     item[SORT_ATTRIBUTE] = prompt.sort_key
     item["userThread"] = f"{prompt.userId}#{prompt.threadId}"
     item["userStatus"] = f"{prompt.userId}#{prompt.status}"
@@ -42,44 +45,50 @@ class FakePromptRepository:
     # -- writes ------------------------------------------------------------------------------
 
     def put_new(self, prompt: Prompt) -> Prompt | None:
-        if prompt.id in self._items:
+        key = scoped(prompt.userId, prompt.id)
+        if key in self._items:
             return None
-        self._items[prompt.id] = to_item(prompt)
+        self._items[key] = to_item(prompt)
         return prompt
 
-    def get(self, prompt_id: str) -> Prompt | None:
-        item = self._items.get(prompt_id)
+    def get(self, user_id: str, prompt_id: str) -> Prompt | None:
+        item = self._items.get(scoped(user_id, prompt_id))
         return to_prompt(item) if item else None
 
-    def delete(self, prompt_id: str) -> bool:
-        return self._items.pop(prompt_id, None) is not None
+    def delete(self, user_id: str, prompt_id: str) -> Prompt | None:
+        item = self._items.pop(scoped(user_id, prompt_id), None)
+        return to_prompt(item) if item else None
+
+    def run_state(self, user_id: str, prompt_id: str) -> RunState | None:
+        prompt = self.get(user_id, prompt_id)
+        return RunState(prompt.status, prompt.runCount) if prompt else None
 
     def transition(
         self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
     ) -> Prompt | None:
-        stored = self.get(prompt.id)
+        stored = self.get(prompt.userId, prompt.id)
         if stored is None or stored.status not in sources_for(target):
             return None
         if run_count is not None and stored.runCount != run_count:
             return None
         updated = replace(stored, status=target, **fields)
-        self._items[prompt.id] = to_item(updated)
+        self._items[scoped(prompt.userId, prompt.id)] = to_item(updated)
         return updated
 
     def claim(self, prompt: Prompt, now: str) -> Prompt | None:
-        stored = self.get(prompt.id)
+        stored = self.get(prompt.userId, prompt.id)
         if stored is None or stored.status not in sources_for(Status.RUNNING):
             return None
         updated = replace(
             stored, status=Status.RUNNING, runCount=stored.runCount + 1, lastRun=now, updatedAt=now
         )
-        self._items[prompt.id] = to_item(updated)
+        self._items[scoped(prompt.userId, prompt.id)] = to_item(updated)
         return updated
 
     # -- reads for listing -------------------------------------------------------------------
 
-    def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]:
-        return [dict(self._items[i]) for i in ids if i in self._items]
+    def get_many(self, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [dict(self._items[k]) for k in keys if k in self._items]
 
     def query_partition(
         self,

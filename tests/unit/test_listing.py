@@ -287,7 +287,8 @@ def test_an_item_that_changes_status_between_pages_is_listed_once() -> None:
         prompts, ADMIN, lambda p: p.status in ("scheduled", "running"), [("createdAt", True)]
     )
     assert [i["id"] for i in first.items] == expected[:2]
-    moving = repo.get(expected[-1])
+    moving = next(p for p in prompts if p.id == expected[-1])
+    moving = repo.get(moving.userId, moving.id)
     assert moving is not None and moving.status is Status.SCHEDULED
     assert repo.claim(moving, "2024-06-01T00:00:00.000000Z") is not None  # scheduled -> running
     rest = paged_ids(lister, ADMIN, replace(query, after=first.after))

@@ -420,8 +420,11 @@ class TestPlan:
     def test_id_filter_gets_items(self) -> None:
         q = Query(filters=(flt("isInList", ["id"], "p1", "p2"),))
         p = plan(q, "alice", is_admin=False)
-        assert (p.access, p.keys) == (Access.GET, ("p1", "p2"))
-        assert plan(q, "root", is_admin=True).access is Access.GET
+        assert (p.access, p.keys) == (Access.GET, ("alice#p1", "alice#p2"))  # ids are per user
+        # An admin naming no user: the id may be anyone's, so it is not a key lookup.
+        assert plan(q, "root", is_admin=True).access is Access.SCAN
+        both = Query(filters=(flt("isInList", ["id"], "p1"), flt("isInList", ["userId"], "bob", "carol")))
+        assert plan(both, "root", is_admin=True).keys == ("bob#p1", "carol#p1")
 
     def test_admin_without_key_filter_scans(self) -> None:
         p = plan(Query(filters=(flt("startsWith", ["prompt"], "x"),)), "root", is_admin=True)

@@ -22,6 +22,7 @@ def _dev(args: argparse.Namespace) -> int:
             engine=args.engine,
             mock_chunk_delay=args.mock_chunk_delay,
             sync_wait_seconds=args.sync_wait,
+            chaos=args.chaos,
         )
     )
     return 0
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mock-chunk-delay", type=float, default=None, help="seconds between mock engine chunks"
     )
     dev.add_argument("--sync-wait", type=float, default=None, help="seconds a sync add waits (default 25)")
+    dev.add_argument(
+        "--chaos",
+        default=os.environ.get("PROMPTSVC_CHAOS", ""),
+        metavar="SPEC",
+        help="inject faults (local/chaos.py): 'all' and/or name=value pairs, e.g. 'all,seed=7,kill=0' "
+        "(default: $PROMPTSVC_CHAOS, else none)",
+    )
     dev.set_defaults(func=_dev)
 
     worker = commands.add_parser("worker", help="run the queue consumer as a long-lived process (ECS GPU)")

@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -19,6 +21,9 @@ class Settings(BaseSettings):
     delta_interval_seconds: float = Field(0.25, gt=0, description="at most one delta event per this")
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
     prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")
+    stranded_after_seconds: float = Field(
+        300.0, gt=0, description="sweeper: re-queue a prompt scheduled and untouched this long"
+    )
     cursor_secret_arn: str = Field("", description="Secrets Manager secret that signs list cursors")
     connections_table: str = Field("", description="DynamoDB table of open WebSocket connections")
     subscriptions_table: str = Field("", description="DynamoDB table of thread subscriptions")
@@ -26,8 +31,15 @@ class Settings(BaseSettings):
     connection_ttl_seconds: int = Field(7200, ge=60, description="connections expire (API GW: 2 h)")
 
     sync_wait_seconds: float = Field(25.0, gt=0, le=29, description="bound on sync add (API GW: 30 s)")
+    body_read_seconds: float = Field(10.0, gt=0, description="a request body not received by then: 408")
     key_cache_seconds: float = Field(60.0, ge=0, description="how long a warm function trusts a key")
     prompt_retention_days: int = Field(30, ge=1, description="TTL of terminal prompts")
+    answers_bucket: str = Field(
+        "", description="S3 bucket of answers too large for a prompt's item (empty: none, they fail)"
+    )
+    max_answer_bytes: int = Field(
+        DEFAULT_MAX_ANSWER_BYTES, ge=1, description="a longer answer abandons its prompt (UTF-8 bytes)"
+    )
 
     model_catalog_file: str = Field("", description="a model catalog JSON file replacing the shipped one")
     model_catalog_ssm_parameter: str = Field("", description="an SSM parameter holding the catalog JSON")
@@ -55,6 +67,24 @@ class Settings(BaseSettings):
     mock_chunk_delay_seconds: float = Field(0.0, ge=0, description="mock engine delay per chunk")
     mock_chunks: int = Field(4, ge=1, description="how many chunks the mock engine streams")
     mock_max_answer_chars: int = Field(8192, ge=1, description="mock answers are cut to this length")
+    # mock engine faults (engines/mock.py; `promptsvc dev --chaos`): off by default
+    mock_fault_seed: int = Field(0, description="seed of the mock engine's faults (same seed, same faults)")
+    mock_error_rate: float = Field(
+        0.0, ge=0, le=1, description="share of mock attempts failing with a status"
+    )
+    mock_error_codes: str = Field(
+        "500,502,503,429", description="statuses the mock fails with, comma-separated"
+    )
+    mock_stall_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts stalling")
+    mock_cut_rate: float = Field(0.0, ge=0, le=1, description="share of mock streams cut midway")
+    mock_kill_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts killing the consumer")
+    mock_slow_first_token_rate: float = Field(0.0, ge=0, le=1, description="share with a slow first token")
+    mock_slow_first_token_seconds: float = Field(
+        0.0, ge=0, description="its delay (0: half the stall timeout)"
+    )
+    mock_attempt_log: str = Field(
+        "", description="a file the mock engine appends each attempt to (JSON lines)"
+    )
 
 
 @lru_cache(maxsize=1)

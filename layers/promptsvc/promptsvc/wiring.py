@@ -1,7 +1,10 @@
 """The composition root: builds the services from settings. Handlers call these once per cold start."""
 
+import time
+from collections.abc import Callable
 from functools import partial
 
+from promptsvc.adapters.answer_bodies import S3AnswerBodies
 from promptsvc.adapters.catalog_source import CatalogSource
 from promptsvc.adapters.clients import secret_bytes
 from promptsvc.adapters.connection_table import DynamoConnectionStore
@@ -14,8 +17,9 @@ from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.ports import FramePoster, ResponseCache
+from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
 from promptsvc.engines.registry import EngineRegistry
+from promptsvc.services.connection_keys import ConnectionKeys
 from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
 from promptsvc.services.listing import PromptLister
@@ -50,6 +54,7 @@ def prompt_service(settings: Settings) -> PromptService:
         SqsPromptQueue(settings.prompts_queue_url),
         catalog_source(settings).get,
         events=thread_event_log(settings),
+        answers=answer_bodies(settings),
     )
 
 
@@ -66,8 +71,12 @@ def prompt_lister(settings: Settings) -> PromptLister:
     return PromptLister(prompt_repository(settings), partial(secret_bytes, settings.cursor_secret_arn))
 
 
-def key_service(settings: Settings) -> KeyService:
-    return KeyService(DynamoKeyRepository(settings.keys_table), cache_seconds=settings.key_cache_seconds)
+def key_service(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> KeyService:
+    return KeyService(
+        DynamoKeyRepository(settings.keys_table),
+        cache_seconds=settings.key_cache_seconds,
+        monotonic=monotonic,
+    )
 
 
 def prompt_runner(settings: Settings) -> PromptRunner:
@@ -83,7 +92,16 @@ def prompt_runner(settings: Settings) -> PromptRunner:
         events=thread_event_log(settings),
         delta_interval=settings.delta_interval_seconds,
         cache=response_cache(settings),
+        answers=answer_bodies(settings),
+        max_answer_bytes=settings.max_answer_bytes,
     )
+
+
+def answer_bodies(settings: Settings) -> AnswerBodies | None:
+    """The answers bucket (claim check for answers too large for an item); None when unset."""
+    if not settings.answers_bucket:
+        return None
+    return S3AnswerBodies(settings.answers_bucket)
 
 
 def response_cache(settings: Settings) -> ResponseCache | None:
@@ -111,26 +129,48 @@ def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
     return log
 
 
-def fanout(settings: Settings, poster: FramePoster | None = None) -> Fanout:
+def connection_keys(
+    settings: Settings, keys: KeyService | None = None, close: Callable[[str], None] | None = None
+) -> ConnectionKeys:
+    """Checks open connections' keys (`keys`, `close`: another key cache or way to close, for tests)."""
+    return ConnectionKeys(
+        keys or key_service(settings), connection_store(settings), close or connections_api(settings).close
+    )
+
+
+def fanout(
+    settings: Settings,
+    poster: FramePoster | None = None,
+    keys: KeyService | None = None,
+    close: Callable[[str], None] | None = None,
+) -> Fanout:
     """The fan-out to WebSocket connections (`poster`: another way to send frames, e.g. a fake)."""
     return Fanout(
         connection_store(settings),
         poster or connections_api(settings),
         _required_event_log(settings),
         claim_wait_seconds=settings.claim_wait_seconds,
+        keys=connection_keys(settings, keys, close),
     )
 
 
-def subscription_service(settings: Settings, poster: FramePoster | None = None) -> SubscriptionService:
+def subscription_service(
+    settings: Settings,
+    poster: FramePoster | None = None,
+    keys: KeyService | None = None,
+    close: Callable[[str], None] | None = None,
+) -> SubscriptionService:
     store = connection_store(settings)
     poster = poster or connections_api(settings)
     log = _required_event_log(settings)
+    keys = keys or key_service(settings)
     return SubscriptionService(
-        key_service(settings),
+        keys,
         store,
         poster,
         log,
         Fanout(store, poster, log, claim_wait_seconds=settings.claim_wait_seconds),
-        log.last_seq,  # a live-only subscription starts at the thread's last seq
+        log.live_cursor,  # a live-only subscription starts after the gapless run at the top
+        connection_keys=connection_keys(settings, keys, close),
         ttl_seconds=settings.connection_ttl_seconds,
     )

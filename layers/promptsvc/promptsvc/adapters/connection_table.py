@@ -41,6 +41,7 @@ class DynamoConnectionStore:
                 "userId": connection.user_id,
                 "role": str(connection.role),
                 "expiresAt": connection.expires_at,
+                "keyId": connection.key_id,
             }
         )
 
@@ -55,6 +56,7 @@ class DynamoConnectionStore:
             user_id=item["userId"],
             role=Role(item["role"]),
             expires_at=int(item["expiresAt"]),
+            key_id=item.get("keyId", ""),
         )
 
     def delete_connection(self, connection_id: str) -> None:

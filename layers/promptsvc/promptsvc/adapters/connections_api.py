@@ -5,6 +5,7 @@ A message is at most 128 KB. A bigger delta is cut into several messages that ca
 are small by construction; one that is not has its `error` shortened so it can still go out.
 """
 
+import contextlib
 import json
 from typing import Any
 
@@ -80,3 +81,9 @@ class ConnectionsApi:
                 api.post_to_connection(ConnectionId=connection_id, Data=data)
             except api.exceptions.GoneException as error:  # a ClientError subclass: others propagate
                 raise ConnectionGone(connection_id) from error
+
+    def close(self, connection_id: str) -> None:
+        """Close the client's connection (`DELETE @connections/{id}`); one already gone is no error."""
+        api = management_client(self._endpoint)
+        with contextlib.suppress(api.exceptions.GoneException):
+            api.delete_connection(ConnectionId=connection_id)

@@ -5,25 +5,23 @@ import json
 from promptsvc.adapters.clients import client
 
 
-def message_body(prompt_id: str, user_id: str | None = None) -> str:
-    """The message: ids only. The owner's id lets a consumer claim in one write (the index key
-    `userStatus` needs it) instead of reading the prompt first."""
-    body = {"promptId": prompt_id}
-    if user_id:
-        body["userId"] = user_id
-    return json.dumps(body)
+def message_body(prompt_id: str, user_id: str) -> str:
+    """The message: ids only, the owner's and the prompt's (prompt ids are per user)."""
+    return json.dumps({"promptId": prompt_id, "userId": user_id})
 
 
-def parse_body(body: str) -> tuple[str, str | None]:
-    """The prompt id and (if present) owner id of a queue message; ValueError when the message
-    is not one of ours."""
+def parse_body(body: str) -> tuple[str, str]:
+    """The prompt id and owner id of a queue message; ValueError when the message is not one of
+    ours."""
     data = json.loads(body)
     if not isinstance(data, dict):
         raise ValueError("queue message is not a JSON object")
     prompt_id, user_id = data.get("promptId"), data.get("userId")
     if not isinstance(prompt_id, str) or not prompt_id:
         raise ValueError("queue message has no promptId")
-    return prompt_id, user_id if isinstance(user_id, str) and user_id else None
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError("queue message has no userId")
+    return prompt_id, user_id
 
 
 class SqsPromptQueue:

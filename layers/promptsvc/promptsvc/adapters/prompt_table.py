@@ -1,11 +1,14 @@
-"""The prompts table (DynamoDB). Items hold the prompt plus derived index keys:
+"""The prompts table (DynamoDB). Items hold the prompt plus derived keys:
 
+- `pk` = userId#id, the table's key: prompt ids are per user (domain.names);
 - `sk` = createdAt#id: the sort key of every index, a unique time-ordered position;
 - `userThread` = userId#threadId and `userStatus` = userId#status: a user's thread or status is one
   index partition, so filtering by them reads only the matching items;
 - `expiresAt`: epoch seconds, set once a prompt is terminal (the table's TTL attribute).
 """
 
+import itertools
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +18,9 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.item_size import check_item_size
+from promptsvc.domain.names import scoped
+from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.query import SORT_ATTRIBUTE, Index
 from promptsvc.domain.status import Status, is_terminal, sources_for
 
@@ -38,6 +43,13 @@ def dict_to_prompt(item: dict[str, Any]) -> Prompt:
     return Prompt(**data)
 
 
+_BATCH_GET = 100
+
+
+def _key(user_id: str, prompt_id: str) -> dict[str, str]:
+    return {"pk": scoped(user_id, prompt_id)}
+
+
 def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -54,32 +66,79 @@ class DynamoPromptRepository:
     def to_item(self, prompt: Prompt) -> dict[str, Any]:
         item: dict[str, Any] = {k: getattr(prompt, k) for k in _PROMPT_FIELDS}
         item["status"] = str(prompt.status)
+        item["pk"] = scoped(prompt.userId, prompt.id)
         item[SORT_ATTRIBUTE] = prompt.sort_key
         item["userThread"] = f"{prompt.userId}#{prompt.threadId}"
         item["userStatus"] = f"{prompt.userId}#{prompt.status}"
         return item
 
     def put_new(self, prompt: Prompt) -> Prompt | None:
+        item = self.to_item(prompt)
+        check_item_size(item)  # ItemTooLarge instead of a write DynamoDB would refuse
         try:
-            self._table.put_item(Item=self.to_item(prompt), ConditionExpression=Attr("id").not_exists())
+            self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
         except ClientError as error:
             if _condition_failed(error):
                 return None
             raise
         return prompt
 
-    def get(self, prompt_id: str) -> Prompt | None:
-        item = self._table.get_item(Key={"id": prompt_id}, ConsistentRead=True).get("Item")
+    def get(self, user_id: str, prompt_id: str) -> Prompt | None:
+        item = self._table.get_item(Key=_key(user_id, prompt_id), ConsistentRead=True).get("Item")
         return dict_to_prompt(item) if item else None
 
-    def delete(self, prompt_id: str) -> bool:
-        result = self._table.delete_item(Key={"id": prompt_id}, ReturnValues="ALL_OLD")
-        return "Attributes" in result
+    def delete(self, user_id: str, prompt_id: str) -> Prompt | None:
+        result = self._table.delete_item(Key=_key(user_id, prompt_id), ReturnValues="ALL_OLD")
+        item = result.get("Attributes")
+        return dict_to_prompt(item) if item else None
+
+    def run_state(self, user_id: str, prompt_id: str) -> RunState | None:
+        item = self._table.get_item(
+            Key=_key(user_id, prompt_id),
+            ConsistentRead=True,
+            ProjectionExpression="#status, runCount",
+            ExpressionAttributeNames={"#status": "status"},
+        ).get("Item")
+        return RunState(Status(item["status"]), int(item["runCount"])) if item else None
+
+    def waiting_since(self, cutoff: str, limit: int) -> list[Prompt]:
+        """The byStatus index's `scheduled` partition, oldest first, up to `cutoff`."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "byStatus",
+            "KeyConditionExpression": Key("status").eq(str(Status.SCHEDULED))
+            & Key(SORT_ATTRIBUTE).lt(cutoff),
+            "FilterExpression": Attr("updatedAt").lt(cutoff)
+            & (Attr("requeuedAt").not_exists() | Attr("requeuedAt").lt(cutoff)),
+            "ScanIndexForward": True,
+            "Limit": max(limit, 100),
+        }
+        found: list[Prompt] = []
+        pages = self._pages(self._table.query, kwargs)
+        for page in itertools.islice(pages, 10):  # a bounded read, whatever the backlog
+            found.extend(dict_to_prompt(item) for item in page.get("Items", []))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def mark_requeued(self, prompt: Prompt, now: str, cutoff: str) -> bool:
+        condition = (
+            "#status = :scheduled AND runCount = :runs "
+            "AND (attribute_not_exists(requeuedAt) OR requeuedAt < :cutoff)"
+        )
+        values = {
+            ":scheduled": str(Status.SCHEDULED),
+            ":runs": prompt.runCount,
+            ":cutoff": cutoff,
+            ":now": now,
+        }
+        updated = self._update(prompt, "SET requeuedAt = :now", condition, {"#status": "status"}, values)
+        return updated is not None
 
     def transition(
         self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
     ) -> Prompt | None:
         """Conditional status change; None when the stored prompt may not make this move."""
+        self._check_grown(prompt, fields)
         now = fields.pop("updatedAt")
         values: dict[str, Any] = {
             ":target": str(target),
@@ -97,11 +156,11 @@ class DynamoPromptRepository:
         sources = sorted(sources_for(target))
         condition = " OR ".join(f"#status = :src{i}" for i in range(len(sources)))
         values.update({f":src{i}": str(s) for i, s in enumerate(sources)})
-        condition = f"attribute_exists(id) AND ({condition})"
+        condition = f"attribute_exists(pk) AND ({condition})"
         if run_count is not None:
             condition += " AND runCount = :runCount"
             values[":runCount"] = run_count
-        return self._update(prompt.id, "SET " + ", ".join(sets), condition, names, values)
+        return self._update(prompt, "SET " + ", ".join(sets), condition, names, values)
 
     def claim(self, prompt: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
         """Start a run of the prompt *as it was read*: running, runCount+1, lastRun, a lease.
@@ -157,7 +216,7 @@ class DynamoPromptRepository:
         )
         if count_crash:
             update += ", crashCount :one"
-        return self._update(prompt_id, update, condition, {"#status": "status"}, values)
+        return self._update((user_id, prompt_id), update, condition, {"#status": "status"}, values)
 
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool:
         """Extend the lease of the run `prompt` describes; False once that run is over."""
@@ -179,23 +238,35 @@ class DynamoPromptRepository:
             "runCount = :previous, leaseUntil = :zero"
         )
         condition = "#status = :running AND runCount = :runs"
-        return self._update(prompt.id, update, condition, {"#status": "status"}, values) is not None
+        return self._update(prompt, update, condition, {"#status": "status"}, values) is not None
 
     def update_if(self, prompt: Prompt, status: Status, **fields: Any) -> Prompt | None:
         """Set fields only while the prompt is in `status` on the same run (runCount)."""
+        self._check_grown(prompt, fields)
         names = {"#status": "status", **{f"#f{i}": name for i, name in enumerate(fields)}}
         values: dict[str, Any] = {":status": str(status), ":runs": prompt.runCount}
         values.update({f":f{i}": value for i, value in enumerate(fields.values())})
         update = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
         condition = "#status = :status AND runCount = :runs"
-        return self._update(prompt.id, update, condition, names, values)
+        return self._update(prompt, update, condition, names, values)
+
+    def _check_grown(self, prompt: Prompt, fields: dict[str, Any]) -> None:
+        """ItemTooLarge, before anything is sent, when setting `fields` on the prompt's item would
+        pass DynamoDB's item limit (which would refuse the whole update)."""
+        check_item_size({**self.to_item(prompt), **fields})
 
     def _update(
-        self, prompt_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+        self,
+        which: Prompt | tuple[str, str],
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
     ) -> Prompt | None:
+        user_id, prompt_id = (which.userId, which.id) if isinstance(which, Prompt) else which
         try:
             result = self._table.update_item(
-                Key={"id": prompt_id},
+                Key=_key(user_id, prompt_id),
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
@@ -210,12 +281,21 @@ class DynamoPromptRepository:
 
     # -- reads for listing ------------------------------------------------------------------
 
-    def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]:
-        items = []
-        for prompt_id in ids:
-            item = self._table.get_item(Key={"id": prompt_id}).get("Item")
-            if item:
-                items.append(item_to_dict(item))
+    def get_many(self, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The prompts with these table keys (`userId#id`), those that exist: BatchGetItem, 100
+        keys a call (DynamoDB's limit), following its unprocessed keys."""
+        dynamodb = self._table.meta.client  # the resource's client: Python types, as with the Table
+        items: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _BATCH_GET):
+            request = {self._table_name: {"Keys": [{"pk": k} for k in unique[start : start + _BATCH_GET]]}}
+            for attempt in itertools.count():
+                result = dynamodb.batch_get_item(RequestItems=request)
+                items += [item_to_dict(item) for item in result["Responses"].get(self._table_name, [])]
+                request = result.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))  # throttled: back off, as AWS advises
         return items
 
     def query_partition(

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.domain.item_size import check_item_size
 
 
 class DynamoResponseCache:
@@ -24,6 +25,7 @@ class DynamoResponseCache:
         return str(item["answer"])
 
     def put(self, key: str, answer: str, ttl_seconds: int) -> None:
-        self._table.put_item(
-            Item={"cacheKey": key, "answer": answer, "expiresAt": int(self._clock()) + int(ttl_seconds)}
-        )
+        """Cache the answer; ItemTooLarge (nothing sent) when it is too large for an item."""
+        item = {"cacheKey": key, "answer": answer, "expiresAt": int(self._clock()) + int(ttl_seconds)}
+        check_item_size(item)
+        self._table.put_item(Item=item)

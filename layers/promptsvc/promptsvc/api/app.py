@@ -2,10 +2,10 @@
 
 from aws_lambda_powertools import Logger
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptsvc import wiring
-from promptsvc.api import errors
+from promptsvc.api import errors, openapi
+from promptsvc.api.body_limit import BodyLimit
 from promptsvc.api.registry_routes import router as registry_router
 from promptsvc.api.routes import router
 from promptsvc.services.threads import ThreadService
@@ -13,31 +13,27 @@ from promptsvc.settings import Settings, get_settings
 
 logger = Logger(child=True)
 
-MAX_BODY_BYTES = 1024 * 1024
+DESCRIPTION = (
+    "A managed prompt service: the queue API (`/prompt-svc/*`, wire-compatible with `@1backend/client`) "
+    "and the prompt registry (`/v2/prompts`, wire-compatible with `orq-ai-sdk`). Every route needs an "
+    'API key. Errors are `{"error": ...}` on /prompt-svc/* and `{"message": ...}` on /v2/*.'
+)
 
 
-class BodyLimit:
-    """413 for a body whose declared length is over the limit, before anything reads it."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                response = errors.error_response(
-                    413, f"request body is larger than {self.limit} bytes", scope.get("path", "")
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastAPI:
+    """The API. `docs`: also serve the OpenAPI document at /openapi.json and Swagger UI at /docs,
+    unauthenticated (`promptsvc dev` does; the deployed API's routes do not reach them)."""
     settings = settings or get_settings()
-    app = FastAPI(title="promptsvc", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="promptsvc",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+        redirect_slashes=False,  # a redirect would answer before auth, to a Location from the Host header
+    )
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.prompts = wiring.prompt_service(settings)
     app.state.intake = wiring.prompt_intake(settings)
@@ -48,5 +44,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(registry_router)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, read_seconds=settings.body_read_seconds)
     return app

@@ -1,10 +1,20 @@
 """Authentication: every route depends on `principal`, which resolves the caller's API key."""
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from promptsvc.domain.keys import Principal
 
+# Documents the scheme in the OpenAPI document; never refuses by itself (`auto_error=False`): the
+# key service reads the header, and also takes a bare KEY.
+bearer = HTTPBearer(
+    scheme_name="apiKey",
+    bearerFormat="psk_<keyId>_<secret>",
+    description="An API key: `Authorization: Bearer KEY` (a bare `KEY` is accepted too).",
+    auto_error=False,
+)
 
-def principal(request: Request) -> Principal:
+
+def principal(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
     keys = request.app.state.keys
     return keys.authenticate(request.headers.get("authorization"))

@@ -1,7 +1,6 @@
 """JSON request bodies, read whatever the Content-Type says (curl and API Gateway callers often
 send none), validated by a pydantic model, with errors that name the field."""
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -9,20 +8,18 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from promptsvc.api.errors import describe_validation
+from promptsvc.domain import bounded_json
 from promptsvc.domain.errors import InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; an empty body is an empty object."""
-    raw = await request.body()
+    """The body as a JSON object (within bounded_json's bounds); an empty body is an empty object."""
+    raw = await request.body()  # bounded in size and read time by api/body_limit.py
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"invalid JSON body: {error}") from None
+    body = bounded_json.loads(raw, "JSON body")
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body

@@ -10,19 +10,21 @@ from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from promptsvc.api.auth import principal
 from promptsvc.domain.errors import (
     Conflict,
     DomainError,
     Forbidden,
     InvalidRequest,
+    ItemTooLarge,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
 )
 from promptsvc.domain.registry import Unprocessable
-from promptsvc.services.prompts import EnqueueFailed
 
 logger = Logger(child=True)
 
@@ -33,6 +35,7 @@ STATUS = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    ItemTooLarge: 413,  # e.g. a 256 KB prompt with a template that together pass DynamoDB's limit
 }
 
 
@@ -80,15 +83,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code in (404, 405):  # routing's answers: only to a caller with a key
+            try:
+                await run_in_threadpool(principal, request)
+            except Unauthorized as refused:
+                return error_response(401, str(refused), request.url.path)
         message = error.detail if isinstance(error.detail, str) else "request failed"
         if error.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(error.status_code, message, request.url.path)
-
-    @app.exception_handler(EnqueueFailed)
-    async def _enqueue(request: Request, error: EnqueueFailed) -> JSONResponse:
-        logger.error("enqueue failed", exc_info=error.__cause__)
-        return error_response(500, str(error), request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -10,6 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
+from promptsvc.api.openapi import contract
+from promptsvc.api.registry_schemas import (
+    RegistryPromptList,
+    RegistryPromptView,
+    RegistryVersionList,
+    RegistryVersionView,
+)
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.registry import (
     DEFAULT_PAGE,
@@ -41,7 +48,7 @@ def envelope(page: Page[Any]) -> dict[str, Any]:
     return {"object": "list", "data": [item.view() for item in page.items], "has_more": page.has_more}
 
 
-@router.post("")
+@router.post("", **contract(RegistryPromptView, 400, 409, 413, 422, registry=True, body=NewRegistryPrompt))
 def create_prompt(
     caller: Principal = Depends(principal),
     new: NewRegistryPrompt = Depends(json_body(NewRegistryPrompt, Unprocessable)),
@@ -50,7 +57,7 @@ def create_prompt(
     return service.create(caller.user_id, new).view()
 
 
-@router.get("")
+@router.get("", **contract(RegistryPromptList, 400, 422, registry=True))
 def list_prompts(
     caller: Principal = Depends(principal),
     page: PageRequest = Depends(page_request),
@@ -59,14 +66,17 @@ def list_prompts(
     return envelope(service.list(caller.user_id, page))
 
 
-@router.get("/{prompt_id}")
+@router.get("/{prompt_id}", **contract(RegistryPromptView, 404, registry=True))
 def get_prompt(
     prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
 ) -> dict[str, Any]:
     return service.get(caller.user_id, prompt_id).view()
 
 
-@router.patch("/{prompt_id}")
+@router.patch(
+    "/{prompt_id}",
+    **contract(RegistryPromptView, 400, 404, 409, 413, 422, registry=True, body=RegistryPromptPatch),
+)
 def update_prompt(
     prompt_id: str,
     caller: Principal = Depends(principal),
@@ -76,7 +86,7 @@ def update_prompt(
     return service.update(caller.user_id, prompt_id, patch).view()
 
 
-@router.delete("/{prompt_id}")
+@router.delete("/{prompt_id}", response_class=Response, **contract(None, 404, registry=True))
 def delete_prompt(
     prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
 ) -> Response:
@@ -84,7 +94,7 @@ def delete_prompt(
     return Response(status_code=200)  # the SDK accepts only a 200 here (no 204)
 
 
-@router.get("/{prompt_id}/versions")
+@router.get("/{prompt_id}/versions", **contract(RegistryVersionList, 400, 404, 422, registry=True))
 def list_versions(
     prompt_id: str,
     caller: Principal = Depends(principal),
@@ -94,7 +104,7 @@ def list_versions(
     return envelope(service.list_versions(caller.user_id, prompt_id, page))
 
 
-@router.get("/{prompt_id}/versions/{version_id}")
+@router.get("/{prompt_id}/versions/{version_id}", **contract(RegistryVersionView, 404, registry=True))
 def get_version(
     prompt_id: str,
     version_id: str,

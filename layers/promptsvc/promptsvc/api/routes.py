@@ -1,28 +1,50 @@
 """The `/prompt-svc/*` routes. Thin: validate at the edge, call a service, shape the response."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body, json_object
+from promptsvc.api.openapi import contract
 from promptsvc.api.schemas import (
     AddPromptRequest,
+    CanceledPrompt,
+    CreatedKey,
     CreateKeyRequest,
+    Empty,
+    ListPromptsRequest,
+    Models,
+    PromptPage,
+    PromptResponse,
     RemovePromptRequest,
+    ThreadEvents,
     add_prompt_response,
 )
 from promptsvc.domain.errors import PayloadTooLarge
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.prompt import MAX_PROMPT_BYTES, public_view
+from promptsvc.domain.prompt import ID_PATTERN, MAX_PROMPT_BYTES, public_view
 from promptsvc.domain.query import parse_query
+from promptsvc.domain.thread_events import MAX_SEQ
 from promptsvc.services.prompt_intake import PromptRequest
+from promptsvc.services.threads import MAX_LIMIT as MAX_EVENTS_PAGE
+
+# Prompt and thread ids are per user; an admin names whose with `?userId=` (default: their own).
+# Path ids have the id syntax: a key DynamoDB would refuse (e.g. over 2 KB) is a 400, not a 500.
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+
+OwnerParam = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="admin only: the user whose prompt or thread")
+]
 
 router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
 
-@router.post("/prompt")
+@router.post(
+    "/prompt",
+    **contract(PromptResponse, 400, 404, 409, 413, also={202: PromptResponse}, body=AddPromptRequest),
+)
 def add_prompt(
     request: Request,
     caller: Principal = Depends(principal),
@@ -50,33 +72,39 @@ def add_prompt(
     return JSONResponse(add_prompt_response(result.prompt), status_code=202 if result.timed_out else 200)
 
 
-@router.get("/prompt/{prompt_id}")
-def get_prompt(prompt_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
-    return add_prompt_response(request.app.state.prompts.get(caller, prompt_id))
+@router.get("/prompt/{prompt_id}", **contract(PromptResponse, 404))
+def get_prompt(
+    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+) -> dict[str, Any]:
+    return add_prompt_response(request.app.state.prompts.get(caller, prompt_id, userId))
 
 
-@router.post("/prompt/{prompt_id}/cancel")
-def cancel_prompt(prompt_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
-    return {"prompt": public_view(request.app.state.prompts.cancel(caller, prompt_id))}
+@router.post("/prompt/{prompt_id}/cancel", **contract(CanceledPrompt, 404, 409))
+def cancel_prompt(
+    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+) -> dict[str, Any]:
+    return {"prompt": public_view(request.app.state.prompts.cancel(caller, prompt_id, userId))}
 
 
-@router.delete("/prompt/{prompt_id}")
-def delete_prompt(prompt_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
-    request.app.state.prompts.remove(caller, prompt_id)
+@router.delete("/prompt/{prompt_id}", **contract(Empty, 404))
+def delete_prompt(
+    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+) -> dict[str, Any]:
+    request.app.state.prompts.remove(caller, prompt_id, userId)
     return {}
 
 
-@router.post("/remove")
+@router.post("/remove", **contract(Empty, 400, 404, 413, body=RemovePromptRequest))
 def remove_prompt(
     request: Request,
     caller: Principal = Depends(principal),
     body: RemovePromptRequest = Depends(json_body(RemovePromptRequest)),
 ) -> dict[str, Any]:
-    request.app.state.prompts.remove(caller, body.promptId)
+    request.app.state.prompts.remove(caller, body.promptId, body.userId)
     return {}
 
 
-@router.post("/prompts")
+@router.post("/prompts", **contract(PromptPage, 400, 413, body=ListPromptsRequest, body_required=False))
 def list_prompts(
     request: Request, caller: Principal = Depends(principal), body: dict = Depends(json_object)
 ) -> dict[str, Any]:
@@ -90,19 +118,20 @@ def list_prompts(
     return response
 
 
-@router.get("/thread/{thread_id}/events")
+@router.get("/thread/{thread_id}/events", **contract(ThreadEvents, 400))
 def thread_events(
-    thread_id: str,
+    thread_id: IdPath,
     request: Request,
-    after: int = 0,
-    limit: int = 100,
+    after: int = Query(0, ge=0, le=MAX_SEQ),
+    limit: int = Query(100, ge=1, le=MAX_EVENTS_PAGE),
+    userId: OwnerParam = None,
     caller: Principal = Depends(principal),
 ) -> dict[str, Any]:
-    page = request.app.state.threads.events(caller, thread_id, after, limit)
+    page = request.app.state.threads.events(caller, thread_id, after, limit, userId)
     return {"events": page.events, "after": page.after}
 
 
-@router.get("/models")
+@router.get("/models", **contract(Models))
 def list_models(request: Request) -> dict[str, Any]:
     catalog = request.app.state.prompts.catalog
     return {
@@ -114,7 +143,7 @@ def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", **contract(CreatedKey, 400, 403, 413, status=201, body=CreateKeyRequest))
 def create_key(
     request: Request,
     caller: Principal = Depends(principal),
@@ -124,7 +153,7 @@ def create_key(
     return {"key": key, "keyId": record.key_id, "userId": record.user_id, "role": str(record.role)}
 
 
-@router.delete("/keys/{key_id}")
+@router.delete("/keys/{key_id}", **contract(Empty, 404))
 def revoke_key(key_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
     request.app.state.keys.revoke(caller, key_id)
     return {}

@@ -1,11 +1,24 @@
 """Request and response models at the HTTP edge (wire names follow the spec and `@1backend/client`)."""
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptsvc.domain.keys import Role
-from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, Prompt, public_view
+from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
+from promptsvc.domain.query import (
+    MAX_FILTER_NODES,
+    MAX_FILTERS,
+    MAX_LIMIT,
+    MAX_OR_DEPTH,
+    MAX_ORDER_BYS,
+    MAX_VALUE_CHARS,
+    MAX_VALUES,
+    SORTING_TYPES,
+    Op,
+)
+from promptsvc.domain.status import Status
+from promptsvc.domain.thread_events import REMOVED, EventType
 
 
 class _Request(BaseModel):
@@ -31,8 +44,21 @@ class EngineParameters(_Request):
 
 
 class AddPromptRequest(_Request):
+    # The published schema also says what the validators below check: `prompt` (not blank) or
+    # `promptConfigId`, and `promptConfigVersion`/`variables` only with `promptConfigId`.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["promptConfigId"], "properties": {"promptConfigId": {"type": "string"}}},
+            ],
+            "dependentRequired": {"promptConfigVersion": ["promptConfigId"], "variables": ["promptConfigId"]},
+        }
+    )
+
     id: str | None = Field(None, pattern=ID_PATTERN)
-    prompt: str | None = None  # required, unless a stored prompt (promptConfigId) is run
+    # required, unless a stored prompt (promptConfigId) is run
+    prompt: str | None = Field(None, json_schema_extra={"pattern": r"\S"})
     modelId: str | None = None
     template: str | None = None
     threadId: str | None = Field(None, pattern=ID_PATTERN)
@@ -71,7 +97,8 @@ class AddPromptRequest(_Request):
 
 
 class RemovePromptRequest(_Request):
-    promptId: str
+    promptId: str = Field(pattern=ID_PATTERN)  # an empty or over-long id is a 400, not a 500
+    userId: str | None = Field(None, pattern=ID_PATTERN, description="admin only: whose prompt")
 
 
 class CreateKeyRequest(_Request):
@@ -104,3 +131,148 @@ def add_prompt_response(prompt: Prompt) -> dict[str, Any]:
     if message is not None:
         body["responseMessage"] = message
     return body
+
+
+# -- the published contract (OpenAPI) ----------------------------------------------------------
+# The models below describe what the routes answer and what /prompt-svc/prompts reads; they are the
+# OpenAPI document's schemas. The routes keep building their bodies as before (add_prompt_response,
+# public_view, parse_query): tests/e2e/test_fuzz_openapi.py checks every answer against these.
+
+PromptField = Literal[PUBLIC_FIELDS]  # type: ignore[valid-type]
+QueryValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool | None
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class QueueError(BaseModel):
+    """Every error of the /prompt-svc API."""
+
+    error: str = Field(description="what went wrong, naming the field or the rule")
+
+
+class PromptView(BaseModel):
+    """A prompt as the API shows it: the spec's schema fields, plus where it came from and who answered."""
+
+    id: str
+    prompt: str
+    modelId: str
+    template: str
+    threadId: str
+    userId: str
+    status: Status
+    runCount: int
+    maxRetries: int
+    lastRun: str = Field(description="RFC 3339 UTC time of the last run's start; empty before the first")
+    error: str
+    sync: bool
+    createdAt: str
+    updatedAt: str
+    promptConfigId: str = Field(description="the stored prompt (/v2/prompts) run; empty for a plain prompt")
+    promptConfigVersion: str
+    answeredBy: str = Field(description="the model whose answer it is (routing may fall back)")
+
+
+class ResponseMessage(BaseModel):
+    """The answer as a chat message (`ChatSvcMessage` of the JS client)."""
+
+    id: str
+    threadId: str
+    userId: str
+    text: str
+    createdAt: str
+    updatedAt: str
+
+
+class PromptResponse(BaseModel):
+    """The add and get answer."""
+
+    answer: str
+    prompt: PromptView
+    responseMessage: ResponseMessage | None = Field(None, description="there once the prompt is completed")
+
+
+class CanceledPrompt(BaseModel):
+    prompt: PromptView
+
+
+class Empty(BaseModel):
+    """An empty JSON object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryFilter(_Doc):
+    """Several `fields` OR together; values as `jsonValues`/`valuesJson` (a JSON-encoded array) or
+    `values`; `or` takes `subFilters` instead."""
+
+    op: Op
+    fields: list[PromptField] | None = None
+    jsonValues: str | None = Field(None, description=f"a JSON-encoded array of at most {MAX_VALUES} values")
+    valuesJson: str | None = None
+    values: list[QueryValue] | None = Field(None, max_length=MAX_VALUES)
+    subFilters: list["QueryFilter"] | None = Field(
+        None, description=f"`or` only; at most {MAX_FILTER_NODES} filters in all, `or` {MAX_OR_DEPTH} deep"
+    )
+
+
+class QueryOrderBy(_Doc):
+    field: PromptField | None = None
+    desc: bool | None = None
+    randomize: bool | None = None
+    sortingType: Literal[tuple(sorted(SORTING_TYPES))] | None = None  # type: ignore[valid-type]
+
+
+class PromptQuery(_Doc):
+    filters: list[QueryFilter] | None = Field(None, max_length=MAX_FILTERS)
+    orderBys: list[QueryOrderBy] | None = Field(None, max_length=MAX_ORDER_BYS)
+    limit: int | None = Field(None, ge=0, le=MAX_LIMIT, description="0 or absent: the default, 20")
+    count: bool | None = None
+    jsonAfter: str | None = Field(None, description="the `after` of the previous page")
+    afterJson: str | None = None
+
+
+class ListPromptsRequest(_Doc):
+    query: PromptQuery | None = None
+
+
+class PromptPage(BaseModel):
+    prompts: list[PromptView]
+    after: str | None = Field(None, description="a cursor for the next page; absent on the last page")
+    count: int | None = Field(None, description="the filtered total, when the query asked for it")
+
+
+class ThreadEvent(BaseModel):
+    seq: int
+    threadId: str
+    promptId: str
+    type: EventType
+    createdAt: str
+    status: Status | Literal[REMOVED] | None = None  # type: ignore[valid-type]
+    error: str | None = None
+    text: str | None = None
+
+
+class ThreadEvents(BaseModel):
+    events: list[ThreadEvent]
+    after: int = Field(description="pass back as `after` for the next page")
+
+
+class CatalogModel(BaseModel):
+    id: str
+    name: str
+    template: str
+    engine: str
+
+
+class Models(BaseModel):
+    defaultModelId: str
+    models: list[CatalogModel]
+
+
+class CreatedKey(BaseModel):
+    key: str = Field(description="the API key, shown only here")
+    keyId: str
+    userId: str
+    role: Role

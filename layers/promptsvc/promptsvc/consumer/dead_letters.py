@@ -28,9 +28,13 @@ class SweepReport:
 
 
 def abandon(
-    repository: PromptRepository, prompt_id: str, deliveries: int, events: ThreadEventLog | None = None
+    repository: PromptRepository,
+    user_id: str,
+    prompt_id: str,
+    deliveries: int,
+    events: ThreadEventLog | None = None,
 ) -> bool:
-    prompt = repository.get(prompt_id)
+    prompt = repository.get(user_id, prompt_id)
     if prompt is None or is_terminal(prompt.status):
         return False
     error = (
@@ -74,11 +78,11 @@ def sweep(
         for message in messages:
             report.read += 1
             try:
-                prompt_id, _ = parse_body(message["Body"])
+                prompt_id, user_id = parse_body(message["Body"])
             except ValueError:
                 report.unreadable += 1
                 continue
             deliveries = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)) - 1
-            if abandon(repository, prompt_id, max(deliveries, 1), events):
+            if abandon(repository, user_id, prompt_id, max(deliveries, 1), events):
                 report.abandoned += 1
     return report

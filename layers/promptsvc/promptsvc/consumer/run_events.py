@@ -2,7 +2,9 @@
 
 Statuses are written as they happen. Deltas are coalesced: the first goes out at once (the first
 token is not held back), later ones are gathered and written at most once per `interval`
-(0.25 s: about 4 delta events a second, whatever the engine's token rate). One writer task keeps
+(0.25 s: about 4 delta events a second, whatever the engine's token rate), each at most
+`MAX_DELTA_BYTES` of text (a long answer gathered in one interval, or a cached answer, is split
+over several events: an event is a DynamoDB item, 400 KB at most). One writer task keeps
 every event of the run in order. A failed write is logged, never fails the run: the answer in the
 prompts table stays the record, and `GET .../events` or a reconnect shows what was stored.
 """
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
+from promptsvc.domain.item_size import utf8_pieces
 from promptsvc.domain.ports import ThreadEventLog
 from promptsvc.domain.prompt import Prompt, now_rfc3339
 from promptsvc.domain.thread_events import ThreadEvent, delta_event, reset_event, status_event
@@ -20,6 +23,7 @@ from promptsvc.domain.thread_events import ThreadEvent, delta_event, reset_event
 logger = Logger(child=True)
 
 _DELTAS = object()  # queue marker: flush the gathered deltas
+MAX_DELTA_BYTES = 64 * 1024  # of text per delta event
 _END = object()
 
 
@@ -57,6 +61,15 @@ class RunEvents:
             self._deltas_queued = True
             self._queue.put_nowait(_DELTAS)
 
+    async def flush(self) -> None:
+        """Wait until everything queued so far (gathered deltas included) is written. The runner
+        flushes before it changes the prompt's status, so a reader who sees the prompt finished
+        finds every delta of the run already stored, and a run after it never overtakes them."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(done)
+        if not self._writer.done():
+            await asyncio.shield(done)
+
     async def close(self) -> None:
         """Write everything queued (deltas first, in order), then stop."""
         self._queue.put_nowait(_END)
@@ -67,12 +80,17 @@ class RunEvents:
             item = await self._queue.get()
             if item is _END:
                 return
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    item.set_result(None)
+                continue
             if item is _DELTAS:
                 wait = self._next_delta_at - self._monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 text, self._buffer, self._deltas_queued = "".join(self._buffer), [], False
-                await self._write(delta_event(self._prompt, text, now_rfc3339()))
+                for piece in utf8_pieces(text, MAX_DELTA_BYTES):
+                    await self._write(delta_event(self._prompt, piece, now_rfc3339()))
                 self._next_delta_at = self._monotonic() + self._interval
             else:
                 assert isinstance(item, ThreadEvent)
@@ -98,6 +116,9 @@ class NoEvents:
         return None
 
     def delta(self, text: str) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None
 
     async def close(self) -> None:

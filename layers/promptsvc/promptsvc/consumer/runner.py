@@ -15,7 +15,9 @@ Rules (DESIGN.md, "Prompt lifecycle"):
   engine streams): generation stops and the partial answer is kept;
 - every engine call is bounded by the model's call timeout and stall timeout (retryable);
 - a routed prompt (`domain.routing`) follows its plan: each attempt runs the plan's current model,
-  a failure retries it or falls back to the next model, a cached answer completes it at once.
+  a failure retries it or falls back to the next model, a cached answer completes it at once;
+- an answer too large for the prompt's item goes to the answers bucket, the item keeps its key
+  (`domain.answers`); one over `max_answer_bytes` stops the generation and abandons the prompt.
 """
 
 import asyncio
@@ -25,22 +27,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
 from promptsvc.consumer.run_events import NoEvents, RunEvents
+from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES, answer_key, answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Catalog, Model
-from promptsvc.domain.errors import InvalidRequest
-from promptsvc.domain.ports import PromptRepository, ResponseCache, ThreadEventLog
-from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.errors import InvalidRequest, ItemTooLarge
+from promptsvc.domain.ports import AnswerBodies, PromptRepository, ResponseCache, ThreadEventLog
+from promptsvc.domain.prompt import Prompt, RunState, now_rfc3339
 from promptsvc.domain.prompt_variables import last_user_text
 from promptsvc.domain.response_cache import cache_key
 from promptsvc.domain.retry import backoff_seconds
 from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, StepKind, after_failure
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
-from promptsvc.domain.thread_events import status_event
+from promptsvc.domain.thread_events import REMOVED, closing_event_missing, status_event, thread_key_of
 from promptsvc.engines.base import CALL_PARAMETERS, Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 
@@ -76,6 +80,7 @@ class RunResult:
 class _Progress:
     events: "RunEvents | NoEvents" = field(default_factory=NoEvents)
     parts: list[str] = field(default_factory=list)
+    size: int = 0  # UTF-8 bytes of the answer so far
     started: float = 0.0
     first_token: float | None = None
     finish: Finish | None = None
@@ -95,10 +100,21 @@ class _Attempt:
     cache_key: str | None = None
 
 
+class _FinalError(EngineError):
+    """A failure no run of this prompt could avoid (its answer is over the maximum, or fits
+    nowhere): the prompt is abandoned, whatever its retries or routing plan say."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, status_code=413)
+
+
+_REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
+
+
 class _Stopped(Exception):
     """The prompt changed while the engine ran (canceled, removed, or claimed again)."""
 
-    def __init__(self, current: Prompt | None) -> None:
+    def __init__(self, current: RunState | None) -> None:
         super().__init__("stopped")
         self.current = current
 
@@ -118,6 +134,8 @@ class PromptRunner:
         events: ThreadEventLog | None = None,
         delta_interval: float = 0.25,
         cache: ResponseCache | None = None,
+        answers: AnswerBodies | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository
@@ -131,6 +149,8 @@ class PromptRunner:
         self._events = events
         self._delta_interval = delta_interval
         self._cache = cache
+        self._answers = answers
+        self._max_answer_bytes = max_answer_bytes
         self._clock = clock
 
     # -- entry point ----------------------------------------------------------------------------
@@ -139,41 +159,60 @@ class PromptRunner:
         self,
         prompt_id: str,
         *,
-        user_id: str | None = None,
+        user_id: str,
         keep_alive: KeepAlive | None = None,
         lease_seconds: float | None = None,
         on_generated: Callable[[], None] | None = None,
     ) -> RunResult:
         """Run the prompt if it is due.
 
-        `user_id` (from the message) allows a one-write claim; `keep_alive` is called as the lease
-        is renewed (the ECS worker extends the message's visibility there); `lease_seconds`
-        overrides the lease (the Lambda host uses its remaining time); `on_generated` is called
-        once the engine is done with the prompt, before the answer is written (the ECS worker
-        gives the engine slot to the next prompt then).
+        `user_id` (from the message: prompt ids are per user) allows a one-write claim;
+        `keep_alive` is called as the lease is renewed (the ECS worker extends the message's
+        visibility there); `lease_seconds` overrides the lease (the Lambda host uses its
+        remaining time); `on_generated` is called once the engine is done with the prompt, before
+        the answer is written (the ECS worker gives the engine slot to the next prompt then).
         """
         lease = lease_seconds or self._lease_seconds
-        if user_id is not None:  # the common case, a waiting prompt: one write, no read
-            lease_until = self._now_ms() + int(lease * 1000)
-            claimed = await asyncio.to_thread(
-                self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until
-            )
-            if claimed is not None:
-                return await self._started(claimed, lease, keep_alive, on_generated)
-        prompt = await asyncio.to_thread(self._repo.get, prompt_id)
-        if prompt is None or is_terminal(prompt.status):
+        # The common case, a waiting prompt: one write, no read.
+        lease_until = self._now_ms() + int(lease * 1000)
+        claimed = await asyncio.to_thread(
+            self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until
+        )
+        if claimed is not None:
+            return await self._started(claimed, lease, keep_alive, on_generated)
+        prompt = await asyncio.to_thread(self._repo.get, user_id, prompt_id)
+        if prompt is None:
+            return RunResult(Outcome.SKIPPED)
+        if is_terminal(prompt.status):
+            await self._close_events_if_missing(prompt)
             return RunResult(Outcome.SKIPPED)
         now_ms = self._now_ms()
         if prompt.status is Status.RUNNING:
             if prompt.leaseUntil > now_ms:
                 return RunResult(Outcome.BUSY, retry_after=max(1, -(-(prompt.leaseUntil - now_ms) // 1000)))
-            if prompt.crashCount + 1 >= self._crash_limit:
+            if prompt.crashCount + 1 >= self._crash_limit or prompt.runCount > prompt.maxRetries:
                 return await self._give_up_after_crashes(prompt)
             logger.warning("reclaiming a prompt whose consumer stopped", **_log_keys(prompt))
         claimed = await asyncio.to_thread(self._repo.claim, prompt, now_rfc3339(), now_ms + int(lease * 1000))
         if claimed is None:
             return RunResult(Outcome.SKIPPED)
         return await self._started(claimed, lease, keep_alive, on_generated)
+
+    async def _close_events_if_missing(self, prompt: Prompt) -> None:
+        """A finished prompt's message came back: maybe its consumer died after finishing it but
+        before storing the thread's closing status event (the events follow the status change).
+        If the thread's recent events hold no closing event of this prompt since it finished,
+        store it now, so every prompt's events end with its final status."""
+        if self._events is None:
+            return
+        try:
+            recent = await asyncio.to_thread(self._events.recent, thread_key_of(prompt), _REPAIR_LOOKBACK)
+            if closing_event_missing(prompt, recent, complete=len(recent) < _REPAIR_LOOKBACK):
+                event = status_event(prompt, str(prompt.status), now_rfc3339(), prompt.error)
+                await asyncio.to_thread(self._events.append, event)
+                logger.warning("stored a finished prompt's missing closing event", **_log_keys(prompt))
+        except Exception:
+            logger.exception("could not check the thread's closing event", **_log_keys(prompt))
 
     async def _started(
         self,
@@ -240,22 +279,57 @@ class PromptRunner:
             fault = EngineError(f"{type(error).__name__}: {error}", retryable=True)
             return await self._fail(claimed, progress, fault, attempt)
         self._record_generation(claimed, progress)
-        done = await asyncio.to_thread(
+        await events.flush()  # every delta stored before the prompt reads as completed
+        complete = partial(
             self._repo.transition,
             claimed,
             Status.COMPLETED,
             run_count=claimed.runCount,
-            answer=progress.text,
             answeredBy=attempt.model.id,
             error="",
             updatedAt=now_rfc3339(),
         )
+        try:
+            done = await self._write_answer(claimed, progress.text, complete)
+        except ItemTooLarge:
+            unstorable = (
+                f"the answer ({progress.size} bytes) is too large for the prompt's item "
+                "and no answers bucket is configured"
+            )
+            return await self._fail(claimed, progress, _FinalError(unstorable), attempt)
+        except EngineError as error:  # the bucket could not be written: the next run answers again
+            return await self._fail(claimed, progress, error, attempt)
         if done is None:
-            return await self._stopped(claimed, await asyncio.to_thread(self._repo.get, claimed.id), progress)
+            return await self._stopped(claimed, await self._state(claimed), progress)
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
         await self._remember(attempt, progress)
         return RunResult(Outcome.COMPLETED)
+
+    async def _write_answer(
+        self, claimed: Prompt, text: str, write: Callable[..., Prompt | None]
+    ) -> Prompt | None:
+        """Store the run's answer with `write(answer=..., answerRef=...)`: in the item when it fits;
+        else the body in the answers bucket and only its key in the item (the claim check).
+        ItemTooLarge when it does not fit and there is no bucket; a retryable EngineError when the
+        bucket cannot be written."""
+        try:
+            return await asyncio.to_thread(write, answer=text, answerRef="")
+        except ItemTooLarge:
+            if self._answers is None:
+                raise
+        key = answer_key(claimed.userId, claimed.id, claimed.runCount)
+        try:
+            await asyncio.to_thread(self._answers.put, key, text)
+        except Exception as error:
+            logger.exception("could not store the answer's body in the answers bucket", **_log_keys(claimed))
+            raise EngineError(
+                f"could not store the answer: {type(error).__name__}", retryable=True
+            ) from error
+        logger.info(
+            "answer stored in the answers bucket", answer_bytes=answer_size(text), **_log_keys(claimed)
+        )
+        return await asyncio.to_thread(write, answer="", answerRef=key)
 
     def _attempt(self, claimed: Prompt) -> _Attempt:
         """The model this run uses and what it is sent. A routed prompt runs the model its plan
@@ -269,6 +343,10 @@ class PromptRunner:
         stored = plan.messages if plan else ()
         # The prompt's own template is for its first model; another model gets its own.
         template = claimed.template if model.id == claimed.modelId else model.template
+        if not stored and model.api == "chat" and template != model.template:
+            # The caller chose a template: a chat API would apply the server's own and ignore it,
+            # so the prompt goes as a completion, rendered with the caller's template.
+            model = replace(model, api="completions")
         parameters = plan.parameters if plan else {}
         request = EngineRequest(
             model=model,
@@ -297,6 +375,7 @@ class PromptRunner:
         if answer is None:
             return False
         progress.parts.append(answer)
+        progress.size += answer_size(answer)
         progress.events.delta(answer)
         progress.finish = Finish("cached")
         telemetry.cache_hit(attempt.model.id)
@@ -311,6 +390,8 @@ class PromptRunner:
         try:
             ttl = int(attempt.plan.cache_ttl or 0)
             await asyncio.to_thread(self._cache.put, attempt.cache_key, progress.text, ttl)
+        except ItemTooLarge:
+            logger.info("answer too large to cache", model_id=attempt.model.id, answer_bytes=progress.size)
         except Exception:
             logger.exception("response cache write failed", model_id=attempt.model.id)
 
@@ -335,7 +416,7 @@ class PromptRunner:
                     break
                 # The read must not hold up noticing the end of the generation: under load it can
                 # wait its turn for a thread, and the engine slot would sit idle meanwhile.
-                read = asyncio.ensure_future(asyncio.to_thread(self._repo.get, claimed.id))
+                read = asyncio.ensure_future(self._state(claimed))
                 done, _ = await asyncio.wait({generation, read}, return_when=asyncio.FIRST_COMPLETED)
                 if generation in done:
                     read.cancel()  # its answer no longer matters (a late cancel finds the prompt done)
@@ -380,6 +461,9 @@ class PromptRunner:
                     if isinstance(event, Delta):
                         if progress.first_token is None:
                             progress.first_token = self._clock()
+                        progress.size += answer_size(event.text)
+                        if progress.size > self._max_answer_bytes:
+                            raise _FinalError(answer_over_maximum(self._max_answer_bytes))
                         progress.parts.append(event.text)
                         progress.events.delta(event.text)
                     else:
@@ -394,11 +478,26 @@ class PromptRunner:
 
     # -- endings --------------------------------------------------------------------------------
 
-    async def _stopped(self, claimed: Prompt, current: Prompt | None, progress: _Progress) -> RunResult:
-        """The prompt changed under the run. A cancel keeps the partial answer; anything else
-        (removed, claimed again after our lease ran out) discards what we have."""
+    async def _state(self, prompt: Prompt) -> RunState | None:
+        """What the watcher needs of the stored prompt (status and run), not the whole item."""
+        return await asyncio.to_thread(self._repo.run_state, prompt.userId, prompt.id)
+
+    async def _stopped(self, claimed: Prompt, current: RunState | None, progress: _Progress) -> RunResult:
+        """The prompt changed under the run. A cancel keeps the partial answer (what the thread's
+        deltas showed up to the cancel); a removal ends the thread's events with `removed`;
+        anything else (claimed again after our lease ran out) discards what we have."""
+        if current is None:
+            progress.events.status(REMOVED)
+            logger.info("prompt removed while running; generation stopped", **_log_keys(claimed))
+            return RunResult(Outcome.DISCARDED)
         if current is not None and current.status is Status.CANCELED and current.runCount == claimed.runCount:
-            await asyncio.to_thread(self._repo.update_if, claimed, Status.CANCELED, answer=progress.text)
+            keep = partial(self._repo.update_if, claimed, Status.CANCELED)
+            try:
+                await self._write_answer(claimed, progress.text, keep)
+            except Exception:
+                logger.exception(
+                    "could not keep the partial answer of a canceled prompt", **_log_keys(claimed)
+                )
             progress.events.status(str(Status.CANCELED))
             telemetry.outcome("canceled", claimed.modelId)
             logger.info("prompt canceled while running; partial answer kept", **_log_keys(claimed))
@@ -411,12 +510,15 @@ class PromptRunner:
         message = str(error)
         plan = attempt.plan if attempt is not None else None
         changes: dict[str, object] = {}
-        if plan is None:
+        if isinstance(error, _FinalError):
+            target, delay = Status.ABANDONED, 0
+        elif plan is None:
             target = status_after_failure(prompt.runCount, prompt.maxRetries, error.retryable)
             delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
         else:
             assert attempt is not None  # a plan comes from the attempt
             target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt.model.id)
+        await progress.events.flush()  # the run's deltas land before its status changes
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,
@@ -427,8 +529,7 @@ class PromptRunner:
             **changes,
         )
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
-            current = await asyncio.to_thread(self._repo.get, prompt.id)
-            return await self._stopped(prompt, current, progress)
+            return await self._stopped(prompt, await self._state(prompt), progress)
         progress.events.status(str(target), message)
         telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
@@ -463,6 +564,11 @@ class PromptRunner:
             f"abandoned: the consumer stopped {crashes} times while running this prompt "
             "(crashed, ran out of time or was killed); the message was moved to the dead-letter queue"
         )
+        if crashes < self._crash_limit:  # the run that died was its last allowed one
+            message = (
+                f"abandoned: retries spent ({prompt.runCount} runs, maxRetries {prompt.maxRetries}); "
+                "the consumer stopped during the last one (crashed, ran out of time or was killed)"
+            )
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,

@@ -1,8 +1,12 @@
 """Consumer metrics as CloudWatch EMF (Powertools), one metric line per event with the model as
-a dimension; no shared buffer, so concurrent runs in one process cannot mix their figures."""
+a dimension; no shared buffer, so concurrent runs in one process cannot mix their figures.
+
+Outcome counts also go to an all-models series (dimension `service` only) in the same document:
+a CloudWatch alarm watches one series and must name all its dimensions, so it cannot sum over
+the ModelId values (template.yaml's PromptsAbandonedAlarm reads that series)."""
 
 from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 tracer = Tracer()
@@ -23,8 +27,14 @@ def _emit(name: str, unit: MetricUnit, value: float, model_id: str) -> None:
 
 
 def outcome(status: str, model_id: str) -> None:
-    if status in OUTCOME_METRICS:
-        _emit(OUTCOME_METRICS[status], MetricUnit.Count, 1, model_id)
+    if status not in OUTCOME_METRICS or is_metrics_disabled():
+        return
+    metrics = EphemeralMetrics()  # one document, not shared with concurrent runs
+    metrics.add_metric(name=OUTCOME_METRICS[status], unit=MetricUnit.Count, value=1)
+    metrics.add_dimension(name="ModelId", value=model_id)
+    if metrics.service:  # the all-models series: `service` alone
+        metrics.add_dimensions(service=metrics.service)
+    metrics.flush_metrics()
 
 
 def cache_hit(model_id: str) -> None:

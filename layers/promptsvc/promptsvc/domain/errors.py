@@ -27,3 +27,12 @@ class Forbidden(DomainError):
 
 class Unauthorized(DomainError):
     """Missing or unknown credentials (HTTP 401)."""
+
+
+class ItemTooLarge(PayloadTooLarge):
+    """A write would make a stored item larger than DynamoDB allows (domain.item_size); nothing was
+    sent. `size` is what the item would have been, in bytes."""
+
+    def __init__(self, message: str, *, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size

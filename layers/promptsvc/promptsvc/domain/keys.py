@@ -31,6 +31,13 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
+    def namespace(self, user_id: str | None = None) -> str | None:
+        """Whose names (prompt ids, thread ids) a request means: the caller's own, or, for an admin
+        naming one, that user's. None when a user names someone else: to them it does not exist."""
+        if not user_id or user_id == self.user_id:
+            return self.user_id
+        return user_id if self.is_admin else None
+
 
 @dataclass(frozen=True)
 class ApiKeyRecord:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from promptsvc.domain.keys import ApiKeyRecord, Role
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.query import Index
 from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
 from promptsvc.domain.status import Status
@@ -13,12 +13,26 @@ from promptsvc.domain.thread_events import ThreadEvent
 
 
 class PromptRepository(Protocol):
+    """Prompts, keyed by owner and id: prompt ids are per user (domain.names)."""
+
     def put_new(self, prompt: Prompt) -> Prompt | None:
-        """Store a new prompt; None if one with that id exists (then `get` it)."""
+        """Store a new prompt; None if its owner has one with that id (then `get` it)."""
 
-    def get(self, prompt_id: str) -> Prompt | None: ...
+    def get(self, user_id: str, prompt_id: str) -> Prompt | None: ...
 
-    def delete(self, prompt_id: str) -> bool: ...
+    def delete(self, user_id: str, prompt_id: str) -> Prompt | None:
+        """Delete the prompt; the prompt as it was, None if there was none."""
+
+    def run_state(self, user_id: str, prompt_id: str) -> RunState | None:
+        """Only the prompt's status and run count (a small read, made every poll of a run)."""
+
+    def waiting_since(self, cutoff: str, limit: int) -> list[Prompt]:
+        """Up to `limit` `scheduled` prompts, oldest first, neither changed nor re-queued since
+        `cutoff` (RFC 3339)."""
+
+    def mark_requeued(self, prompt: Prompt, now: str, cutoff: str) -> bool:
+        """Record a re-queue if the prompt is still scheduled on the same run and was not re-queued
+        since `cutoff`; False otherwise."""
 
     def transition(
         self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
@@ -40,7 +54,8 @@ class PromptRepository(Protocol):
     def update_if(self, prompt: Prompt, status: Status, **fields: Any) -> Prompt | None:
         """Set fields while the prompt is in `status` on the same run; None otherwise."""
 
-    def get_many(self, ids: tuple[str, ...]) -> list[dict[str, Any]]: ...
+    def get_many(self, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The prompts with these scoped keys (`userId#id`), those that exist."""
 
     def query_partition(
         self,
@@ -84,16 +99,20 @@ class KeyRepository(Protocol):
 
 
 class ThreadEventLog(Protocol):
-    """A thread's events, each stored once with the next `seq` of its thread."""
+    """A thread's events, each stored once with the next `seq` of its thread. A thread is named by
+    its scoped key (`ThreadEvent.thread_key`: owner#threadId), so threads are per user."""
 
     def append(self, event: ThreadEvent) -> ThreadEvent:
         """Store the event with the thread's next seq; the stored event."""
 
-    def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
+    def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""
 
-    def last_seq(self, thread_id: str) -> int:
+    def last_seq(self, thread_key: str) -> int:
         """The thread's last stored seq, 0 when it has none."""
+
+    def recent(self, thread_key: str, limit: int) -> list[ThreadEvent]:
+        """The thread's last `limit` stored events, newest first."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class Connection:
     user_id: str
     role: Role
     expires_at: int  # epoch seconds: API Gateway closes a connection after 2 h
+    key_id: str = ""  # the API key it was opened with: each action checks it still stands
 
     @property
     def is_admin(self) -> bool:
@@ -114,7 +134,7 @@ class Connection:
 class Subscription:
     """A connection following a thread; `last_seq` is the last seq it was given (or skipped)."""
 
-    thread_id: str
+    thread_id: str  # the thread's scoped key (owner#threadId), as the event log names it
     connection_id: str
     user_id: str
     role: Role
@@ -204,3 +224,12 @@ class RegistryRepository(Protocol):
 
     def page_versions(self, prompt_id: str, page: PageRequest) -> Page[RegistryVersion]:
         """The prompt's versions, newest first."""
+
+
+class AnswerBodies(Protocol):
+    """Answer bodies too large for a prompt's item, by key (domain.answers, the claim check)."""
+
+    def put(self, key: str, text: str) -> None: ...
+
+    def get(self, key: str) -> str | None:
+        """The body, or None when there is none (expired with its prompt)."""

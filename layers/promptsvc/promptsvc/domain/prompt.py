@@ -40,6 +40,14 @@ PUBLIC_FIELDS = (
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 
+@dataclass(frozen=True)
+class RunState:
+    """The part of a stored prompt a running consumer watches: has it been canceled or re-run?"""
+
+    status: Status
+    runCount: int
+
+
 def public_view(data: "dict | Prompt") -> dict:
     """A prompt as the API shows it: exactly the spec's schema fields."""
     source = asdict(data) if isinstance(data, Prompt) else data
@@ -77,6 +85,9 @@ class Prompt:
     createdAt: str = ""
     updatedAt: str = ""
     answer: str = ""
+    # The answer was too large for the item: it is in the answers bucket under this key
+    # (domain.answers), and `answer` is empty in the table. Services resolve it before returning.
+    answerRef: str = ""
     promptConfigId: str = ""  # run from this stored prompt (/v2/prompts) ...
     promptConfigVersion: str = ""  # ... at this version
     answeredBy: str = ""  # the model whose answer this is

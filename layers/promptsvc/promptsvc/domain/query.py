@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from promptsvc.domain import bounded_json
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.prompt import PUBLIC_FIELDS
 
@@ -33,6 +34,18 @@ NUMERIC_FIELDS = frozenset({"runCount", "maxRetries"})
 # millisecond form compare correctly against the stored microsecond UTC form.
 TIME_FIELDS = frozenset({"createdAt", "updatedAt", "lastRun"})
 DEFAULT_ORDER_FIELD = "createdAt"
+
+# Bounds, so a query's cost and its parsing stay small whatever the caller sends (README: Limits).
+MAX_FILTERS = 20  # in `filters`
+MAX_FILTER_NODES = 50  # filters counting every subFilter
+MAX_OR_DEPTH = 4  # `or` filters inside each other
+MAX_VALUES = 100  # values of one filter (e.g. isInList's list)
+MAX_VALUE_CHARS = 1024  # a string value
+MAX_ORDER_BYS = 5
+# A key filter with more values than this (isInList on many threads or statuses) is read as one
+# coarser partition (the user's), filtered, instead of one Query per value.
+MAX_KEY_PARTITIONS = 10
+KEY_FIELDS = frozenset({"id", "threadId", "status", "userId"})  # never empty on a stored prompt
 
 
 class Op(StrEnum):
@@ -126,29 +139,48 @@ def _decode_values(raw: Mapping[str, Any], where: str) -> tuple[Any, ...]:
         return tuple(plain)
     if not isinstance(encoded, str):
         raise InvalidRequest(f"{where}.jsonValues must be a JSON-encoded array (a string)")
-    try:
-        values = json.loads(encoded)
-    except json.JSONDecodeError:
-        raise InvalidRequest(f"{where}.jsonValues is not valid JSON") from None
+    values = bounded_json.loads(encoded, f"{where}.jsonValues")
     if not isinstance(values, list):
         raise InvalidRequest(f"{where}.jsonValues must encode a JSON array")
     return tuple(values)
 
 
-def parse_filter(raw: Any, where: str) -> Filter:
+def _check_values(values: tuple[Any, ...], fields: list[str], op: Op, where: str) -> None:
+    if len(values) > MAX_VALUES:
+        raise InvalidRequest(f"{where}: op {op.value!r} takes at most {MAX_VALUES} values, not {len(values)}")
+    for value in values:
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidRequest(f"{where}: values must be strings, numbers, booleans or null")
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            raise InvalidRequest(f"{where}: a value is longer than {MAX_VALUE_CHARS} characters")
+    empty_key = next((name for name in fields if name in KEY_FIELDS), None) if "" in values else None
+    if empty_key and op in MEMBERSHIP:
+        raise InvalidRequest(f"{where}: an empty {empty_key} matches no prompt")
+
+
+def parse_filter(raw: Any, where: str, budget: list[int] | None = None, depth: int = 0) -> Filter:
+    """One filter; `budget` holds how many more filters (subFilters included) the query may have."""
+    budget = budget if budget is not None else [MAX_FILTER_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise InvalidRequest(f"{where}: a query has at most {MAX_FILTER_NODES} filters, subFilters included")
     if not isinstance(raw, Mapping):
         raise InvalidRequest(f"{where} must be an object")
     op_name = raw.get("op")
     try:
         op = Op(op_name)
-    except ValueError:
+    except (ValueError, TypeError):
         known = ", ".join(o.value for o in Op)
-        raise InvalidRequest(f"{where}.op: unknown op {op_name!r}; known ops: {known}") from None
+        raise InvalidRequest(f"{where}.op: unknown op {op_name!r:.100}; known ops: {known}") from None
     if op is Op.OR:
         subs = raw.get("subFilters")
         if not isinstance(subs, list) or not subs:
             raise InvalidRequest(f"{where}.subFilters must be a non-empty array for op 'or'")
-        parsed = tuple(parse_filter(s, f"{where}.subFilters[{i}]") for i, s in enumerate(subs))
+        if depth >= MAX_OR_DEPTH:
+            raise InvalidRequest(f"{where}.subFilters: 'or' filters nested more than {MAX_OR_DEPTH} deep")
+        parsed = tuple(
+            parse_filter(s, f"{where}.subFilters[{i}]", budget, depth + 1) for i, s in enumerate(subs)
+        )
         return Filter(op=op, sub_filters=parsed)
 
     fields = raw.get("fields")
@@ -162,6 +194,7 @@ def parse_filter(raw: Any, where: str) -> Filter:
     values = _decode_values(raw, where)
     if not values:
         raise InvalidRequest(f"{where}: op {op.value!r} needs at least one value")
+    _check_values(values, fields, op, where)
     if op in COMPARISONS and len(values) != 1:
         raise InvalidRequest(f"{where}: op {op.value!r} takes exactly one value")
     if op in (Op.CONTAINS_SUBSTRING, Op.STARTS_WITH) and not all(isinstance(v, str) for v in values):
@@ -176,13 +209,20 @@ def parse_order_by(raw: Any, where: str) -> OrderBy:
     if not isinstance(raw, Mapping):
         raise InvalidRequest(f"{where} must be an object")
     sorting_type = raw.get("sortingType") or ""
+    if not isinstance(sorting_type, str):
+        raise InvalidRequest(f"{where}.sortingType must be a string")
     if sorting_type not in SORTING_TYPES:
         raise InvalidRequest(
             f"{where}.sortingType: unknown sorting type {sorting_type!r}; "
             f"known: {', '.join(sorted(t for t in SORTING_TYPES if t))}"
         )
-    randomize = bool(raw.get("randomize")) or sorting_type == "random"
+    randomize = raw.get("randomize") or False
+    if not isinstance(randomize, bool):
+        raise InvalidRequest(f"{where}.randomize must be a boolean")
+    randomize = randomize or sorting_type == "random"
     name = raw.get("field") or DEFAULT_ORDER_FIELD
+    if not isinstance(name, str):
+        raise InvalidRequest(f"{where}.field must be a field name (a string)")
     if not randomize and name not in FIELDS:
         raise InvalidRequest(
             f"{where}.field: unknown field {name!r}; known fields: {', '.join(sorted(FIELDS))}"
@@ -204,11 +244,15 @@ def parse_query(raw: Any) -> Query:
         filters_raw = []
     if not isinstance(filters_raw, list):
         raise InvalidRequest("query.filters must be an array")
+    if len(filters_raw) > MAX_FILTERS:
+        raise InvalidRequest(f"query.filters: at most {MAX_FILTERS} filters, not {len(filters_raw)}")
     orders_raw = raw.get("orderBys")
     if orders_raw is None:
         orders_raw = []
     if not isinstance(orders_raw, list):
         raise InvalidRequest("query.orderBys must be an array")
+    if len(orders_raw) > MAX_ORDER_BYS:
+        raise InvalidRequest(f"query.orderBys: at most {MAX_ORDER_BYS}, not {len(orders_raw)}")
     limit = raw.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise InvalidRequest(f"query.limit must be an integer from 1 to {MAX_LIMIT}")
@@ -222,8 +266,9 @@ def parse_query(raw: Any) -> Query:
     after = _first(raw, "jsonAfter", "afterJson")
     if after is not None and not isinstance(after, str):
         raise InvalidRequest("query.jsonAfter must be a string")
+    budget = [MAX_FILTER_NODES]
     return Query(
-        filters=tuple(parse_filter(f, f"query.filters[{i}]") for i, f in enumerate(filters_raw)),
+        filters=tuple(parse_filter(f, f"query.filters[{i}]", budget) for i, f in enumerate(filters_raw)),
         order_bys=tuple(parse_order_by(o, f"query.orderBys[{i}]") for i, o in enumerate(orders_raw)),
         limit=limit,
         count=count,
@@ -307,7 +352,7 @@ def matches(item: Mapping[str, Any], filters: Iterable[Filter]) -> bool:
 
 
 class Access(StrEnum):
-    GET = "get"  # GetItem by id, one per value
+    GET = "get"  # GetItem by table key (userId#id), one per value
     QUERY = "query"  # an index Query, one per partition value
     SCAN = "scan"  # a table Scan: admin queries with no key filter only
 
@@ -335,7 +380,7 @@ SORT_ATTRIBUTE = "sk"
 class Plan:
     access: Access
     index: Index | None = None
-    keys: tuple[str, ...] = ()  # partition key values (QUERY) or ids (GET)
+    keys: tuple[str, ...] = ()  # partition key values (QUERY) or table keys userId#id (GET)
     filters: tuple[Filter, ...] = field(default_factory=tuple)  # re-checked on every item read
 
 
@@ -369,12 +414,20 @@ def plan(query: Query, user_id: str, is_admin: bool) -> Plan:
         allowed = pinned.get("userId", (user_id,))
         pinned["userId"] = tuple(v for v in allowed if v == user_id)
 
-    if "id" in pinned:
-        return Plan(Access.GET, keys=pinned["id"], filters=tuple(filters))
-    for index in INDEXES:
-        if all(name in pinned for name in index.partition):
-            keys = _partition_keys([pinned[name] for name in index.partition])
-            return Plan(Access.QUERY, index=index, keys=keys, filters=tuple(filters))
+    if "id" in pinned and "userId" in pinned:  # ids are per user: the table key is userId#id
+        keys = _partition_keys([pinned["userId"], pinned["id"]])
+        if len(keys) <= MAX_VALUES:
+            return Plan(Access.GET, keys=keys, filters=tuple(filters))
+    # The first index (the most selective) whose partitions are few; else the one with fewest.
+    candidates = [
+        (index, _partition_keys([pinned[name] for name in index.partition]))
+        for index in INDEXES
+        if all(name in pinned for name in index.partition)
+    ]
+    if candidates:
+        few = [c for c in candidates if len(c[1]) <= MAX_KEY_PARTITIONS]
+        index, keys = few[0] if few else min(candidates, key=lambda c: len(c[1]))
+        return Plan(Access.QUERY, index=index, keys=keys, filters=tuple(filters))
     return Plan(Access.SCAN, filters=tuple(filters))
 
 

@@ -2,22 +2,31 @@
 
 Wire envelope: `{seq, threadId, promptId, type, createdAt, ...}` with `seq` strictly increasing
 per thread and `type` one of
-- `status`: the prompt's status changed (`status`, and `error` when there is one);
+- `status`: the prompt's status changed (`status`, and `error` when there is one); `removed` ends
+  the events of a prompt removed before it finished;
 - `delta`: more answer text (`text`); the concatenation of a run's deltas is its answer;
-- `reset`: a retry starts the answer again: drop the text shown so far for this prompt.
+- `reset`: a retry starts the answer again: drop the text shown so far for this prompt;
+- `gap`: a seq whose writer died before storing its event (nothing of a prompt is lost with it:
+  that run is redone); it keeps the numbering gapless.
 """
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from promptsvc.domain.names import scoped
 from promptsvc.domain.prompt import Prompt
+
+HOLE_SECONDS = 10.0  # a seq allocated this long ago whose event is not stored: its writer is gone
+REMOVED = "removed"  # the status event that ends a removed prompt's events (not a prompt status)
+MAX_SEQ = 2**63 - 1  # the largest `after` a reader may name (a signed 64-bit integer)
 
 
 class EventType(StrEnum):
     STATUS = "status"
     DELTA = "delta"
     RESET = "reset"
+    GAP = "gap"
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,11 @@ class ThreadEvent:
     status: str | None = None
     error: str | None = None
     text: str | None = None
+
+    @property
+    def thread_key(self) -> str:
+        """The thread's key: threads are per user (domain.names)."""
+        return scoped(self.userId, self.threadId)
 
     def with_seq(self, seq: int) -> "ThreadEvent":
         return replace(self, seq=seq)
@@ -65,3 +79,27 @@ def reset_event(prompt: Prompt, now: str) -> ThreadEvent:
 
 def _of(prompt: Prompt, kind: EventType, now: str, **fields: Any) -> ThreadEvent:
     return ThreadEvent(prompt.threadId, prompt.userId, prompt.id, kind, now, **fields)
+
+
+TERMINAL_STATUSES = frozenset({"completed", "abandoned", "canceled", REMOVED})
+
+
+def thread_key_of(prompt: Prompt) -> str:
+    return scoped(prompt.userId, prompt.threadId)
+
+
+def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete: bool) -> bool:
+    """Whether a finished prompt's closing status event is missing from `recent` (its thread's
+    latest events, newest first; `complete`: they are all the thread has). Events older than the
+    prompt's last change cannot be its closing event, so the search stops there; if it runs out
+    of events first without knowing, the answer is no (never write a second closing event)."""
+    for event in recent:
+        if (
+            event.promptId == prompt.id
+            and event.type is EventType.STATUS
+            and event.status in TERMINAL_STATUSES
+        ):
+            return False
+        if event.createdAt < prompt.updatedAt:
+            return True
+    return complete

@@ -8,12 +8,24 @@ from promptsvc.settings import Settings
 
 
 def _mock(settings: Settings) -> Engine:
-    from promptsvc.engines.mock import MockEngine
+    from promptsvc.engines.mock import MockEngine, MockFaults
 
+    faults = MockFaults(
+        seed=settings.mock_fault_seed,
+        error_rate=settings.mock_error_rate,
+        error_codes=tuple(int(code) for code in settings.mock_error_codes.split(",") if code.strip()),
+        stall_rate=settings.mock_stall_rate,
+        cut_rate=settings.mock_cut_rate,
+        kill_rate=settings.mock_kill_rate,
+        slow_first_token_rate=settings.mock_slow_first_token_rate,
+        slow_first_token_seconds=settings.mock_slow_first_token_seconds,
+        log_file=settings.mock_attempt_log,
+    )
     return MockEngine(
         chunks=settings.mock_chunks,
         chunk_delay=settings.mock_chunk_delay_seconds,
         max_chars=settings.mock_max_answer_chars,
+        faults=faults,
     )
 
 

@@ -24,6 +24,7 @@ from promptsvc.local.template import LocalStack, create_resources, find_template
 
 REGION = "us-east-1"
 STATE_FILE = Path(".promptsvc") / "dev.json"
+MAX_HEADER_BYTES = 16 * 1024  # the request line and headers (API Gateway's HTTP API: 10 KB)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,6 +58,7 @@ class DevOptions:
     engine: str = "mock"
     mock_chunk_delay: float | None = None
     sync_wait_seconds: float | None = None
+    chaos: str = ""  # the chaos profile (local/chaos.py), e.g. "all,seed=7"; empty: none
 
 
 class DevStack:
@@ -74,6 +76,12 @@ class DevStack:
         self.streams_off = ""  # why the WebSocket API is not running, when it is not
         self.admin_key = ""
         self.generated_key = False
+        self.event_sources: list[Any] = []
+        self.chaos: Any = None
+        if options.chaos:
+            from promptsvc.local.chaos import ChaosOptions
+
+            self.chaos = ChaosOptions.parse(options.chaos)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -81,9 +89,11 @@ class DevStack:
         from moto.server import ThreadedMotoServer
 
         from promptsvc.adapters import clients
+        from promptsvc.local import moto_atomic
         from promptsvc.settings import get_settings
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+        moto_atomic.install()  # AWS's atomic conditional writes, always (not only under chaos)
         port = self.options.moto_port or free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.moto.start()
@@ -93,6 +103,7 @@ class DevStack:
         os.environ.update(self._function_environment())
         get_settings.cache_clear()
         self._bootstrap_admin_key()
+        self._start_chaos()
         self._start_consumer()
         self._start_thread_streams()
         self._write_state(port)
@@ -116,7 +127,24 @@ class DevStack:
         if self.options.mock_chunk_delay is not None:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
         merged["WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.ws_port}"  # the local @connections API
+        if self.chaos is not None:
+            merged.update(self.chaos.engine_environment())
         return merged
+
+    def _start_chaos(self) -> None:
+        """The chaos profile's AWS-side faults: a short visibility timeout, throttled DynamoDB."""
+        if self.chaos is None:
+            return
+        from promptsvc.adapters.clients import client
+        from promptsvc.local.chaos import install_throttling
+
+        assert self.stack is not None
+        client("sqs").set_queue_attributes(
+            QueueUrl=self.stack.refs["PromptsQueue"],
+            Attributes={"VisibilityTimeout": str(self.chaos.visibility)},
+        )
+        if self.chaos.throttle:
+            install_throttling(self.chaos.throttle, self.chaos.seed)
 
     def _bootstrap_admin_key(self) -> None:
         from promptsvc import wiring
@@ -135,9 +163,14 @@ class DevStack:
         from promptsvc.local.sqs_source import SqsEventSource
 
         assert self.stack is not None
-        consumer = load_handler_module(self.root, "consumer")
-        self.event_source = SqsEventSource(self.stack.refs["PromptsQueue"], consumer.lambda_handler)
-        self.event_source.start()
+        if self.chaos is None:
+            consumer = load_handler_module(self.root, "consumer")
+            self.event_sources = [SqsEventSource(self.stack.refs["PromptsQueue"], consumer.lambda_handler)]
+        else:
+            self.event_sources = self._chaos_consumers()
+        self.event_source = self.event_sources[0]
+        for source in self.event_sources:
+            source.start()
         sweep = self.stack.template["Resources"]["DeadLetterFunction"]["Properties"]["Events"]["Sweep"]
         sweeper = load_handler_module(self.root, "deadletter")
         self.schedules = [
@@ -149,6 +182,29 @@ class DevStack:
         ]
         for schedule in self.schedules:
             schedule.start()
+
+    def _chaos_consumers(self) -> list[Any]:
+        """Concurrent consumer invocations (each its own module, as each Lambda instance is its own
+        process), with a short function timeout and no lease margin, so a killed consumer's lease
+        runs out within `lease` seconds; the SQS source sends duplicates."""
+        from promptsvc.local.chaos import DuplicateDeliveries
+        from promptsvc.local.functions import load_handler_module
+        from promptsvc.local.sqs_source import SqsEventSource
+
+        assert self.stack is not None and self.chaos is not None
+        duplicates = DuplicateDeliveries(self.chaos.dup, self.chaos.seed) if self.chaos.dup else None
+        sources = []
+        for _ in range(max(1, self.chaos.consumers)):
+            consumer = load_handler_module(self.root, "consumer")
+            consumer.LEASE_MARGIN_SECONDS = 0
+            source = SqsEventSource(
+                self.stack.refs["PromptsQueue"],
+                consumer.lambda_handler,
+                timeout_seconds=self.chaos.lease,
+                on_receive=duplicates,
+            )
+            sources.append(source)
+        return sources
 
     def _start_thread_streams(self) -> None:
         """The WebSocket API in front of functions/ws; the events table's stream feeding functions/stream."""
@@ -168,8 +224,13 @@ class DevStack:
             print(f"promptsvc dev: the WebSocket API is {self.streams_off}", file=sys.stderr, flush=True)
             return
         ws = load_handler_module(self.root, "ws")
+        faults = None
+        if self.chaos is not None and (self.chaos.gone or self.chaos.drop):
+            from promptsvc.local.chaos import ConnectionFaults
+
+            faults = ConnectionFaults(self.chaos.gone, self.chaos.drop, self.chaos.seed).next
         self.gateway = WebSocketGateway.from_template(
-            self.stack.template, ws.lambda_handler, port=self.ws_port
+            self.stack.template, ws.lambda_handler, port=self.ws_port, faults=faults
         )
         self.gateway.start()
         events = self.stack.template["Resources"]["StreamFunction"]["Properties"]["Events"]["ThreadEvents"]
@@ -203,11 +264,17 @@ class DevStack:
         from promptsvc.api.app import create_app
 
         config = uvicorn.Config(
-            create_app(),
+            create_app(docs=True),  # /openapi.json and /docs (Swagger UI)
             host=self.options.host,
             port=self.options.port,
             log_level="warning",
             lifespan="off",
+            # The socket-level bounds API Gateway sets in AWS (the app bounds bodies itself): h11,
+            # whatever else is installed; request line and headers at most 16 KB (a 400 past that);
+            # an idle keep-alive connection closed after 5 s.
+            http="h11",
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            timeout_keep_alive=5,
         )
         server = uvicorn.Server(config)
         threading.Thread(target=self._announce, args=(server,), daemon=True).start()
@@ -230,6 +297,7 @@ class DevStack:
             + (f"  ({self.streams_off})" if self.streams_off else ""),
             f"  AWS (moto) {os.environ['AWS_ENDPOINT_URL']}",
             f"  engine     {self.options.engine or 'per model catalog'}",
+            *([f"  chaos      {self.chaos.describe()}"] if self.chaos is not None else []),
             f"  admin key  {self.admin_key}"
             + ("  (generated; pass --api-key to choose one)" if self.generated_key else ""),
             "Ctrl-C stops everything.",
@@ -245,9 +313,10 @@ class DevStack:
         if self.stream_source is not None:
             self.stream_source.stop()
             self.stream_source = None
-        if self.event_source is not None:
-            self.event_source.stop()
-            self.event_source = None
+        for source in self.event_sources:
+            source.stop()
+        self.event_sources = []
+        self.event_source = None
         for schedule in self.schedules:
             schedule.stop()
         self.schedules = []
@@ -255,6 +324,10 @@ class DevStack:
             self.moto.stop()
             self.moto = None
         (self.root / STATE_FILE).unlink(missing_ok=True)
+        if self.chaos is not None:
+            from promptsvc.local.chaos import summary
+
+            print(f"promptsvc dev chaos: {summary()}", file=sys.stderr, flush=True)
         print("promptsvc dev stopped", file=sys.stderr, flush=True)
 
 

@@ -12,11 +12,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
+from promptsvc.engines.mock import ConsumerKilled
 from promptsvc.local.functions import LambdaContext
 
 logger = Logger(child=True)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# Chaos (local/chaos.py): sees each received batch before the handler, e.g. to send duplicates.
+OnReceive = Callable[[Any, str, list[dict[str, Any]]], None]
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -47,12 +50,17 @@ class SqsEventSource:
         batch_size: int = 10,
         wait_seconds: int = 1,
         function_name: str = "ConsumerFunction",
+        timeout_seconds: float = 120.0,
+        on_receive: OnReceive | None = None,
     ) -> None:
         self.queue_url = queue_url
         self.handler = handler
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
         self.function_name = function_name
+        self.timeout_seconds = timeout_seconds
+        self.on_receive = on_receive
+        self.killed = 0  # invocations that died (chaos)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         attrs = client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
@@ -72,10 +80,24 @@ class SqsEventSource:
         messages = received.get("Messages", [])
         if not messages:
             return 0
+        if self.on_receive is not None:
+            self.on_receive(sqs, self.queue_url, messages)
         event = sqs_event(messages, self.queue_arn, self.region)
+        context = LambdaContext(
+            function_name=self.function_name, remaining_ms=int(self.timeout_seconds * 1000)
+        )
         try:
-            response = self.handler(event, LambdaContext(function_name=self.function_name)) or {}
+            response = self.handler(event, context) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except ConsumerKilled as killed:
+            # The invocation died (chaos): nothing is settled or deleted; the batch comes back
+            # after its visibility timeout, its prompts' leases still held.
+            self.killed += 1
+            from promptsvc.local.chaos import injected
+
+            injected["consumer invocations killed"] += 1
+            logger.warning("chaos: the consumer invocation was killed", reason=str(killed))
+            return len(messages)
         except Exception:
             # A handler that raises fails the whole batch, as in Lambda.
             logger.exception("consumer handler failed; the batch will be delivered again")

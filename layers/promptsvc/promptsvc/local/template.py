@@ -1,4 +1,5 @@
-"""Reads template.yaml and creates its tables, queues and secrets in moto, from their own definitions.
+"""Reads template.yaml and creates its tables, queues, secrets and buckets in moto, from their own
+definitions.
 
 So that code and template cannot drift, `promptsvc dev` and the tests never hand-write a table:
 they create what the template declares, and give each function the environment the template gives
@@ -128,7 +129,8 @@ class LocalStack:
 def create_resources(
     template_path: Path, region: str = "us-east-1", parameters: dict[str, str] | None = None
 ) -> LocalStack:
-    """Create every table, queue and secret of the template in the (moto) account boto3 points at."""
+    """Create every table, queue, secret and bucket of the template in the (moto) account boto3
+    points at."""
     template = load_template(template_path)
     stack = LocalStack(region=region, template=template)
     stack.refs.update(
@@ -152,6 +154,8 @@ def create_resources(
             _create_table(stack, logical, props)
         elif kind == "AWS::SecretsManager::Secret":
             _create_secret(stack, logical, props)
+        elif kind == "AWS::S3::Bucket":
+            _create_bucket(stack, logical, props)
     return stack
 
 
@@ -208,3 +212,43 @@ def _create_secret(stack: LocalStack, logical: str, props: dict[str, Any]) -> No
     arn = client("secretsmanager").create_secret(Name=props.get("Name", logical), SecretString=value)["ARN"]
     stack.refs[logical] = arn
     stack.attributes[(logical, "Id")] = arn
+
+
+def _create_bucket(stack: LocalStack, logical: str, props: dict[str, Any]) -> None:
+    """The bucket with its encryption, public access block and expiry. (Its bucket policy, TLS
+    only, is not applied: the local endpoint is plain HTTP on 127.0.0.1.)"""
+    name = props.get("BucketName", logical.lower())  # bucket names are lower case
+    s3 = client("s3")
+    s3.create_bucket(Bucket=name)
+    encryption = props.get("BucketEncryption")
+    if encryption:
+        # CloudFormation's names for the API's Rules and ApplyServerSideEncryptionByDefault
+        encryption_rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": {
+                    setting: resolved
+                    for setting, value in rule["ServerSideEncryptionByDefault"].items()
+                    if (resolved := stack.resolve(value)) is not NO_VALUE
+                },
+                **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+            }
+            for rule in encryption["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": encryption_rules})
+    block = props.get("PublicAccessBlockConfiguration")
+    if block:
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+    expiry_rules = [
+        {
+            "ID": rule.get("Id", f"rule-{index}"),
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+            "Expiration": {"Days": int(stack.resolve(rule["ExpirationInDays"]))},
+        }
+        for index, rule in enumerate(props.get("LifecycleConfiguration", {}).get("Rules", []))
+        if "ExpirationInDays" in rule
+    ]
+    if expiry_rules:
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": expiry_rules})
+    stack.refs[logical] = name
+    stack.attributes[(logical, "Arn")] = f"arn:aws:s3:::{name}"

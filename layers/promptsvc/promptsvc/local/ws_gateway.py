@@ -208,8 +208,10 @@ class WebSocketGateway:
         port: int = 0,
         stage: str = "local",
         function_name: str = "WsFunction",
+        faults: Callable[[], str] | None = None,
     ) -> None:
         self.handler = handler
+        self.faults = faults  # chaos: per post, "gone" (a 410), "drop" (the client too), or ""
         self.routes = list(routes)
         self.selection_path = self._selection_path(route_selection_expression)
         self.port = port
@@ -375,6 +377,12 @@ class WebSocketGateway:
                 message: str | bytes = body
             else:
                 message = text
+            fault = self.faults() if self.faults is not None else ""
+            if fault == "drop":  # the client's network went away
+                client.open = False
+                client.socket.transport.abort()
+            if fault:
+                return _error(410, "GoneException", f"connection {connection_id} is gone (chaos: {fault})")
             try:
                 await client.socket.send(message)
             except ConnectionClosed:
@@ -443,10 +451,10 @@ class WebSocketGateway:
         """`$request.body.action`: the body's value if it names a route, else `$default` (if any)."""
         try:
             value: Any = json.loads(text)
-            for name in self.selection_path:
-                value = value[name] if isinstance(value, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser: `$default`
             value = None
+        for name in self.selection_path:  # a missing key selects nothing (API Gateway: `$default`)
+            value = value.get(name) if isinstance(value, dict) else None
         if isinstance(value, str) and not value.startswith("$") and value in self.routes:
             return value
         return "$default" if "$default" in self.routes else None

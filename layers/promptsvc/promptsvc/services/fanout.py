@@ -15,11 +15,15 @@ by the same rule. A failed post drops the claim and leaves the cursor, so the ca
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.ports import ConnectionGone, ConnectionStore, FramePoster, Subscription, ThreadEventLog
-from promptsvc.domain.thread_events import ThreadEvent
+from promptsvc.domain.thread_events import HOLE_SECONDS, ThreadEvent
+
+if TYPE_CHECKING:
+    from promptsvc.services.connection_keys import ConnectionKeys
 
 logger = Logger(child=True)
 
@@ -27,6 +31,7 @@ PAGE = 100  # events read from the log at a time
 MAX_STALE = 200  # cursor moves or claims by others one delivery waits out before it gives up (retried)
 CLAIM_HOLD_MS = 5_000  # a claim outlives any post (the API has a short timeout); then it expires
 CLAIM_WAIT_SECONDS = 0.01  # between looks at a subscription another deliverer is posting to
+HOLE_WAIT_SECONDS = HOLE_SECONDS + 2  # waiting out an earlier seq not yet stored (the log fills a dead one)
 
 
 class Outcome(StrEnum):
@@ -35,6 +40,7 @@ class Outcome(StrEnum):
     GONE = "gone"  # the client went away: its connection and subscriptions are deleted
     FAILED = "failed"  # the post failed: the cursor is back where it was; retry the event
     UNSUBSCRIBED = "unsubscribed"  # the subscription went away meanwhile
+    REVOKED = "revoked"  # the connection's API key was revoked: it is closed and forgotten
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,10 @@ class FanoutReport:
     def gone(self) -> list[str]:
         return [c for c, outcome in self.outcomes.items() if outcome is Outcome.GONE]
 
+    @property
+    def revoked(self) -> list[str]:
+        return [c for c, outcome in self.outcomes.items() if outcome is Outcome.REVOKED]
+
 
 def forget_connection(store: ConnectionStore, connection_id: str) -> None:
     """Delete a connection and its subscriptions (what a $disconnect or a 410 means)."""
@@ -75,16 +85,22 @@ class Fanout:
         log: ThreadEventLog,
         *,
         claim_wait_seconds: float = 2.0,
+        keys: "ConnectionKeys | None" = None,
     ) -> None:
         self._store = store
         self._poster = poster
         self._log = log
         self._claim_wait = claim_wait_seconds
+        self._keys = keys  # None: connections' keys are not checked (they were at subscribe)
 
     def publish(self, event: ThreadEvent) -> FanoutReport:
         """Deliver a stored event to every subscriber of its thread; one's failure stops no other."""
         report = FanoutReport()
-        for subscription in self._store.subscribers(event.threadId):
+        for subscription in self._store.subscribers(event.thread_key):
+            if self._keys is not None and self._keys.revoked(subscription.connection_id):
+                self._keys.close(subscription.connection_id)
+                report.outcomes[subscription.connection_id] = Outcome.REVOKED
+                continue
             report.outcomes[subscription.connection_id] = self.deliver(event, subscription).outcome
         return report
 
@@ -104,8 +120,18 @@ class Fanout:
         last = subscription.last_seq
         stale = 0
         give_up_at = time.monotonic() + self._claim_wait
+        hole_given_up_at = time.monotonic() + HOLE_WAIT_SECONDS
         while event.seq > last:
-            for due in self._due(event, last):
+            due_events = self._due(event, last)
+            if not due_events:
+                # An earlier seq is still being written (its writer took its seq before this
+                # event's, and is a moment slower): wait for it; one whose writer died becomes a
+                # gap event after the log's hole bound, which this wait outlasts.
+                if time.monotonic() > hole_given_up_at:
+                    return Delivery(Outcome.FAILED, last)  # the stream retries the record
+                time.sleep(CLAIM_WAIT_SECONDS)
+                continue
+            for due in due_events:
                 outcome, last = self._step(due, last, subscription)
                 if outcome is None:  # another deliverer moved the cursor or is posting: look again
                     stale += 1
@@ -117,14 +143,14 @@ class Fanout:
         return Delivery(Outcome.DUPLICATE, last)
 
     def _due(self, event: ThreadEvent, last: int) -> list[ThreadEvent]:
-        """The events to deliver in order from cursor `last`, ending with `event` unless the page
-        of missed events had to stop short of it."""
+        """The events to deliver in order from cursor `last`, ending with `event` unless the log's
+        gapless run of missed events stops short of it (a page's end, or a seq still being
+        written: then maybe none)."""
         if event.seq == last + 1:
             return [event]
         limit = min(PAGE, event.seq - last)
-        page = self._log.after(event.threadId, last, limit)
-        missed = [e for e in page if e.seq < event.seq]
-        complete = len(page) < limit or page[-1].seq >= event.seq
+        missed = [e for e in self._log.after(event.thread_key, last, limit) if e.seq < event.seq]
+        complete = (missed[-1].seq if missed else last) == event.seq - 1
         return [*missed, event] if complete else missed
 
     def _step(self, event: ThreadEvent, last: int, subscription: Subscription) -> tuple[Outcome | None, int]:

@@ -48,6 +48,12 @@ class KeyService:
             raise Unauthorized("invalid API key")
         return Principal(user_id=record.user_id, role=record.role, key_id=record.key_id)
 
+    def still_valid(self, key_id: str, user_id: str) -> bool:
+        """Whether the key a caller authenticated with earlier (e.g. to open a WebSocket) still
+        stands for that user: revoked keys stop working within the same cache bound."""
+        record = self._lookup(key_id) if key_id else None
+        return record is not None and record.user_id == user_id
+
     def _lookup(self, key_id: str) -> ApiKeyRecord | None:
         now = self._monotonic()
         hit = self._cache.get(key_id)

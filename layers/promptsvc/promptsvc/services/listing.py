@@ -126,8 +126,9 @@ class PromptLister:
 
 def _unique(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Drop an item seen twice (it moved between two status partitions while we read)."""
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for item in items:
-        if item["id"] not in seen:
-            seen.add(item["id"])
+        key = (item["userId"], item["id"])  # ids are per user: an admin's page may hold two
+        if key not in seen:
+            seen.add(key)
             yield item

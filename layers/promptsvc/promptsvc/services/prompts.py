@@ -2,23 +2,19 @@
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.ports import PromptQueue, PromptRepository, ThreadEventLog
+from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, now_rfc3339, request_hash
 from promptsvc.domain.status import Status, is_terminal
-from promptsvc.domain.thread_events import status_event
+from promptsvc.domain.thread_events import REMOVED, status_event
 
 logger = Logger(child=True)
-
-
-class EnqueueFailed(Exception):
-    """The prompt could not be queued; it was removed again, so nothing is left behind."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +32,7 @@ class PromptService:
         catalog: Callable[[], Catalog],
         *,
         events: ThreadEventLog | None = None,
+        answers: AnswerBodies | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -43,6 +40,7 @@ class PromptService:
         self._queue = queue
         self._catalog = catalog
         self._events = events
+        self._answers = answers
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -55,69 +53,90 @@ class PromptService:
         prompt = create_prompt(principal.user_id, new)
         stored = self._repo.put_new(prompt)
         if stored is None:
-            existing = self._repo.get(new.id)
+            existing = self._repo.get(principal.user_id, new.id)
             if existing is None or existing.requestHash != request_hash(principal.user_id, new):
                 raise Conflict(f"a prompt with id {new.id!r} already exists with a different body")
             return self._maybe_wait(AddResult(existing, created=False), new.sync, sync_wait)
         try:
             self._queue.send(prompt.id, prompt.userId)
-        except Exception as error:
-            self._compensate(prompt)
-            raise EnqueueFailed("the prompt could not be queued; nothing was stored, retry") from error
-        return self._maybe_wait(AddResult(prompt, created=True), new.sync, sync_wait)
-
-    def _compensate(self, prompt: Prompt) -> None:
-        """Remove a prompt whose enqueue failed, so no scheduled prompt sits without a message."""
-        try:
-            self._repo.delete(prompt.id)
         except Exception:
-            # Left behind: a scheduled prompt with no message. Logged loudly for the alarm on
-            # ERROR lines; the caller still gets a 500 and can retry with the same id.
-            logger.exception("enqueue failed and the prompt could not be removed", prompt_id=prompt.id)
+            # The prompt is stored and accepted: the sweeper (consumer/stranded.py) sends its
+            # message once it has waited `STRANDED_AFTER_SECONDS`, exactly as after a crash here.
+            logger.exception("enqueue failed; the sweeper will queue the prompt", prompt_id=prompt.id)
+        return self._maybe_wait(AddResult(prompt, created=True), new.sync, sync_wait)
 
     def _maybe_wait(self, result: AddResult, sync: bool, limit: float) -> AddResult:
         if not sync or is_terminal(result.prompt.status):
-            return result
-        prompt, done = self.wait_terminal(result.prompt.id, limit)
-        return AddResult(prompt or result.prompt, result.created, timed_out=not done)
+            return replace(result, prompt=self.with_answer(result.prompt))
+        prompt, done = self.wait_terminal(result.prompt.userId, result.prompt.id, limit)
+        return AddResult(self.with_answer(prompt or result.prompt), result.created, timed_out=not done)
 
-    def wait_terminal(self, prompt_id: str, limit: float) -> tuple[Prompt | None, bool]:
+    def with_answer(self, prompt: Prompt) -> Prompt:
+        """The prompt with its whole answer: one too large for its item is read from the answers
+        bucket (domain.answers). Every use case that returns an answer returns it through this."""
+        if not prompt.answerRef or self._answers is None:
+            return prompt
+        body = self._answers.get(prompt.answerRef)
+        if body is None:  # its retention ran out before DynamoDB's TTL deleted the prompt
+            logger.warning("the answer's body is gone", prompt_id=prompt.id, answer_ref=prompt.answerRef)
+        return replace(prompt, answer=body or "")
+
+    def wait_terminal(self, user_id: str, prompt_id: str, limit: float) -> tuple[Prompt | None, bool]:
         """Poll until terminal or `limit` seconds pass, backing off from 50 ms to 1 s between reads."""
         deadline = self._monotonic() + limit
         delay = 0.05
-        prompt = self._repo.get(prompt_id)
+        prompt = self._repo.get(user_id, prompt_id)
         while prompt is not None and not is_terminal(prompt.status):
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 return prompt, False
             self._sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
-            prompt = self._repo.get(prompt_id)
+            prompt = self._repo.get(user_id, prompt_id)
         return prompt, True
 
-    def get(self, principal: Principal, prompt_id: str) -> Prompt:
-        """The prompt if the caller may see it; other users' prompts are 404, as if absent."""
-        prompt = self._repo.get(prompt_id)
-        if prompt is None or not (principal.is_admin or prompt.userId == principal.user_id):
+    def get(self, principal: Principal, prompt_id: str, owner: str | None = None) -> Prompt:
+        """The caller's prompt with this id (an admin may name another `owner`). Ids are per user,
+        so another user's prompt is simply not there: 404, exactly as for a missing one."""
+        namespace = principal.namespace(owner)
+        prompt = self._repo.get(namespace, prompt_id) if namespace else None
+        if prompt is None:
             raise NotFound(f"prompt {prompt_id!r} not found")
-        return prompt
+        return self.with_answer(prompt)
 
-    def cancel(self, principal: Principal, prompt_id: str) -> Prompt:
-        prompt = self.get(principal, prompt_id)
+    def cancel(self, principal: Principal, prompt_id: str, owner: str | None = None) -> Prompt:
+        prompt = self.get(principal, prompt_id, owner)
         if prompt.status is Status.CANCELED:
             return prompt
         updated = self._repo.transition(prompt, Status.CANCELED, updatedAt=now_rfc3339())
         if updated is None:
-            current = self.get(principal, prompt_id)
+            current = self.get(principal, prompt_id, prompt.userId)
             if current.status is Status.CANCELED:
                 return current
             raise Conflict(f"prompt {prompt_id!r} is {current.status} and can no longer be canceled")
-        if self._events is not None and prompt.status is not Status.RUNNING:
+        if prompt.status is not Status.RUNNING:
             # A running prompt's consumer writes `canceled` when it stops; nobody else would here.
-            self._events.append(status_event(updated, str(Status.CANCELED), updated.updatedAt))
+            self._end_events(updated, str(Status.CANCELED), updated.updatedAt)
         return updated
 
-    def remove(self, principal: Principal, prompt_id: str) -> None:
-        """Delete the prompt. A consumer holding it finds it gone and stores nothing."""
-        self.get(principal, prompt_id)
-        self._repo.delete(prompt_id)
+    def remove(self, principal: Principal, prompt_id: str, owner: str | None = None) -> None:
+        """Delete the prompt. A consumer running it notices within its poll, stops the engine, stores
+        nothing and ends the thread's events with `removed`; for a prompt nobody runs (waiting, or
+        its consumer's lease ran out) this writes that event."""
+        prompt = self.get(principal, prompt_id, owner)
+        removed = self._repo.delete(prompt.userId, prompt.id)
+        if removed is None or is_terminal(removed.status):
+            return  # gone already, or its events already ended
+        now = now_rfc3339()
+        if removed.status is not Status.RUNNING or removed.leaseUntil <= time.time() * 1000:
+            self._end_events(removed, REMOVED, now)
+
+    def _end_events(self, prompt: Prompt, status: str, now: str) -> None:
+        """Write a thread's closing event. The request has already changed the prompt, so a failure
+        here is logged (for the alarm on ERROR lines), never turned into a failed request."""
+        if self._events is None:
+            return
+        try:
+            self._events.append(status_event(prompt, status, now))
+        except Exception:
+            logger.exception("could not write the thread's closing event", prompt_id=prompt.id)

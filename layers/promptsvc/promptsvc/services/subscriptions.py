@@ -8,7 +8,6 @@ Frames to the client (all JSON):
 - thread events, as `ThreadEvent.wire()`.
 """
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -16,6 +15,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from promptsvc.domain import bounded_json
+from promptsvc.domain.bounded_json import JsonRejected
+from promptsvc.domain.names import scoped
 from promptsvc.domain.ports import (
     Connection,
     ConnectionGone,
@@ -24,12 +26,15 @@ from promptsvc.domain.ports import (
     ThreadEventLog,
 )
 from promptsvc.domain.prompt import ID_PATTERN
+from promptsvc.domain.thread_events import MAX_SEQ
+from promptsvc.services.connection_keys import ConnectionKeys
 from promptsvc.services.fanout import Fanout, Outcome, forget_connection
 from promptsvc.services.keys import KeyService
 
 logger = Logger(child=True)
 
 ACTIONS = ("subscribe", "unsubscribe", "ping")
+REVOKED = "the API key of this connection was revoked: the connection is closed"
 _THREAD_ID = re.compile(ID_PATTERN)
 
 
@@ -47,6 +52,7 @@ class SubscriptionService:
         fanout: Fanout,
         last_seq: Callable[[str], int],
         *,
+        connection_keys: ConnectionKeys,
         ttl_seconds: int = 7200,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -56,6 +62,7 @@ class SubscriptionService:
         self._log = log
         self._fanout = fanout
         self._last_seq = last_seq
+        self._connection_keys = connection_keys
         self._ttl = ttl_seconds
         self._clock = clock
 
@@ -67,6 +74,7 @@ class SubscriptionService:
             user_id=principal.user_id,
             role=principal.role,
             expires_at=int(self._clock()) + self._ttl,
+            key_id=principal.key_id,
         )
         self._store.put_connection(connection)
         return connection
@@ -75,7 +83,12 @@ class SubscriptionService:
         forget_connection(self._store, connection_id)
 
     def message(self, connection_id: str, body: str | None) -> None:
-        """Handle one client message (any route but $connect/$disconnect): frames go back by post."""
+        """Handle one client message (any route but $connect/$disconnect): frames go back by post.
+        A connection whose key was revoked gets an error frame, whatever it sent, and is closed."""
+        if self._connection_keys.revoked(connection_id):
+            self._send(connection_id, {"type": "error", "action": _action_of(body), "error": REVOKED})
+            self._connection_keys.close(connection_id)
+            return
         action: Any = None
         try:
             request = _parse(body)
@@ -86,34 +99,36 @@ class SubscriptionService:
             if action == "ping":
                 self._send(connection_id, {"type": "pong"})
             elif action == "unsubscribe":
-                self.unsubscribe(connection_id, _thread_id(request))
+                self.unsubscribe(connection_id, _thread_id(request), _owner(request))
             else:
-                self.subscribe(connection_id, _thread_id(request), _after(request))
+                self.subscribe(connection_id, _thread_id(request), _after(request), _owner(request))
         except BadRequest as error:
             named = action if isinstance(action, str) else None
             self._send(connection_id, {"type": "error", "action": named, "error": str(error)})
 
-    def subscribe(self, connection_id: str, thread_id: str, after: int | None) -> None:
-        """Follow a thread: its owner (or an admin) gets `subscribed`, then the stored events after
-        `after` (if given), then live ones, each once and in order."""
+    def subscribe(
+        self, connection_id: str, thread_id: str, after: int | None, owner: str | None = None
+    ) -> None:
+        """Follow one of the caller's threads (an admin may name another `owner`): `subscribed`,
+        then the stored events after `after` (if given), then live ones, each once and in order."""
         connection = self._store.get_connection(connection_id)
         if connection is None:
             raise BadRequest("this connection is not known (it expired): connect again")
-        first = self._log.after(thread_id, 0, 1)
-        if first and not (connection.is_admin or first[0].userId == connection.user_id):
-            raise BadRequest(f"you may not subscribe to thread {thread_id!r}")
-        cursor = self._last_seq(thread_id) if after is None else after
+        key = _thread_key(connection, thread_id, owner)
+        cursor = self._last_seq(key) if after is None else after
         # `subscribed` goes out before the subscription exists, so no event can overtake it.
         if not self._send(connection_id, {"type": "subscribed", "threadId": thread_id, "after": cursor}):
             return
-        subscription = self._store.subscribe(connection, thread_id, cursor)
+        subscription = self._store.subscribe(connection, key, cursor)
         # Also when live only: events stored between reading the cursor and subscribing.
         delivery = self._fanout.replay(subscription)
         if delivery.outcome is Outcome.FAILED:
             logger.warning("replay stopped; the next live event catches up", thread_id=thread_id)
 
-    def unsubscribe(self, connection_id: str, thread_id: str) -> None:
-        self._store.unsubscribe(thread_id, connection_id)
+    def unsubscribe(self, connection_id: str, thread_id: str, owner: str | None = None) -> None:
+        connection = self._store.get_connection(connection_id)
+        if connection is not None:
+            self._store.unsubscribe(_thread_key(connection, thread_id, owner), connection_id)
         self._send(connection_id, {"type": "unsubscribed", "threadId": thread_id})
 
     def _send(self, connection_id: str, frame: dict[str, Any]) -> bool:
@@ -128,12 +143,37 @@ class SubscriptionService:
 
 def _parse(body: str | None) -> dict[str, Any]:
     try:
-        request = json.loads(body or "")
-    except ValueError as error:
-        raise BadRequest(f"invalid JSON: {error}") from None
+        request = bounded_json.loads(body or "")  # depth, number and text bounds: an error frame
+    except JsonRejected as error:
+        raise BadRequest(str(error)) from None
     if not isinstance(request, dict):
         raise BadRequest('a message must be a JSON object such as {"action": "ping"}')
     return request
+
+
+def _action_of(body: str | None) -> str | None:
+    """The action a message names, if it is readable (for an error frame that refuses it anyway)."""
+    try:
+        action = bounded_json.loads(body or "").get("action")
+    except (JsonRejected, AttributeError):
+        return None
+    return action if isinstance(action, str) else None
+
+
+def _thread_key(connection: Connection, thread_id: str, owner: str | None) -> str:
+    """The thread's key in its owner's namespace: the caller's own, or the user an admin names."""
+    if owner and owner != connection.user_id and not connection.is_admin:
+        raise BadRequest("userId: only an admin may name another user's thread")
+    return scoped(owner or connection.user_id, thread_id)
+
+
+def _owner(request: dict[str, Any]) -> str | None:
+    value = request.get("userId")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _THREAD_ID.match(value):
+        raise BadRequest("userId must be a user id (letters, digits and ._:@-, up to 128)")
+    return value
 
 
 def _thread_id(request: dict[str, Any]) -> str:
@@ -149,6 +189,8 @@ def _after(request: dict[str, Any]) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadRequest("after must be a seq, 0 or more")
+    if value > MAX_SEQ:
+        raise BadRequest(f"after must be at most {MAX_SEQ}")
     return value
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
+from promptsvc.domain.names import scoped
 from promptsvc.domain.ports import ThreadEventLog
 
 MAX_LIMIT = 1000
@@ -20,14 +21,17 @@ class ThreadService:
     def __init__(self, log: ThreadEventLog | None) -> None:
         self._log = log
 
-    def events(self, caller: Principal, thread_id: str, after: int, limit: int) -> EventPage:
-        """The events after `after` that the caller may see: their own (an admin: all)."""
+    def events(
+        self, caller: Principal, thread_id: str, after: int, limit: int, owner: str | None = None
+    ) -> EventPage:
+        """The events after `after` of the caller's thread (an admin may name another `owner`).
+        Threads are per user: another user's thread of the same name is a different thread."""
         if after < 0:
             raise InvalidRequest("after must be a seq, 0 or more")
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be from 1 to {MAX_LIMIT}")
-        if self._log is None:
+        namespace = caller.namespace(owner)
+        if self._log is None or namespace is None:
             return EventPage([], after)
-        stored = self._log.after(thread_id, after, limit)
-        visible = [e.wire() for e in stored if caller.is_admin or e.userId == caller.user_id]
-        return EventPage(visible, stored[-1].seq if stored else after)
+        stored = self._log.after(scoped(namespace, thread_id), after, limit)
+        return EventPage([e.wire() for e in stored], stored[-1].seq if stored else after)

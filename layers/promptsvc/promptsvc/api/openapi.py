@@ -1,0 +1,207 @@
+"""The published contract: the OpenAPI 3.1 document of both APIs, generated from the typed models.
+
+Two things FastAPI cannot see by itself are added here:
+
+- request bodies: the routes read them through `json_body` dependencies (api/body.py: no
+  Content-Type needed, errors in each API's shape), not body parameters, so `contract(body=...)`
+  documents the model in `openapi_extra` and `document()` adds its schema to the components;
+- responses: the routes build their bodies themselves (runtime unchanged), so `contract()` names
+  the model of each status instead of a `response_model`; FastAPI's default 422 for a parameter
+  that fails validation becomes the API's own answer (400 `{error}`, on /v2 422 `{message}`).
+
+`python -m promptsvc.api.openapi docs/openapi.json` (what `scripts/openapi` runs) writes the
+document; `--check` fails when the file differs from the app's.
+"""
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from promptsvc.api.registry_schemas import RegistryError
+from promptsvc.api.schemas import QueueError
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+_MODEL_PATH = "/request-models"
+_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+
+_MEANING = {
+    400: "malformed JSON, a wrong field (named), or a bad cursor",
+    401: "missing or unknown API key",
+    403: "the key's role may not do this",
+    408: "the body was not received in time (`BODY_READ_SECONDS`)",
+    404: "no such resource (another user's is 404 too), or no such route",
+    409: "conflicts with the stored state",
+    413: "the body is larger than 1 MB (or the prompt than 256 KB, or the item than DynamoDB's 400 KB)",
+    422: "a field is not valid (named)",
+    500: "internal error (never a stack trace)",
+}
+_ALWAYS = (401, 500)
+
+
+def contract(
+    ok: type[BaseModel] | None,
+    *errors: int,
+    registry: bool = False,
+    status: int = 200,
+    also: dict[int, type[BaseModel]] | None = None,
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+) -> dict[str, Any]:
+    """Route decorator arguments documenting a route: its answer (`ok`, with `status`; None for an
+    empty body), more successful answers (`also`), its error statuses besides 401 and 500, and the
+    JSON body its `json_body` dependency reads."""
+    error_model = RegistryError if registry else QueueError
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code, model in {status: ok, **(also or {})}.items():
+        responses[code] = {"description": "OK"} if model is None else {"model": model, "description": "OK"}
+    bounded = (408, 413) if body is not None else ()  # api/body_limit.py, for any route that reads a body
+    for code in sorted({*errors, *_ALWAYS, *bounded}):
+        responses[code] = {"model": error_model, "description": _MEANING[code]}
+    arguments: dict[str, Any] = {"response_model": None, "status_code": status, "responses": responses}
+    if body is not None:
+        _REQUEST_MODELS[body.__name__] = body
+        schema = {"$ref": _placeholder(body.__name__)}  # the schema's name is FastAPI's to choose
+        arguments["openapi_extra"] = {
+            "requestBody": {"required": body_required, "content": {"application/json": {"schema": schema}}}
+        }
+    return arguments
+
+
+def _placeholder(name: str) -> str:
+    return f"{_MODEL_PATH}/{name}"
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document (what it serves at /openapi.json), built once."""
+    if app.openapi_schema is None:
+        models = _documentation_routes()
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=[*app.routes, *models.values()],
+        )
+        _link_request_bodies(doc, models)
+        _validation_errors(doc)
+        _integral_bounds(doc)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def _documentation_routes() -> dict[str, APIRoute]:
+    """One route per request model, taking it as a body: FastAPI then names and generates its schema
+    together with every other model (shared ones once); `_link_request_bodies` removes them again."""
+    routes = {}
+    for name, model in _REQUEST_MODELS.items():
+
+        def endpoint(body: Any) -> None:  # never called
+            raise NotImplementedError
+
+        parameter = inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)
+        endpoint.__signature__ = inspect.Signature([parameter])  # type: ignore[attr-defined]
+        routes[name] = APIRoute(f"{_MODEL_PATH}/{name}", endpoint, methods=["POST"])
+    return routes
+
+
+def _link_request_bodies(doc: dict[str, Any], models: dict[str, APIRoute]) -> None:
+    refs = {}
+    for name, route in models.items():
+        operation = doc["paths"].pop(route.path)["post"]
+        refs[_placeholder(name)] = operation["requestBody"]["content"]["application/json"]["schema"]
+    for item in doc["paths"].values():
+        for operation in item.values():
+            if "requestBody" in operation:
+                content = operation["requestBody"]["content"]["application/json"]
+                content["schema"] = refs[content["schema"]["$ref"]]
+
+
+def _validation_errors(doc: dict[str, Any]) -> None:
+    """FastAPI's default 422 (its own error shape) out; the API's own answer to a parameter that
+    fails validation (400 `{error}`, or 422 `{message}` on /v2) in, where a parameter can fail."""
+    default = {"$ref": REF_TEMPLATE.format(model="HTTPValidationError")}
+    for path, item in doc["paths"].items():
+        for operation in item.values():
+            responses = operation["responses"]
+            if (
+                responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema")
+                == default
+            ):
+                del responses["422"]
+            if any(_constrained(parameter["schema"]) for parameter in operation.get("parameters", ())):
+                status, model = (422, RegistryError) if path.startswith("/v2/") else (400, QueueError)
+                schema = {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+                responses.setdefault(
+                    str(status),
+                    {"description": _MEANING[status], "content": {"application/json": {"schema": schema}}},
+                )
+            operation["responses"] = dict(sorted(responses.items()))
+    text = json.dumps(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f'"{REF_TEMPLATE.format(model=name)}"' not in text:
+            schemas.pop(name, None)
+
+
+_CONSTRAINTS = frozenset({"pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                          "minLength", "maxLength", "enum", "const"})  # fmt: skip
+
+
+def _constrained(schema: dict[str, Any]) -> bool:
+    """Whether a value can fail this parameter schema (a plain string cannot)."""
+    if _CONSTRAINTS & set(schema) or schema.get("type", "string") not in ("string", "null"):
+        return True
+    return any(_constrained(option) for option in schema.get("anyOf", ()))
+
+
+_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+
+
+def _integral_bounds(node: Any) -> None:
+    """Bounds as pydantic writes them (`0`, not FastAPI's `0.0`): a generator reading `minimum: 0.0`
+    on an integer may send `5.0`, which the strict request models refuse."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _integral_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integral_bounds(value)
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The module the routes registered their request models in (run as `-m`, this one is __main__).
+    from promptsvc.api import openapi
+    from promptsvc.api.app import create_app
+
+    parser = argparse.ArgumentParser(description="Write (or --check) the OpenAPI document of the API.")
+    parser.add_argument("path", type=Path, help="where the document goes, e.g. docs/openapi.json")
+    parser.add_argument("--check", action="store_true", help="fail if the file differs from the app's")
+    args = parser.parse_args(argv)
+    text = openapi.render(openapi.document(create_app()))
+    if args.check:
+        if not args.path.exists() or args.path.read_text() != text:
+            print(f"{args.path} is out of date: run scripts/openapi", file=sys.stderr)
+            return 1
+        return 0
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    args.path.write_text(text)
+    print(f"wrote {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

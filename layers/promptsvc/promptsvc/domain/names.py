@@ -1,0 +1,19 @@
+"""Names users choose (prompt ids, thread ids) live in their owner's namespace.
+
+Every table key built from such a name is `owner#name`, so two users can pick the same prompt id
+or thread id independently, and neither can find, block or number anything of the other's. Owner
+ids and names both match `ID_PATTERN` (no `#`), so a scoped key splits back unambiguously.
+"""
+
+SEPARATOR = "#"
+
+
+def scoped(owner: str, name: str) -> str:
+    """The table key of `name` in `owner`'s namespace."""
+    return f"{owner}{SEPARATOR}{name}"
+
+
+def unscoped(key: str) -> tuple[str, str]:
+    """(owner, name) of a scoped key."""
+    owner, _, name = key.partition(SEPARATOR)
+    return owner, name
