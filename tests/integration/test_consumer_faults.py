@@ -135,7 +135,7 @@ def test_after_max_retries_the_prompt_is_abandoned(
     engine(monkeypatch, [fails(EngineError("429 Too Many Requests", retryable=True))] * 3)
     run = runner(settings)
 
-    results = [asyncio.run(run.run(prompt["id"])) for _ in range(3)]
+    results = [asyncio.run(run.run(prompt["id"], user_id="alice")) for _ in range(3)]
 
     assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY, Outcome.ABANDONED]
     assert results[0].retry_after <= results[1].retry_after * 2  # backoff grows (2 s, then 4 s, jittered)
@@ -151,7 +151,7 @@ def test_an_unknown_model_is_abandoned_at_once(
     without = Catalog({k: v for k, v in shipped.models.items() if k != "Qwen/Qwen2.5-7B-Instruct"}, MODEL)
     run = PromptRunner(wiring.prompt_repository(settings), lambda: without, EngineRegistry(settings))
 
-    result = asyncio.run(run.run(prompt["id"]))
+    result = asyncio.run(run.run(prompt["id"], user_id="alice"))
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
     assert result.outcome is Outcome.ABANDONED
@@ -174,21 +174,21 @@ def test_a_consumer_that_dies_after_its_claim_is_replaced_and_the_run_counts(
     prompt = add(client, keys["alice"])
     repository = wiring.prompt_repository(settings)
     clock = Clock()
-    stored = repository.get(prompt["id"])
+    stored = repository.get("alice", prompt["id"])
     assert stored is not None
     repository.claim(stored, now_rfc3339(), int((clock.now + 60) * 1000))  # ...and then it died
     engine(monkeypatch, [answers("recovered")])
     run = runner(settings, clock=clock)
 
-    while_leased = asyncio.run(run.run(prompt["id"]))  # the message came back early: lease still live
+    while_leased = asyncio.run(run.run(prompt["id"], user_id="alice"))  # the message came back early: lease still live
     clock.now += 61
-    after_lease = asyncio.run(run.run(prompt["id"]))
+    after_lease = asyncio.run(run.run(prompt["id"], user_id="alice"))
 
     assert while_leased.outcome is Outcome.BUSY and 1 <= while_leased.retry_after <= 60
     assert after_lease.outcome is Outcome.COMPLETED
     body = prompt_of(client, keys["alice"], prompt["id"])
     assert body["prompt"]["runCount"] == 2 and body["answer"] == "recovered"
-    assert repository.get(prompt["id"]).crashCount == 1  # type: ignore[union-attr]
+    assert repository.get("alice", prompt["id"]).crashCount == 1  # type: ignore[union-attr]
 
 
 def test_a_prompt_that_keeps_killing_consumers_is_dead_lettered_and_abandoned(
@@ -198,7 +198,7 @@ def test_a_prompt_that_keeps_killing_consumers_is_dead_lettered_and_abandoned(
     repository = wiring.prompt_repository(settings)
     clock = Clock()
     for _ in range(settings.crash_limit):  # each consumer claims it, then dies
-        current = repository.get(prompt["id"])
+        current = repository.get("alice", prompt["id"])
         assert current is not None
         repository.claim(current, now_rfc3339(), int(clock.now * 1000) - 1)
     message = receive(local_stack)
@@ -228,7 +228,7 @@ def test_a_stalled_stream_is_a_retryable_timeout(
 
     engine(monkeypatch, [stalls])
 
-    result = asyncio.run(runner(settings, stall_timeout=0.3).run(prompt["id"]))
+    result = asyncio.run(runner(settings, stall_timeout=0.3).run(prompt["id"], user_id="alice"))
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
     assert result.outcome is Outcome.RETRY
@@ -247,7 +247,7 @@ def test_the_call_timeout_bounds_a_stream_that_never_ends(
 
     engine(monkeypatch, [endless])
 
-    result = asyncio.run(runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"]))
+    result = asyncio.run(runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"], user_id="alice"))
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
     assert result.outcome is Outcome.RETRY
@@ -287,7 +287,7 @@ def test_a_run_emits_its_metrics_as_emf(
     engine(monkeypatch, [answers("metered")])
     capsys.readouterr()
 
-    asyncio.run(runner(settings).run(prompt["id"]))
+    asyncio.run(runner(settings).run(prompt["id"], user_id="alice"))
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     emitted = {m["Name"]: line for line in lines for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}

@@ -67,6 +67,25 @@ class StalledWriter(DynamoThreadEventLog):
         return stored
 
 
+class Watched:
+    """The log as the fan-out sees it: `missing` is set once a read after the cursor found
+    `missing_seq` not stored yet."""
+
+    def __init__(self, log: DynamoThreadEventLog, missing_seq: int) -> None:
+        self._log = log
+        self._missing_seq = missing_seq
+        self.missing = threading.Event()
+
+    def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
+        events = self._log.after(thread_key, after_seq, limit)
+        if after_seq == self._missing_seq - 1 and not events:
+            self.missing.set()
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
 @pytest.fixture
 def log(settings: Settings) -> DynamoThreadEventLog:
     return DynamoThreadEventLog(settings.thread_events_table)
@@ -92,8 +111,8 @@ def test_an_event_stored_before_an_earlier_seq_is_delivered_in_order_once_that_s
     settings: Settings, store: Any, log: DynamoThreadEventLog
 ) -> None:
     client = Client()
-    # Fan-out gives up at once on a seq still being written (the stream retries the record).
-    fanout = Fanout(store, client, log, claim_wait_seconds=0)
+    watched = Watched(log, missing_seq=2)
+    fanout = Fanout(store, client, watched)
     subscribe_alice(store)
     one = log.append(delta("one"))
     assert fanout.publish(one).outcomes == {"conn-a": Outcome.DELIVERED}
@@ -104,13 +123,17 @@ def test_an_event_stored_before_an_earlier_seq_is_delivered_in_order_once_that_s
 
     assert three.seq == 3
     assert [e.seq for e in log.after(KEY, 0, 10)] == [1]  # the run stops before the seq in flight
-    assert fanout.publish(three).outcomes == {"conn-a": Outcome.FAILED}  # not skipped: retried
+    outcomes: list[dict[str, Outcome]] = []
+    publishing = threading.Thread(target=lambda: outcomes.append(fanout.publish(three).outcomes))
+    publishing.start()  # the stream's record of 3 comes first
+    assert watched.missing.wait(WAIT)  # the fan-out looked for 2 and waits for it
+    assert [f["seq"] for f in client.frames["conn-a"]] == [1]  # 3 does not overtake it
     assert store.subscription(KEY, "conn-a").last_seq == 1
     two = writer.finish(running)
+    publishing.join(WAIT)
     assert two.seq == 2
-    # The stream carries 3 before 2: the retry of 3 delivers 2 first; then 2 is a duplicate.
-    assert fanout.publish(three).outcomes == {"conn-a": Outcome.DELIVERED}
-    assert fanout.publish(two).outcomes == {"conn-a": Outcome.DUPLICATE}
+    assert outcomes == [{"conn-a": Outcome.DELIVERED}]  # 2, then 3
+    assert fanout.publish(two).outcomes == {"conn-a": Outcome.DUPLICATE}  # the record of 2, later
     assert [(f["seq"], f["text"]) for f in client.frames["conn-a"]] == [(1, "one"), (2, "two"), (3, "three")]
     assert [(e.seq, e.text) for e in log.after(KEY, 0, 10)] == [(1, "one"), (2, "two"), (3, "three")]
 

@@ -116,6 +116,10 @@ class DynamoThreadEventLog:
             while event.seq > expected:
                 if _age_seconds(event.createdAt) < self._hole_seconds:
                     return events  # `expected` is still being written: look again later
+                if after_seq == 0 and not events:
+                    # Below the thread's oldest stored event: expired (TTL), nothing to fill.
+                    expected = event.seq
+                    break
                 events.append(self._fill(thread_key, expected, event))
                 expected += 1
                 if len(events) >= limit:

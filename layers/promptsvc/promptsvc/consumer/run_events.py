@@ -12,6 +12,7 @@ prompts table stays the record, and `GET .../events` or a reconnect shows what w
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
@@ -44,6 +45,7 @@ class RunEvents:
         self._deltas_queued = False
         self._next_delta_at = 0.0
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._dropped = False
         self._writer = asyncio.create_task(self._write_all())
         self.written = 0
 
@@ -60,6 +62,12 @@ class RunEvents:
         if not self._deltas_queued:
             self._deltas_queued = True
             self._queue.put_nowait(_DELTAS)
+
+    def drop(self) -> None:
+        """Write nothing more: what is queued and gathered is discarded (a run that lost its lease
+        must not write after the run that replaces it has started)."""
+        self._dropped = True
+        self._buffer = []
 
     async def flush(self) -> None:
         """Wait until everything queued so far (gathered deltas included) is written. The runner
@@ -97,6 +105,10 @@ class RunEvents:
                 await self._write(item)
 
     async def _write(self, event: ThreadEvent) -> None:
+        if self._dropped:
+            return
+        # Stamped as it is stored: readers date a seq still being written by its neighbours.
+        event = replace(event, createdAt=now_rfc3339())
         try:
             await asyncio.to_thread(self._log.append, event)
             self.written += 1
@@ -116,6 +128,9 @@ class NoEvents:
         return None
 
     def delta(self, text: str) -> None:
+        return None
+
+    def drop(self) -> None:
         return None
 
     async def flush(self) -> None:

@@ -22,6 +22,7 @@ Rules (DESIGN.md, "Prompt lifecycle"):
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -109,6 +110,14 @@ class _FinalError(EngineError):
 
 
 _REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
+_CLOSE_GRACE_SECONDS = 10  # how long the consumer that finished a prompt may take to write its closing event
+
+
+_FENCE_MARGIN_MS = 1000  # a run stops this long before its lease ends, unless it was renewed
+
+
+class _LeaseLost(Exception):
+    """The run's lease is about to end without a renewal: it must stop before another claims it."""
 
 
 class _Stopped(Exception):
@@ -184,8 +193,7 @@ class PromptRunner:
         if prompt is None:
             return RunResult(Outcome.SKIPPED)
         if is_terminal(prompt.status):
-            await self._close_events_if_missing(prompt)
-            return RunResult(Outcome.SKIPPED)
+            return await self._close_events_if_missing(prompt)
         now_ms = self._now_ms()
         if prompt.status is Status.RUNNING:
             if prompt.leaseUntil > now_ms:
@@ -198,21 +206,28 @@ class PromptRunner:
             return RunResult(Outcome.SKIPPED)
         return await self._started(claimed, lease, keep_alive, on_generated)
 
-    async def _close_events_if_missing(self, prompt: Prompt) -> None:
+    async def _close_events_if_missing(self, prompt: Prompt) -> RunResult:
         """A finished prompt's message came back: maybe its consumer died after finishing it but
         before storing the thread's closing status event (the events follow the status change).
-        If the thread's recent events hold no closing event of this prompt since it finished,
-        store it now, so every prompt's events end with its final status."""
+        If the thread's recent events hold no closing event of this prompt, store it now, so every
+        prompt's events end with its final status. Within `_CLOSE_GRACE_SECONDS` of the finish the
+        consumer that finished it may still be writing it (this is a duplicate delivery racing
+        it): then the message is kept, to look again once that time has passed."""
         if self._events is None:
-            return
+            return RunResult(Outcome.SKIPPED)
         try:
             recent = await asyncio.to_thread(self._events.recent, thread_key_of(prompt), _REPAIR_LOOKBACK)
-            if closing_event_missing(prompt, recent, complete=len(recent) < _REPAIR_LOOKBACK):
-                event = status_event(prompt, str(prompt.status), now_rfc3339(), prompt.error)
-                await asyncio.to_thread(self._events.append, event)
-                logger.warning("stored a finished prompt's missing closing event", **_log_keys(prompt))
+            if not closing_event_missing(prompt, recent, complete=len(recent) < _REPAIR_LOOKBACK):
+                return RunResult(Outcome.SKIPPED)
+            waited = self._clock() - _epoch(prompt.updatedAt)
+            if waited < _CLOSE_GRACE_SECONDS:
+                return RunResult(Outcome.BUSY, retry_after=max(1, math.ceil(_CLOSE_GRACE_SECONDS - waited)))
+            event = status_event(prompt, str(prompt.status), now_rfc3339(), prompt.error)
+            await asyncio.to_thread(self._events.append, event)
+            logger.warning("stored a finished prompt's missing closing event", **_log_keys(prompt))
         except Exception:
             logger.exception("could not check the thread's closing event", **_log_keys(prompt))
+        return RunResult(Outcome.SKIPPED)
 
     async def _started(
         self,
@@ -270,6 +285,13 @@ class PromptRunner:
             raise
         except _Stopped as stopped:
             return await self._stopped(claimed, stopped.current, progress)
+        except _LeaseLost:
+            # Past our lease another consumer may already run it: write nothing more (its reset
+            # must not be followed by our deltas). The message comes back soon, and a consumer
+            # reclaims the prompt (counting the lost run like a crash) unless one already has.
+            events.drop()
+            logger.warning("lease ran out before it could be renewed; run stopped", **_log_keys(claimed))
+            return RunResult(Outcome.BUSY, retry_after=1)
         except EngineError as error:
             return await self._fail(claimed, progress, error, attempt)
         except InvalidRequest as error:
@@ -409,6 +431,7 @@ class PromptRunner:
         stream = engine.stream(attempt.request)
         generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
         renew_at = self._clock() + lease / 3
+        lease_until_ms = claimed.leaseUntil
         try:
             while True:
                 done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
@@ -428,11 +451,14 @@ class PromptRunner:
                     or current.runCount != claimed.runCount
                 ):
                     raise _Stopped(current)
+                if self._now_ms() >= lease_until_ms - _FENCE_MARGIN_MS:
+                    raise _LeaseLost()  # another consumer may claim it now: stop writing at once
                 if self._clock() >= renew_at:
                     renew_at = self._clock() + lease / 3
-                    await asyncio.to_thread(
-                        self._repo.renew_lease, claimed, self._now_ms() + int(lease * 1000)
-                    )
+                    until = self._now_ms() + int(lease * 1000)
+                    if not await asyncio.to_thread(self._repo.renew_lease, claimed, until):
+                        raise _Stopped(await self._state(claimed))
+                    lease_until_ms = until
                     if keep_alive is not None:
                         await keep_alive()
         finally:

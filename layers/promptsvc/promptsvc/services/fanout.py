@@ -149,8 +149,10 @@ class Fanout:
         if event.seq == last + 1:
             return [event]
         limit = min(PAGE, event.seq - last)
-        missed = [e for e in self._log.after(event.thread_key, last, limit) if e.seq < event.seq]
-        complete = (missed[-1].seq if missed else last) == event.seq - 1
+        page = self._log.after(event.thread_key, last, limit)
+        missed = [e for e in page if e.seq < event.seq]
+        # The log's gapless run reaches `event` (it may pass over expired history at its start).
+        complete = len(page) > len(missed) or (missed[-1].seq if missed else last) == event.seq - 1
         return [*missed, event] if complete else missed
 
     def _step(self, event: ThreadEvent, last: int, subscription: Subscription) -> tuple[Outcome | None, int]:
