@@ -30,14 +30,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from promptsvc.local import dev_process
 from promptsvc.local.chaos_check import check
 from promptsvc.local.chaos_load import ChaosClient, Workload, attempt_log, dev_environment
-from promptsvc.local.dev import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "chaos-admin-key"
@@ -45,35 +44,12 @@ STARTUP_LIMIT = 60.0
 
 
 def start_dev(workdir: Path, chaos: str) -> tuple[subprocess.Popen[str], str, str, "queue.Queue[str]"]:
-    port, ws_port = free_port(), free_port()
-    env = {**_environment(), **dev_environment(workdir)}
-    command = [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
-               "--api-key", ADMIN_KEY, "--mock-chunk-delay", "0.05", "--chaos", chaos]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-            continue
-        if "promptsvc dev is ready" in line:
-            return process, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{ws_port}/", lines
-    process.kill()
-    raise SystemExit("promptsvc dev did not become ready")
-
-
-def _environment() -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROMPTSVC_", "POWERTOOLS_"))}
-    env.pop("ENGINE", None)
-    return env
+    flags = ("--mock-chunk-delay", "0.05", "--chaos", chaos)
+    try:
+        dev = dev_process.start_dev(*flags, api_key=ADMIN_KEY, env=dev_environment(workdir), cwd=ROOT)
+    except dev_process.DevNotReady as error:
+        raise SystemExit(str(error)) from None
+    return dev.process, dev.base_url, dev.ws_url, dev.output
 
 
 def _progress(began: float) -> Callable[[str], None]:

@@ -12,20 +12,17 @@ lost (not completed after the drain) and run twice; the last line is
 
 import argparse
 import asyncio
-import os
 import queue
 import random
 import statistics
 import subprocess
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from promptsvc.local.dev import free_port
+from promptsvc.local import dev_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "load-admin-key"
@@ -49,28 +46,9 @@ class Stats:
 
 
 def start_server(seconds_limit: float) -> tuple[subprocess.Popen[str], str, "queue.Queue[str]"]:
-    port, ws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROMPTSVC_", "POWERTOOLS_"))}
-    env.pop("ENGINE", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
-         "--api-key", ADMIN_KEY, "--engine", "mock", "--mock-chunk-delay", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
-    deadline = time.monotonic() + seconds_limit
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-            continue
-        if "promptsvc dev is ready" in line:
-            return process, f"http://127.0.0.1:{port}", lines
-    process.kill()
-    raise RuntimeError("promptsvc dev did not become ready")
+    flags = ("--engine", "mock", "--mock-chunk-delay", "0")
+    dev = dev_process.start_dev(*flags, api_key=ADMIN_KEY, cwd=ROOT, startup_seconds=seconds_limit)
+    return dev.process, dev.base_url, dev.output
 
 
 async def worker(

@@ -16,44 +16,19 @@ to contention are what this guards against). Target (the last line): one thread 
 """
 
 import argparse
-import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from promptsvc.local.dev import free_port
+from promptsvc.local.dev_process import start_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bench-admin-key"
 TARGET = 1.5
 DRAIN_LIMIT = 600.0
-
-
-def start_dev(port: int, ws_port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROMPTSVC_", "POWERTOOLS_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
-         "--api-key", ADMIN_KEY, "--mock-chunk-delay", "0.5"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if "promptsvc dev is ready" in lines.get(timeout=0.5):
-                return process
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-    process.kill()
-    raise SystemExit("promptsvc dev did not start")
 
 
 def drain_seconds(http: httpx.Client, prompts: int, thread_of: Callable[[int], str], tag: str) -> float:
@@ -93,17 +68,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=100)
     args = parser.parse_args()
-    port, ws_port = free_port(), free_port()
-    process = start_dev(port, ws_port)
+    dev = start_dev("--mock-chunk-delay", "0.5", api_key=ADMIN_KEY, cwd=ROOT)
     try:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as http:
+        with httpx.Client(base_url=dev.base_url, headers=headers, timeout=60) as http:
             separate = drain_seconds(http, args.prompts, lambda i: f"own-{i}", "separate")
             shared = drain_seconds(http, args.prompts, lambda i: "busy", "shared")
             events, ok = gapless(http, "busy")
     finally:
-        process.kill()
-        process.wait(10)
+        dev.stop()
     ratio = shared / separate
     print(f"separate threads: {args.prompts} prompts drained in {separate:.1f} s")
     print(f"one thread:       {args.prompts} prompts drained in {shared:.1f} s")

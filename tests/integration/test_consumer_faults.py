@@ -180,7 +180,9 @@ def test_a_consumer_that_dies_after_its_claim_is_replaced_and_the_run_counts(
     engine(monkeypatch, [answers("recovered")])
     run = runner(settings, clock=clock)
 
-    while_leased = asyncio.run(run.run(prompt["id"], user_id="alice"))  # the message came back early: lease still live
+    while_leased = asyncio.run(
+        run.run(prompt["id"], user_id="alice")
+    )  # the message came back early: lease still live
     clock.now += 61
     after_lease = asyncio.run(run.run(prompt["id"], user_id="alice"))
 
@@ -247,7 +249,9 @@ def test_the_call_timeout_bounds_a_stream_that_never_ends(
 
     engine(monkeypatch, [endless])
 
-    result = asyncio.run(runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"], user_id="alice"))
+    result = asyncio.run(
+        runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"], user_id="alice")
+    )
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
     assert result.outcome is Outcome.RETRY

@@ -45,7 +45,9 @@ def test_a_duplicate_delivery_after_the_answer_does_nothing(
     prompt = add(client, keys["alice"])
     consumer.drain()
     queue_url = local_stack.refs["PromptsQueue"]
-    aws_client("sqs").send_message(QueueUrl=queue_url, MessageBody=message_body(prompt["id"], prompt["userId"]))
+    aws_client("sqs").send_message(
+        QueueUrl=queue_url, MessageBody=message_body(prompt["id"], prompt["userId"])
+    )
 
     assert consumer.drain() == 1
 
