@@ -1,18 +1,14 @@
 """The local stack as a subprocess: `promptsvc dev` on free ports, one per test module."""
 
-import os
 import queue
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from promptsvc.local.dev import free_port
+from promptsvc.local.dev_process import DevNotReady, start_dev
 
 from tests.conftest import ROOT
 
@@ -28,12 +24,6 @@ class DevServer:
     ws_url: str = ""  # the WebSocket API: connect to ws_url + "?token=KEY"
 
 
-def _child_environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROMPTSVC_", "POWERTOOLS_"))}
-    env.pop("ENGINE", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
     with dev_server() as started:
@@ -43,38 +33,17 @@ def server() -> Iterator[DevServer]:
 @contextmanager
 def dev_server(mock_chunk_delay: float = 0.05, env: dict[str, str] | None = None) -> Iterator[DevServer]:
     """`promptsvc dev` on free ports until the block ends (`env`: more environment for it)."""
-    port, ws_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
-         "--api-key", ADMIN_KEY, "--mock-chunk-delay", str(mock_chunk_delay)],
-        cwd=ROOT, env={**_child_environment(), **(env or {})}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-    seen = []
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-            continue
-        seen.append(line)
-        if "promptsvc dev is ready" in line:
-            break
-    else:
-        process.kill()
-        pytest.fail("promptsvc dev did not become ready:\n" + "".join(seen))
-    if process.poll() is not None:
-        pytest.fail("promptsvc dev exited:\n" + "".join(seen))
     try:
-        yield DevServer(process, f"http://127.0.0.1:{port}", lines, f"ws://127.0.0.1:{ws_port}/")
+        dev = start_dev(
+            "--mock-chunk-delay", str(mock_chunk_delay), api_key=ADMIN_KEY, env=env, cwd=ROOT,
+            startup_seconds=STARTUP_LIMIT,
+        )  # fmt: skip
+    except DevNotReady as error:
+        pytest.fail(str(error))
+    try:
+        yield DevServer(dev.process, dev.base_url, dev.output, dev.ws_url)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        dev.stop()
 
 
 def call(server: DevServer, key: str, method: str, path: str, body: object = None) -> httpx.Response:

@@ -19,12 +19,13 @@ import httpx
 import pytest
 from promptsvc.domain.keys import hash_secret, parse_key
 from promptsvc.local.dev import free_port
+from promptsvc.local.dev_process import child_environment
 from promptsvc.services.subscriptions import REVOKED
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_KEY, STARTUP_LIMIT, DevServer, _child_environment, call
+from tests.e2e.conftest import ADMIN_KEY, STARTUP_LIMIT, DevServer, call
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ _readers: dict[str, threading.Thread] = {}  # the thread reading each server's o
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
     port, ws_port = free_port(), free_port()
-    env = {**_child_environment(), "KEY_CACHE_SECONDS": "0", "POWERTOOLS_LOG_LEVEL": "DEBUG"}
+    env = child_environment({"KEY_CACHE_SECONDS": "0", "POWERTOOLS_LOG_LEVEL": "DEBUG"})
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, "dev", "--port", str(port), "--ws-port", str(ws_port),
          "--api-key", ADMIN_KEY, "--mock-chunk-delay", "0.02"],

@@ -110,17 +110,23 @@ def test_a_reconnect_gets_exactly_the_missed_events(server: DevServer, users: di
     assert replayed == seen[missed_after:]
 
 
-def test_another_user_cannot_subscribe_to_a_thread(server: DevServer, users: dict[str, str]) -> None:
+def test_another_user_with_the_same_thread_id_sees_nothing_of_it(
+    server: DevServer, users: dict[str, str]
+) -> None:
+    """Thread ids are per user: bob subscribing to "streams-private" follows his own thread of that
+    name, from seq 0, and alice's events never reach him; he cannot name her thread either."""
     with open_socket(server, users["alice"]) as alice:
         subscribe(alice, "streams-private")
         add(server, users["alice"], "streams-private")
         frames(alice, is_status("completed"))
 
         with open_socket(server, users["bob"]) as bob:
-            refused = subscribe(bob, "streams-private")
+            own = subscribe(bob, "streams-private", after=0)
+            assert own == {"type": "subscribed", "threadId": "streams-private", "after": 0}
+            bob.send(json.dumps({"action": "subscribe", "threadId": "streams-private", "userId": "alice"}))
+            refused = json.loads(bob.recv(timeout=WAIT))
             assert refused["type"] == "error" and refused["action"] == "subscribe"
-            assert "streams-private" in refused["error"]
-            add(server, users["alice"], "streams-private")  # more events in the thread: none for bob
+            add(server, users["alice"], "streams-private")  # more events in her thread: none for bob
             frames(alice, is_status("completed"))
             nothing_more(bob)
 

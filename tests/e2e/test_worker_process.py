@@ -81,7 +81,7 @@ def add_prompts(settings: Settings, count: int) -> list[str]:
 
 def prompts(settings: Settings, ids: list[str]) -> list[Prompt]:
     repository = wiring.prompt_repository(settings)
-    return [p for p in (repository.get(i) for i in ids) if p is not None]
+    return [p for p in (repository.get(ALICE.user_id, i) for i in ids) if p is not None]
 
 
 def start_worker(stack: Stack, chunk_delay: float, *flags: str) -> subprocess.Popen[str]:

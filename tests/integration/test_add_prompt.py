@@ -296,10 +296,9 @@ def test_a_requeued_prompt_whose_message_was_not_lost_still_runs_once(
     assert requeue_stranded(repository, queue, grace_seconds=300, now=later).requeued == 1
     assert queue_depth(local_stack) == 2  # the original message and the sweeper's
 
-    consumer.drain()
+    consumer.drain()  # the copy delivered while the first runs is kept until its lease ends
     done = client.get(f"/prompt-svc/prompt/{prompt['prompt']['id']}", headers=auth(keys["alice"]))
     assert (done.json()["prompt"]["status"], done.json()["prompt"]["runCount"]) == ("completed", 1)
-    assert queue_depth(local_stack) == 0
 
 
 def test_an_internal_error_is_a_500_without_a_stack_trace(

@@ -15,6 +15,7 @@ from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.domain.catalog import Catalog
+from promptsvc.domain.names import scoped
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.local.template import LocalStack
 from promptsvc.services.prompt_intake import PromptIntake
@@ -34,6 +35,11 @@ def servers() -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
         yield alpha, beta
 
 
+def thread_key_of_dict(prompt: dict[str, Any]) -> str:
+    """The events table's key of a prompt's thread: threads are per user."""
+    return scoped(prompt["userId"], prompt["threadId"])
+
+
 @dataclass
 class Routed:
     """The API and a consumer sharing a catalog whose `alpha` model has the routing under test."""
@@ -46,6 +52,7 @@ class Routed:
     rng: random.Random = field(default_factory=lambda: random.Random(42))
     catalog: Catalog | None = None
     runner: PromptRunner | None = None
+    owners: dict[str, str] = field(default_factory=dict)  # prompt id -> its user (ids are per user)
 
     def use(self, routing: dict[str, Any]) -> None:
         def model(name: str, server: FakeOpenAIServer, routing: dict[str, Any] | None = None) -> dict:
@@ -85,11 +92,14 @@ class Routed:
             "/prompt-svc/prompt", json={"modelId": "alpha", **body}, headers=auth(key)
         )
         assert response.status_code == 200, response.text
-        return response.json()["prompt"]
+        prompt = response.json()["prompt"]
+        self.owners[prompt["id"]] = prompt["userId"]
+        return prompt
 
     def run(self, prompt_id: str) -> RunResult:
+        """What a consumer does with the prompt's message (which names its owner)."""
         assert self.runner is not None
-        return asyncio.run(self.runner.run(prompt_id))
+        return asyncio.run(self.runner.run(prompt_id, user_id=self.owners[prompt_id]))
 
     def get(self, key: str, prompt_id: str) -> dict:
         return self.client.get(f"/prompt-svc/prompt/{prompt_id}", headers=auth(key)).json()
@@ -192,7 +202,7 @@ def test_a_stream_cut_midway_is_retried_and_the_thread_starts_over(
     assert (first.outcome, second.outcome) == (Outcome.RETRY, Outcome.COMPLETED)
     body = routed.get(keys["alice"], prompt["id"])
     assert body["answer"] == ALPHA_TEXT  # not the cut attempt's words glued to the retry's
-    events = DynamoThreadEventLog(settings.thread_events_table).after(prompt["threadId"], 0, 100)
+    events = DynamoThreadEventLog(settings.thread_events_table).after(thread_key_of_dict(prompt), 0, 100)
     kinds = [e.type for e in events]
     assert "reset" in kinds
     after_reset = events[len(kinds) - 1 - kinds[::-1].index("reset") :]
@@ -262,7 +272,7 @@ def test_an_exact_match_is_answered_from_the_cache_until_it_expires(
     assert len(routed.alpha.requests) == 4  # first, bob's, the other text, and after expiry
     body = routed.get(keys["alice"], hit["id"])
     assert body["answer"] == ALPHA_TEXT and body["prompt"]["answeredBy"] == "alpha"
-    events = DynamoThreadEventLog(settings.thread_events_table).after(hit["threadId"], 0, 100)
+    events = DynamoThreadEventLog(settings.thread_events_table).after(thread_key_of_dict(hit), 0, 100)
     assert "".join(e.text or "" for e in events if e.type == "delta") == ALPHA_TEXT
     assert [e.status for e in events if e.type == "status"] == ["scheduled", "running", "completed"]
 

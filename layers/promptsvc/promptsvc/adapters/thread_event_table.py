@@ -26,6 +26,10 @@ from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.thread_events import HOLE_SECONDS, EventType, ThreadEvent
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
+_PUT_PATIENCE_SECONDS = 5.0  # a throttled event put keeps trying this long (the hole bound is 10 s)
+_THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 _ATTEMPTS = 5  # allocations per append (each failure means a filler took the seq: rare)
 
 
@@ -180,13 +184,22 @@ class DynamoThreadEventLog:
         return int(result["Attributes"]["last"])
 
     def _put_once(self, item: dict[str, Any]) -> bool:
-        try:
-            self._table.put_item(Item=item, ConditionExpression=Attr("seq").not_exists())
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        """Put the event at its seq; False if the seq is taken. The seq is ours once allocated, so
+        a throttled put is retried (past the SDK's own retries) for up to `_PUT_PATIENCE_SECONDS`,
+        well inside the hole bound: a busy table delays an event, it does not lose it."""
+        give_up_at = time.monotonic() + _PUT_PATIENCE_SECONDS
+        for attempt in itertools.count():
+            try:
+                self._table.put_item(Item=item, ConditionExpression=Attr("seq").not_exists())
+            except ClientError as error:
+                if _condition_failed(error):
+                    return False
+                if error.response["Error"]["Code"] not in _THROTTLED or time.monotonic() > give_up_at:
+                    raise
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+                continue
+            return True
+        raise AssertionError("unreachable")
 
     def _catch_up_counter(self, thread_key: str) -> None:
         """Move the counter past the last stored seq (never back)."""

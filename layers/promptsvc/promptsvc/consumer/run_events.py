@@ -26,6 +26,7 @@ logger = Logger(child=True)
 _DELTAS = object()  # queue marker: flush the gathered deltas
 MAX_DELTA_BYTES = 64 * 1024  # of text per delta event
 _END = object()
+_WRITE_ATTEMPTS = 3  # of one event, each already retried by the SDK and the log
 
 
 class RunEvents:
@@ -107,13 +108,21 @@ class RunEvents:
     async def _write(self, event: ThreadEvent) -> None:
         if self._dropped:
             return
-        # Stamped as it is stored: readers date a seq still being written by its neighbours.
-        event = replace(event, createdAt=now_rfc3339())
-        try:
-            await asyncio.to_thread(self._log.append, event)
+        for attempt in range(_WRITE_ATTEMPTS):
+            # Stamped as it is stored: readers date a seq still being written by its neighbours.
+            stamped = replace(event, createdAt=now_rfc3339())
+            try:
+                await asyncio.to_thread(self._log.append, stamped)
+            except Exception:
+                if attempt + 1 == _WRITE_ATTEMPTS:
+                    logger.exception(
+                        "could not store a thread event", prompt_id=event.promptId, type=str(event.type)
+                    )
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)  # a throttled table: try again shortly
+                continue
             self.written += 1
-        except Exception:
-            logger.exception("could not store a thread event", prompt_id=event.promptId, type=str(event.type))
+            return
 
 
 class NoEvents:

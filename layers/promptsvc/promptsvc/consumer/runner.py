@@ -113,7 +113,7 @@ _REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's c
 _CLOSE_GRACE_SECONDS = 10  # how long the consumer that finished a prompt may take to write its closing event
 
 
-_FENCE_MARGIN_MS = 1000  # a run stops this long before its lease ends, unless it was renewed
+_FENCE_MARGIN_MS = 1000  # a run stops this long (at most a quarter lease) before its lease ends
 
 
 class _LeaseLost(Exception):
@@ -432,6 +432,7 @@ class PromptRunner:
         generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
         renew_at = self._clock() + lease / 3
         lease_until_ms = claimed.leaseUntil
+        fence_margin_ms = min(_FENCE_MARGIN_MS, int(lease * 1000) // 4)
         try:
             while True:
                 done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
@@ -451,8 +452,6 @@ class PromptRunner:
                     or current.runCount != claimed.runCount
                 ):
                     raise _Stopped(current)
-                if self._now_ms() >= lease_until_ms - _FENCE_MARGIN_MS:
-                    raise _LeaseLost()  # another consumer may claim it now: stop writing at once
                 if self._clock() >= renew_at:
                     renew_at = self._clock() + lease / 3
                     until = self._now_ms() + int(lease * 1000)
@@ -461,6 +460,8 @@ class PromptRunner:
                     lease_until_ms = until
                     if keep_alive is not None:
                         await keep_alive()
+                if self._now_ms() >= lease_until_ms - fence_margin_ms:
+                    raise _LeaseLost()  # another consumer may claim it now: stop writing at once
         finally:
             if not generation.done():
                 generation.cancel()

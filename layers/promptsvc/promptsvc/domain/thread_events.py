@@ -11,6 +11,7 @@ per thread and `type` one of
 """
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -82,6 +83,7 @@ def _of(prompt: Prompt, kind: EventType, now: str, **fields: Any) -> ThreadEvent
 
 
 TERMINAL_STATUSES = frozenset({"completed", "abandoned", "canceled", REMOVED})
+CLOCK_SLACK_SECONDS = 60.0  # how far out of seq order events' createdAt may be
 
 
 def thread_key_of(prompt: Prompt) -> str:
@@ -90,16 +92,21 @@ def thread_key_of(prompt: Prompt) -> str:
 
 def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete: bool) -> bool:
     """Whether a finished prompt's closing status event is missing from `recent` (its thread's
-    latest events, newest first; `complete`: they are all the thread has). Events older than the
-    prompt's last change cannot be its closing event, so the search stops there; if it runs out
-    of events first without knowing, the answer is no (never write a second closing event)."""
+    latest events, newest first; `complete`: they are all the thread has). Writers stamp and
+    number events concurrently, so `createdAt` is only roughly in seq order: the search stops at
+    events older than the prompt's last change by `CLOCK_SLACK_SECONDS`, which cannot be its
+    closing event. If it runs out of events before that, the answer is no, unless they are all the
+    thread has (a second closing event is worse than none)."""
+    horizon = _shifted(prompt.updatedAt, -CLOCK_SLACK_SECONDS)
     for event in recent:
-        if (
-            event.promptId == prompt.id
-            and event.type is EventType.STATUS
-            and event.status in TERMINAL_STATUSES
-        ):
+        closing = event.type is EventType.STATUS and event.status in TERMINAL_STATUSES
+        if event.promptId == prompt.id and closing:
             return False
-        if event.createdAt < prompt.updatedAt:
+        if event.createdAt < horizon:
             return True
     return complete
+
+
+def _shifted(rfc3339: str, seconds: float) -> str:
+    moment = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (moment + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
