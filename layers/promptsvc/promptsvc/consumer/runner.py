@@ -45,7 +45,13 @@ from promptsvc.domain.retry import backoff_seconds
 from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, StepKind, after_failure
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
-from promptsvc.domain.thread_events import REMOVED, closing_event_missing, status_event, thread_key_of
+from promptsvc.domain.thread_events import (
+    REMOVED,
+    closing_event_missing,
+    reset_event,
+    status_event,
+    thread_key_of,
+)
 from promptsvc.engines.base import CALL_PARAMETERS, Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 
@@ -279,8 +285,14 @@ class PromptRunner:
         except asyncio.CancelledError:
             # The host is shutting down (an ECS worker past its drain time): give the run back,
             # uncounted, so another consumer starts it at once instead of waiting out the lease.
+            # The next run starts over as a first run (scheduled, running, ... and no `reset` of its
+            # own), so this run's `reset` is stored now, before the release, and nothing after it.
+            events.drop()
+            if self._events is not None:
+                reset = reset_event(claimed, now_rfc3339())
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.to_thread(self._events.append, reset))
             await asyncio.shield(asyncio.to_thread(self._repo.release, claimed, now_rfc3339()))
-            events.reset()  # the next run starts over, as a first run: scheduled, running, ...
             logger.info("prompt released by a stopping consumer", **_log_keys(claimed))
             raise
         except _Stopped as stopped:
