@@ -288,6 +288,7 @@ class PromptRunner:
             # The next run starts over as a first run (scheduled, running, ... and no `reset` of its
             # own), so this run's `reset` is stored now, before the release, and nothing after it.
             events.drop()
+            await asyncio.shield(events.close())  # lets a write already under way land first
             if self._events is not None:
                 reset = reset_event(claimed, now_rfc3339())
                 with contextlib.suppress(Exception):
