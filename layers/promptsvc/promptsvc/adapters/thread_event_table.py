@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.domain.names import unscoped
-from promptsvc.domain.prompt import now_rfc3339
+from promptsvc.domain.prompt import now_rfc3339, parse_rfc3339
 from promptsvc.domain.thread_events import HOLE_SECONDS, EventType, ThreadEvent
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
@@ -76,7 +76,7 @@ def _condition_failed(error: ClientError) -> bool:
 
 def _age_seconds(created_at: str) -> float:
     try:
-        moment = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        moment = parse_rfc3339(created_at)
     except ValueError:
         return float("inf")  # not ours to date: never let it hold a hole open for good
     return (datetime.now(UTC) - moment).total_seconds()

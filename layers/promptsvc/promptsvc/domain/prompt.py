@@ -56,10 +56,18 @@ def public_view(data: "dict | Prompt") -> dict:
     return view
 
 
+_RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def now_rfc3339(clock: datetime | None = None) -> str:
     """Fixed-width RFC 3339 UTC time (microseconds, `Z`), so string order is time order."""
     moment = clock or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(_RFC3339)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """The moment a `now_rfc3339` string names; ValueError for any other text."""
+    return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
 
 
 def new_id(prefix: str) -> str:

@@ -11,12 +11,12 @@ per thread and `type` one of
 """
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from promptsvc.domain.names import scoped
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, now_rfc3339, parse_rfc3339
 
 HOLE_SECONDS = 10.0  # a seq allocated this long ago whose event is not stored: its writer is gone
 REMOVED = "removed"  # the status event that ends a removed prompt's events (not a prompt status)
@@ -108,5 +108,4 @@ def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete
 
 
 def _shifted(rfc3339: str, seconds: float) -> str:
-    moment = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return (moment + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return now_rfc3339(parse_rfc3339(rfc3339) + timedelta(seconds=seconds))
