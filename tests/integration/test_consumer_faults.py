@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from promptsvc.adapters.prompt_queue import SqsMessages, message_body
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.prompt import now_rfc3339
+from promptsvc.domain.prompt import Prompt, now_rfc3339
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
@@ -279,6 +280,37 @@ def test_a_throttled_table_keeps_the_message_for_later(
 
     assert settled is Settlement.KEPT and len(messages.visibility) == 1
     assert prompt_of(client, keys["alice"], prompt["id"])["prompt"]["status"] == "scheduled"
+
+
+def test_a_claim_that_loses_a_race_keeps_its_message_while_the_prompt_is_unfinished(
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Two deliveries find a prompt whose consumer died and both reclaim it; the other wins. Ours
+    must not be deleted as a mere duplicate while the prompt is unfinished: it is what brings the
+    prompt back should the winner's consumer die too."""
+    prompt = add(client, keys["alice"])
+    repository = wiring.prompt_repository(settings)
+    stored = repository.get("alice", prompt["id"])
+    assert stored is not None
+    repository.claim(stored, now_rfc3339(), int(time.time() * 1000) - 1)  # ...and its consumer died
+    real_claim = repository.claim
+
+    def raced(seen: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
+        monkeypatch.setattr(repository, "claim", real_claim)
+        assert real_claim(seen, now, lease_until_ms) is not None  # the other delivery wins
+        return real_claim(seen, now, lease_until_ms)  # ours, on the prompt as it was read
+
+    monkeypatch.setattr(repository, "claim", raced)
+    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings))
+    messages = Recorder(settings)
+
+    settled = asyncio.run(settle(run, messages, receive(local_stack)))
+
+    body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
+    assert body["status"] == "running" and body["runCount"] == 2  # the other delivery's run
+    assert settled is Settlement.KEPT and len(messages.visibility) == 1
+    assert 1 <= messages.visibility[0] <= 90  # back when the winner's lease runs out
 
 
 def test_a_run_emits_its_metrics_as_emf(

@@ -4,15 +4,22 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 from promptsvc import wiring
+from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+from promptsvc.consumer.runner import Outcome, PromptRunner
+from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
+from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import Prompt, now_rfc3339
-from promptsvc.domain.thread_events import EventType, ThreadEvent
+from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.registry import EngineRegistry
 from promptsvc.local.sqs_source import SqsEventSource
 from promptsvc.settings import Settings
 
@@ -123,13 +130,17 @@ def test_a_retry_starts_with_a_reset(
     asyncio.run(runner.run(prompt["id"], user_id="alice"))
     asyncio.run(runner.run(prompt["id"], user_id="alice"))
 
-    kinds = [(e["type"], e.get("status")) for e in events(client, keys["alice"], "retry")]
+    stored = events(client, keys["alice"], "retry")
+    kinds = [(e["type"], e.get("status")) for e in stored]
+    kinds = [kind for i, kind in enumerate(kinds) if kind != ("delta", None) or kinds[i - 1] != kind]
     assert kinds == [
         ("status", "scheduled"), ("status", "running"), ("delta", None), ("status", "errored"),
         ("reset", None), ("status", "running"), ("delta", None), ("status", "completed"),
     ]  # fmt: skip
-    errored = events(client, keys["alice"], "retry")[3]
+    errored = next(e for e in stored if e.get("status") == "errored")
     assert errored["error"] == "503 busy"
+    retried = [e["text"] for e in stored[stored.index(errored) :] if e["type"] == "delta"]
+    assert "".join(retried) == "partial whole answer"  # however the deltas were coalesced
 
 
 def test_a_cancel_mid_stream_ends_with_canceled(
@@ -253,3 +264,150 @@ def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings)
 
     assert sorted(stored) == list(range(1, 51))
     assert [e.seq for e in logs[0].after("alice#shared", 0, 100)] == list(range(1, 51))
+
+
+def killed_after_first_delta(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def dies(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        yield Delta("half ")
+        await asyncio.sleep(0.3)  # the first delta is stored
+        raise mock.ConsumerKilled("the process died")
+
+    monkeypatch.setattr(mock.MockEngine, "stream", dies)
+
+
+def removal_check(settings: Settings, wait: float) -> ReceivedMessage:
+    """The message a removal queued, once SQS delivers it (it is delayed to the lease's end)."""
+    sqs = aws_client("sqs")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for raw in sqs.receive_message(QueueUrl=settings.prompts_queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            if "removal" in raw["Body"]:
+                return ReceivedMessage(raw["MessageId"], raw["ReceiptHandle"], raw["Body"])
+        time.sleep(0.2)
+    raise AssertionError("no removal check was delivered")
+
+
+def test_a_prompt_removed_while_its_consumer_is_dead_still_ends_with_removed(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its consumer died holding the lease, so it will never notice the removal; the check the
+    removal queued for the lease's end writes `removed` instead."""
+    prompt = add(client, keys["alice"], threadId="orphan")
+    killed_after_first_delta(monkeypatch)
+    runner = wiring.prompt_runner(settings)
+    with pytest.raises(mock.ConsumerKilled):
+        asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=2))
+
+    removed = client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+    before = events(client, keys["alice"], "orphan")
+    message = removal_check(settings, wait=10)
+    settled = asyncio.run(settle(runner, wiring.queue_messages(settings), message))
+
+    assert removed.status_code < 300
+    assert [e.get("status") for e in before] == ["scheduled", "running", None]  # stuck at running
+    seen = events(client, keys["alice"], "orphan")
+    assert settled is Settlement.DONE
+    assert [e.get("status") for e in seen] == ["scheduled", "running", None, "removed"]
+    assert seen[-1]["promptId"] == prompt["id"]
+
+
+def test_a_removal_check_before_the_lease_ends_waits_and_after_a_live_consumer_writes_nothing(
+    client: TestClient, keys: dict[str, str], settings: Settings, consumer: SqsEventSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    streaming(monkeypatch, [f"{i} " for i in range(100)], delay=0.05)
+    prompt = add(client, keys["alice"], threadId="watched")
+    runner = wiring.prompt_runner(settings)
+    check = RemovalCheck("alice", prompt["id"], "watched", after_seq=0, lease_until_ms=0)
+
+    def remove_soon() -> None:
+        time.sleep(1.0)
+        client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+
+    remover = threading.Thread(target=remove_soon)
+    remover.start()
+    consumer.drain()  # the live consumer notices the removal and writes `removed` itself
+    remover.join()
+    early = asyncio.run(runner.close_removed(replace(check, lease_until_ms=int(time.time() * 1000) + 60_000)))
+    late = asyncio.run(runner.close_removed(check))
+
+    assert early.outcome is Outcome.BUSY and 59 <= early.retry_after <= 61
+    assert late.outcome is Outcome.SKIPPED
+    statuses = [e.get("status") for e in events(client, keys["alice"], "watched") if e["type"] == "status"]
+    assert statuses == ["scheduled", "running", "removed"]  # one closing event, the consumer's
+
+
+def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_completes(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write held up past a lease that could not be renewed (a throttled table, a starved
+    thread) would land among the events of the run that reclaims the prompt: it is not made, and
+    the run does not complete with an answer its thread never showed. The next run starts the
+    answer over."""
+    prompt = add(client, keys["alice"], threadId="fenced")
+    streaming(monkeypatch, ["whole ", "answer"])
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    real_append = log.append
+
+    def slow_deltas(event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        if event.type is EventType.DELTA:
+            time.sleep(1.5)  # past the 1 s lease's fence
+        return real_append(event, deadline=deadline)
+
+    monkeypatch.setattr(log, "append", slow_deltas)
+    repository = wiring.prompt_repository(settings)
+    real_renew = repository.renew_lease
+
+    def throttled(prompt: Prompt, lease_until_ms: int) -> bool:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "UpdateItem")
+
+    monkeypatch.setattr(repository, "renew_lease", throttled)
+    engines = EngineRegistry(settings)
+    fenced = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
+
+    result = asyncio.run(fenced.run(prompt["id"], user_id="alice", lease_seconds=1))
+    time.sleep(1)  # the lease is over
+    monkeypatch.setattr(log, "append", real_append)
+    monkeypatch.setattr(repository, "renew_lease", real_renew)
+    again = asyncio.run(fenced.run(prompt["id"], user_id="alice"))
+
+    assert result.outcome is Outcome.BUSY
+    assert again.outcome is Outcome.COMPLETED
+    seen = events(client, keys["alice"], "fenced")
+    kinds = [(e["type"], e.get("status") or e.get("text")) for e in seen]
+    assert kinds[:2] == [("status", "scheduled"), ("status", "running")]
+    assert ("reset", None) in kinds and kinds[-1] == ("status", "completed")
+    before_reset = kinds[: kinds.index(("reset", None))]
+    assert not [kind for kind in before_reset if kind[0] == "delta"]  # the late deltas were never stored
+    body = client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).json()
+    assert body["answer"] == "whole answer" and body["prompt"]["runCount"] == 2
+
+
+def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is renewed for as long as the run lasts, not only while the engine streams: slow
+    writes after the generation do not cost the run its lease."""
+    prompt = add(client, keys["alice"], threadId="kept")
+    streaming(monkeypatch, ["whole ", "answer"])
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    real_append = log.append
+
+    def slow_deltas(event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        if event.type is EventType.DELTA:
+            time.sleep(1.5)  # longer than the whole 1 s lease
+        return real_append(event, deadline=deadline)
+
+    monkeypatch.setattr(log, "append", slow_deltas)
+    engines = EngineRegistry(settings)
+    repository = wiring.prompt_repository(settings)
+    runner = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
+
+    result = asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=1))
+
+    assert result.outcome is Outcome.COMPLETED
+    seen = events(client, keys["alice"], "kept")
+    assert "".join(e["text"] for e in seen if e["type"] == "delta") == "whole answer"
+    assert seen[-1]["status"] == "completed"

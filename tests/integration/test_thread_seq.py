@@ -14,7 +14,7 @@ from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.domain.keys import Role
 from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import Connection
+from promptsvc.domain.ports import Connection, Deadline
 from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.services.fanout import Fanout, Outcome
@@ -48,11 +48,11 @@ class StalledWriter(DynamoThreadEventLog):
         self.release = threading.Event()
         self.stored: list[ThreadEvent] = []
 
-    def _put_once(self, item: dict[str, Any]) -> bool:
+    def _put_once(self, item: dict[str, Any], deadline: Deadline | None = None) -> bool:
         if not self.allocated.is_set():  # only the first put stalls
             self.allocated.set()
             assert self.release.wait(WAIT)
-        return super()._put_once(item)
+        return super()._put_once(item, deadline)
 
     def start(self, event: ThreadEvent) -> threading.Thread:
         thread = threading.Thread(target=lambda: self.stored.append(self.append(event)))

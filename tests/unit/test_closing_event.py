@@ -1,9 +1,10 @@
 """The rule that decides whether a finished prompt's closing thread event is missing (a consumer
 died between finishing the prompt and storing the event): never a second closing event."""
 
+from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import EventType, ThreadEvent, closing_event_missing
+from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent, closing_event_missing
 
 DONE = Prompt(
     id="p1", prompt="x", modelId="m", template="", threadId="t", userId="alice",
@@ -42,3 +43,53 @@ def test_when_the_search_runs_out_it_is_missing_only_if_it_saw_the_whole_thread(
     recent = [event("p1", EventType.DELTA, "00:09.000000")]
     assert closing_event_missing(DONE, recent, complete=True) is True
     assert closing_event_missing(DONE, recent, complete=False) is False
+
+
+class Log:
+    """Stored events by seq, and the thread's last stored seq (a hole: a write in flight)."""
+
+    def __init__(self, stored: dict[int, ThreadEvent]) -> None:
+        self.stored = stored
+
+    def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
+        run, seq = [], after_seq + 1
+        while seq in self.stored and len(run) < limit:
+            run.append(self.stored[seq].with_seq(seq))
+            seq += 1
+        return run
+
+    def last_seq(self, thread_key: str) -> int:
+        return max(self.stored, default=0)
+
+
+CHECK = RemovalCheck("alice", "p1", "t", after_seq=2, lease_until_ms=0)
+
+
+def test_a_removal_check_finds_the_closing_event_after_the_removal() -> None:
+    log = Log({
+        1: event("p1", EventType.STATUS, "00:00.000000", "running"),
+        2: event("p1", EventType.DELTA, "00:01.000000"),
+        3: event("p2", EventType.STATUS, "00:02.000000", "running"),
+        4: event("p1", EventType.STATUS, "00:03.000000", "removed"),
+    })  # fmt: skip
+    assert closing_event_needed(log, CHECK) is False  # type: ignore[arg-type]
+
+
+def test_a_removal_check_writes_when_nothing_after_the_removal_closes_the_prompt() -> None:
+    log = Log({
+        1: event("p1", EventType.STATUS, "00:00.000000", "removed"),  # an earlier prompt p1's end
+        2: event("p1", EventType.STATUS, "00:01.000000", "running"),
+        3: event("p2", EventType.STATUS, "00:02.000000", "completed"),  # another prompt's end
+    })  # fmt: skip
+    assert closing_event_needed(log, CHECK) is True  # type: ignore[arg-type]
+
+
+def test_a_removal_check_waits_while_a_later_write_is_in_flight() -> None:
+    """Seq 4 is taken but not stored yet, and seq 5 is: 4 may be the run's closing event."""
+    log = Log({
+        1: event("p1", EventType.STATUS, "00:00.000000", "running"),
+        2: event("p1", EventType.DELTA, "00:01.000000"),
+        3: event("p2", EventType.STATUS, "00:02.000000", "running"),
+        5: event("p2", EventType.DELTA, "00:04.000000"),
+    })  # fmt: skip
+    assert closing_event_needed(log, CHECK) is None  # type: ignore[arg-type]

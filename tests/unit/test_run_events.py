@@ -1,8 +1,11 @@
 """RunEvents: statuses in order, the first delta at once, later deltas coalesced per interval."""
 
 import asyncio
+import time
 
 from promptsvc.consumer.run_events import RunEvents
+from promptsvc.domain.errors import DeadlinePassed
+from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 
@@ -13,7 +16,10 @@ class MemoryLog:
     def __init__(self) -> None:
         self.events: list[ThreadEvent] = []
 
-    def append(self, event: ThreadEvent) -> ThreadEvent:
+    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        until = deadline() if deadline is not None else None
+        if until is not None and time.time() >= until:
+            raise DeadlinePassed("past the deadline")
         stored = event.with_seq(len(self.events) + 1)
         self.events.append(stored)
         return stored
@@ -70,7 +76,7 @@ def test_close_flushes_the_pending_deltas_before_the_final_status_in_order() -> 
 
 def test_a_failing_log_never_fails_the_run() -> None:
     class Broken(MemoryLog):
-        def append(self, event: ThreadEvent) -> ThreadEvent:
+        def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
             raise ConnectionError("table unreachable")
 
     async def scenario() -> int:
@@ -81,3 +87,29 @@ def test_a_failing_log_never_fails_the_run() -> None:
         return events.written
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_past_its_fence_a_run_writes_nothing_more_and_knows_it() -> None:
+    """A run whose lease fence passed (another consumer may have started the prompt over) stores
+    no queued or later event, until the fence is lifted by the run's own final write."""
+
+    async def scenario() -> tuple[list[str | None], bool]:
+        log = MemoryLog()
+        events = RunEvents(log, PROMPT, interval=0.01)
+        events.fence(time.time() + 3600)
+        events.status("running")
+        await events.flush()
+        events.fence(time.time() - 1)  # the lease ran out
+        events.delta("late ")
+        events.status("completed")
+        await events.flush()
+        fenced = events.fenced
+        events.fence(None)
+        events.status("errored")  # dropped for good once fenced
+        await events.close()
+        return [e.text or e.status for e in log.events], fenced
+
+    written, fenced = asyncio.run(scenario())
+
+    assert written == ["running"]
+    assert fenced is True

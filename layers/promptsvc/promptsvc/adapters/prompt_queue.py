@@ -1,27 +1,64 @@
-"""The prompts queue (SQS). A message carries ids only (prompt and owner), never the prompt text."""
+"""The prompts queue (SQS). A message carries ids only (prompt and owner), never the prompt text;
+a removal check (domain.thread_events.RemovalCheck) also names the thread and the removed run's
+lease."""
 
-import json
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptsvc.adapters.clients import client
+from promptsvc.domain.thread_events import RemovalCheck
+
+MAX_DELAY_SECONDS = 900  # SQS's largest DelaySeconds
+
+
+class _Removal(BaseModel):
+    threadId: str = Field(min_length=1)
+    afterSeq: int = Field(ge=0)
+    leaseUntil: int = Field(ge=0)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    promptId: str = Field(min_length=1)
+    userId: str = Field(min_length=1)
+    removal: _Removal | None = None
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    """What a message asks: run the prompt, or (with `removal`) check its removed run's thread."""
+
+    prompt_id: str
+    user_id: str
+    removal: RemovalCheck | None = None
 
 
 def message_body(prompt_id: str, user_id: str) -> str:
     """The message: ids only, the owner's and the prompt's (prompt ids are per user)."""
-    return json.dumps({"promptId": prompt_id, "userId": user_id})
+    return _Body(promptId=prompt_id, userId=user_id).model_dump_json(exclude_none=True)
 
 
-def parse_body(body: str) -> tuple[str, str]:
-    """The prompt id and owner id of a queue message; ValueError when the message is not one of
-    ours."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("queue message is not a JSON object")
-    prompt_id, user_id = data.get("promptId"), data.get("userId")
-    if not isinstance(prompt_id, str) or not prompt_id:
-        raise ValueError("queue message has no promptId")
-    if not isinstance(user_id, str) or not user_id:
-        raise ValueError("queue message has no userId")
-    return prompt_id, user_id
+def removal_body(check: RemovalCheck) -> str:
+    removal = _Removal(threadId=check.thread_id, afterSeq=check.after_seq, leaseUntil=check.lease_until_ms)
+    return _Body(promptId=check.prompt_id, userId=check.user_id, removal=removal).model_dump_json()
+
+
+def parse_body(body: str) -> QueuedWork:
+    """What a queue message asks; ValueError (naming the problem) when it is not one of ours."""
+    try:
+        data = _Body.model_validate_json(body)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        raise ValueError(f"queue message: {where}: {problem['msg']}") from None
+    removal = None
+    if data.removal is not None:
+        removal = RemovalCheck(
+            data.userId, data.promptId, data.removal.threadId, data.removal.afterSeq, data.removal.leaseUntil
+        )
+    return QueuedWork(data.promptId, data.userId, removal)
 
 
 class SqsPromptQueue:
@@ -30,6 +67,13 @@ class SqsPromptQueue:
 
     def send(self, prompt_id: str, user_id: str) -> None:
         client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=message_body(prompt_id, user_id))
+
+    def send_removal_check(self, check: RemovalCheck, delay_seconds: int) -> None:
+        client("sqs").send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=removal_body(check),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, delay_seconds)),
+        )
 
 
 class SqsMessages:

@@ -21,7 +21,9 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
+from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import now_rfc3339, parse_rfc3339
 from promptsvc.domain.thread_events import HOLE_SECONDS, EventType, ThreadEvent
 
@@ -74,6 +76,12 @@ def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def _check(deadline: Deadline | None) -> None:
+    until = deadline() if deadline is not None else None
+    if until is not None and time.time() >= until:
+        raise DeadlinePassed("the writer's deadline passed before the event was stored")
+
+
 def _age_seconds(created_at: str) -> float:
     try:
         moment = parse_rfc3339(created_at)
@@ -94,12 +102,13 @@ class DynamoThreadEventLog:
     def _table(self) -> Any:
         return dynamodb_table(self._table_name)
 
-    def append(self, event: ThreadEvent) -> ThreadEvent:
+    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
         key = event.thread_key
         for _ in range(_ATTEMPTS):
+            _check(deadline)
             expires = int(time.time()) + self._ttl
             stored = event.with_seq(self._allocate(key, expires))
-            if self._put_once(event_to_item(stored, expires)):
+            if self._put_once(event_to_item(stored, expires), deadline):
                 return stored
             self._catch_up_counter(key)  # a gap filler (or a counter lost to TTL) took that seq
         raise RuntimeError(f"could not store an event in thread {event.threadId!r}")
@@ -183,12 +192,13 @@ class DynamoThreadEventLog:
         )
         return int(result["Attributes"]["last"])
 
-    def _put_once(self, item: dict[str, Any]) -> bool:
+    def _put_once(self, item: dict[str, Any], deadline: Deadline | None = None) -> bool:
         """Put the event at its seq; False if the seq is taken. The seq is ours once allocated, so
         a throttled put is retried (past the SDK's own retries) for up to `_PUT_PATIENCE_SECONDS`,
         well inside the hole bound: a busy table delays an event, it does not lose it."""
         give_up_at = time.monotonic() + _PUT_PATIENCE_SECONDS
         for attempt in itertools.count():
+            _check(deadline)  # past it, the seq is left as a hole: a late event would be worse
             try:
                 self._table.put_item(Item=item, ConditionExpression=Attr("seq").not_exists())
             except ClientError as error:

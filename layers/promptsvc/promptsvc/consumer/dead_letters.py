@@ -78,11 +78,13 @@ def sweep(
         for message in messages:
             report.read += 1
             try:
-                prompt_id, user_id = parse_body(message["Body"])
+                work = parse_body(message["Body"])
             except ValueError:
                 report.unreadable += 1
                 continue
             deliveries = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)) - 1
-            if abandon(repository, user_id, prompt_id, max(deliveries, 1), events):
+            if work.removal is not None:
+                continue  # a removed prompt's check: nothing is left to abandon
+            if abandon(repository, work.user_id, work.prompt_id, max(deliveries, 1), events):
                 report.abandoned += 1
     return report

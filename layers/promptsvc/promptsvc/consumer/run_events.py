@@ -7,6 +7,10 @@ token is not held back), later ones are gathered and written at most once per `i
 over several events: an event is a DynamoDB item, 400 KB at most). One writer task keeps
 every event of the run in order. A failed write is logged, never fails the run: the answer in the
 prompts table stays the record, and `GET .../events` or a reconnect shows what was stored.
+
+A run's writes are fenced by its lease (`fence`): past the fence another consumer may claim the
+prompt and start its events over, so nothing is written then, not even a write queued or retried
+since; the run sees `fenced` and must not finish the prompt (its deltas are not all stored).
 """
 
 import asyncio
@@ -16,6 +20,7 @@ from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
+from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.item_size import utf8_pieces
 from promptsvc.domain.ports import ThreadEventLog
 from promptsvc.domain.prompt import Prompt, now_rfc3339
@@ -47,8 +52,18 @@ class RunEvents:
         self._next_delta_at = 0.0
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._dropped = False
+        self._deadline: float | None = None
         self._writer = asyncio.create_task(self._write_all())
         self.written = 0
+        self.fenced = False  # a write was refused past the fence: the run's events are incomplete
+
+    def fence(self, deadline: float | None) -> None:
+        """Write nothing at or after `deadline` (epoch seconds; None: no fence). A run moves it as
+        it renews its lease, and lifts it once its own conditional write has ended the run."""
+        self._deadline = deadline
+
+    def _current_deadline(self) -> float | None:
+        return self._deadline
 
     def status(self, status: str, error: str = "") -> None:
         self._queue.put_nowait(status_event(self._prompt, status, now_rfc3339(), error))
@@ -112,7 +127,11 @@ class RunEvents:
             # Stamped as it is stored: readers date a seq still being written by its neighbours.
             stamped = replace(event, createdAt=now_rfc3339())
             try:
-                await asyncio.to_thread(self._log.append, stamped)
+                await asyncio.to_thread(self._log.append, stamped, deadline=self._current_deadline)
+            except DeadlinePassed:
+                self.fenced, self._dropped, self._buffer = True, True, []
+                logger.warning("run's lease fence passed: its events stop", prompt_id=event.promptId)
+                return
             except Exception:
                 if attempt + 1 == _WRITE_ATTEMPTS:
                     logger.exception(
@@ -129,6 +148,10 @@ class NoEvents:
     """Stands in for RunEvents where no thread events are kept."""
 
     written = 0
+    fenced = False
+
+    def fence(self, deadline: float | None) -> None:
+        return None
 
     def status(self, status: str, error: str = "") -> None:
         return None

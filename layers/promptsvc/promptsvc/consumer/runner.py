@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -33,6 +33,8 @@ from functools import partial
 from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
+from promptsvc.consumer.lease import KeepAlive, LeaseKeeper
+from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES, answer_key, answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Catalog, Model
@@ -46,7 +48,9 @@ from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, Step
 from promptsvc.domain.status import Status, is_terminal, status_after_failure
 from promptsvc.domain.template import render
 from promptsvc.domain.thread_events import (
+    HOLE_SECONDS,
     REMOVED,
+    RemovalCheck,
     closing_event_missing,
     reset_event,
     status_event,
@@ -57,8 +61,6 @@ from promptsvc.engines.registry import EngineRegistry
 
 logger = Logger(child=True)
 tracer = telemetry.tracer
-
-KeepAlive = Callable[[], Awaitable[None]]
 
 
 class Outcome(StrEnum):
@@ -115,11 +117,9 @@ class _FinalError(EngineError):
         super().__init__(message, retryable=False, status_code=413)
 
 
+_CLAIM_ROUNDS = 3  # reads of a prompt whose claim keeps losing races, before the message is kept
 _REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
 _CLOSE_GRACE_SECONDS = 10  # how long the consumer that finished a prompt may take to write its closing event
-
-
-_FENCE_MARGIN_MS = 1000  # a run stops this long (at most a quarter lease) before its lease ends
 
 
 class _LeaseLost(Exception):
@@ -195,22 +195,49 @@ class PromptRunner:
         )
         if claimed is not None:
             return await self._started(claimed, lease, keep_alive, on_generated)
-        prompt = await asyncio.to_thread(self._repo.get, user_id, prompt_id)
-        if prompt is None:
+        # The message of an unfinished prompt is never let go: a claim that loses a race (another
+        # delivery of the same prompt changed it between our read and our write) reads it again.
+        for _ in range(_CLAIM_ROUNDS):
+            prompt = await asyncio.to_thread(self._repo.get, user_id, prompt_id)
+            if prompt is None:
+                return RunResult(Outcome.SKIPPED)
+            if is_terminal(prompt.status):
+                return await self._close_events_if_missing(prompt)
+            now_ms = self._now_ms()
+            if prompt.status is Status.RUNNING:
+                if prompt.leaseUntil > now_ms:
+                    return RunResult(Outcome.BUSY, retry_after=_seconds_until(prompt.leaseUntil, now_ms))
+                if prompt.crashCount + 1 >= self._crash_limit or prompt.runCount > prompt.maxRetries:
+                    given_up = await self._give_up_after_crashes(prompt)
+                    if given_up is not None:
+                        return given_up
+                    continue  # changed meanwhile: read it again
+                logger.warning("reclaiming a prompt whose consumer stopped", **_log_keys(prompt))
+            until = now_ms + int(lease * 1000)
+            claimed = await asyncio.to_thread(self._repo.claim, prompt, now_rfc3339(), until)
+            if claimed is not None:
+                return await self._started(claimed, lease, keep_alive, on_generated)
+        return RunResult(Outcome.BUSY, retry_after=1)  # still changing: look again in a moment
+
+    async def close_removed(self, check: RemovalCheck) -> RunResult:
+        """A removal's check (consumer/removal_check.py): once the removed run's lease is over,
+        end the thread's events with `removed` unless its consumer did."""
+        if self._events is None:
             return RunResult(Outcome.SKIPPED)
-        if is_terminal(prompt.status):
-            return await self._close_events_if_missing(prompt)
         now_ms = self._now_ms()
-        if prompt.status is Status.RUNNING:
-            if prompt.leaseUntil > now_ms:
-                return RunResult(Outcome.BUSY, retry_after=max(1, -(-(prompt.leaseUntil - now_ms) // 1000)))
-            if prompt.crashCount + 1 >= self._crash_limit or prompt.runCount > prompt.maxRetries:
-                return await self._give_up_after_crashes(prompt)
-            logger.warning("reclaiming a prompt whose consumer stopped", **_log_keys(prompt))
-        claimed = await asyncio.to_thread(self._repo.claim, prompt, now_rfc3339(), now_ms + int(lease * 1000))
-        if claimed is None:
-            return RunResult(Outcome.SKIPPED)
-        return await self._started(claimed, lease, keep_alive, on_generated)
+        if now_ms < check.lease_until_ms:  # early (SQS delays 15 minutes at most): the run may still write
+            return RunResult(Outcome.BUSY, retry_after=_seconds_until(check.lease_until_ms, now_ms))
+        needed = await asyncio.to_thread(closing_event_needed, self._events, check)
+        if needed is None:
+            return RunResult(Outcome.BUSY, retry_after=math.ceil(HOLE_SECONDS))
+        if needed:
+            await asyncio.to_thread(self._events.append, check.removed_event(now_rfc3339()))
+            logger.warning(
+                "ended a removed prompt's thread events: its consumer stopped before it could",
+                prompt_id=check.prompt_id,
+                thread_id=check.thread_id,
+            )
+        return RunResult(Outcome.SKIPPED)
 
     async def _close_events_if_missing(self, prompt: Prompt) -> RunResult:
         """A finished prompt's message came back: maybe its consumer died after finishing it but
@@ -245,6 +272,11 @@ class PromptRunner:
         if claimed.runCount == 1:
             telemetry.queued(self._clock() - _epoch(claimed.createdAt), claimed.modelId)
         events = self._run_events(claimed)
+        keeper = LeaseKeeper(
+            self._repo, claimed, lease, clock=self._clock, on_renewed=events.fence, keep_alive=keep_alive
+        )
+        events.fence(keeper.fence)
+        keeping = asyncio.create_task(keeper.keep())
         # A first run tells the thread the prompt was scheduled (the API writes no event, to keep
         # an add at two AWS calls); a later run starts the answer over.
         if claimed.runCount == 1:
@@ -253,8 +285,9 @@ class PromptRunner:
             events.reset()
         events.status(str(Status.RUNNING))
         try:
-            return await self._run_claimed(claimed, lease, keep_alive, on_generated, events)
+            return await self._run_claimed(claimed, keeper, on_generated, events)
         finally:
+            keeping.cancel()
             await events.close()
 
     def _run_events(self, prompt: Prompt) -> "RunEvents | NoEvents":
@@ -267,8 +300,7 @@ class PromptRunner:
     async def _run_claimed(
         self,
         claimed: Prompt,
-        lease: float,
-        keep_alive: KeepAlive | None,
+        keeper: LeaseKeeper,
         on_generated: Callable[[], None] | None,
         events: "RunEvents | NoEvents",
     ) -> RunResult:
@@ -278,7 +310,7 @@ class PromptRunner:
             attempt = self._attempt(claimed)
             try:
                 if not await self._answer_from_cache(attempt, progress):
-                    await self._generate_watched(claimed, attempt, progress, lease, keep_alive)
+                    await self._generate_watched(claimed, attempt, progress, keeper)
             finally:
                 if on_generated is not None:
                     on_generated()
@@ -299,12 +331,7 @@ class PromptRunner:
         except _Stopped as stopped:
             return await self._stopped(claimed, stopped.current, progress)
         except _LeaseLost:
-            # Past our lease another consumer may already run it: write nothing more (its reset
-            # must not be followed by our deltas). The message comes back soon, and a consumer
-            # reclaims the prompt (counting the lost run like a crash) unless one already has.
-            events.drop()
-            logger.warning("lease ran out before it could be renewed; run stopped", **_log_keys(claimed))
-            return RunResult(Outcome.BUSY, retry_after=1)
+            return self._lease_lost(claimed, events)
         except EngineError as error:
             return await self._fail(claimed, progress, error, attempt)
         except InvalidRequest as error:
@@ -315,6 +342,8 @@ class PromptRunner:
             return await self._fail(claimed, progress, fault, attempt)
         self._record_generation(claimed, progress)
         await events.flush()  # every delta stored before the prompt reads as completed
+        if events.fenced:
+            return self._lease_lost(claimed, events)
         complete = partial(
             self._repo.transition,
             claimed,
@@ -336,10 +365,19 @@ class PromptRunner:
             return await self._fail(claimed, progress, error, attempt)
         if done is None:
             return await self._stopped(claimed, await self._state(claimed), progress)
+        events.fence(None)  # finished by our own conditional write: nobody else runs it now
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
         await self._remember(attempt, progress)
         return RunResult(Outcome.COMPLETED)
+
+    def _lease_lost(self, claimed: Prompt, events: "RunEvents | NoEvents") -> RunResult:
+        """Past our lease another consumer may already run it: write nothing more (its reset must
+        not be followed by our deltas). The message comes back soon, and a consumer reclaims the
+        prompt (counting the lost run like a crash) unless one already has."""
+        events.drop()
+        logger.warning("lease ran out before it could be renewed; run stopped", **_log_keys(claimed))
+        return RunResult(Outcome.BUSY, retry_after=1)
 
     async def _write_answer(
         self, claimed: Prompt, text: str, write: Callable[..., Prompt | None]
@@ -431,21 +469,14 @@ class PromptRunner:
             logger.exception("response cache write failed", model_id=attempt.model.id)
 
     async def _generate_watched(
-        self,
-        claimed: Prompt,
-        attempt: _Attempt,
-        progress: _Progress,
-        lease: float,
-        keep_alive: KeepAlive | None,
+        self, claimed: Prompt, attempt: _Attempt, progress: _Progress, keeper: LeaseKeeper
     ) -> None:
         """Stream from the engine while a watcher reads the prompt every `cancel_poll` seconds
-        (a cancel is seen even while the engine is silent) and renews the lease as it runs out."""
+        (a cancel is seen even while the engine is silent) and stops the run when its lease is
+        lost or about to end unrenewed (consumer/lease.py)."""
         engine = self._engines.for_model(attempt.model)
         stream = engine.stream(attempt.request)
         generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
-        renew_at = self._clock() + lease / 3
-        lease_until_ms = claimed.leaseUntil
-        fence_margin_ms = min(_FENCE_MARGIN_MS, int(lease * 1000) // 4)
         try:
             while True:
                 done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
@@ -460,20 +491,13 @@ class PromptRunner:
                     break
                 current = read.result()
                 if (
-                    current is None
+                    keeper.lost
+                    or current is None
                     or current.status is not Status.RUNNING
                     or current.runCount != claimed.runCount
                 ):
                     raise _Stopped(current)
-                if self._clock() >= renew_at:
-                    renew_at = self._clock() + lease / 3
-                    until = self._now_ms() + int(lease * 1000)
-                    if not await asyncio.to_thread(self._repo.renew_lease, claimed, until):
-                        raise _Stopped(await self._state(claimed))
-                    lease_until_ms = until
-                    if keep_alive is not None:
-                        await keep_alive()
-                if self._now_ms() >= lease_until_ms - fence_margin_ms:
+                if keeper.past_fence():
                     raise _LeaseLost()  # another consumer may claim it now: stop writing at once
         finally:
             if not generation.done():
@@ -538,6 +562,7 @@ class PromptRunner:
                 logger.exception(
                     "could not keep the partial answer of a canceled prompt", **_log_keys(claimed)
                 )
+            progress.events.fence(None)  # canceled is final: no other run will write after this
             progress.events.status(str(Status.CANCELED))
             telemetry.outcome("canceled", claimed.modelId)
             logger.info("prompt canceled while running; partial answer kept", **_log_keys(claimed))
@@ -559,6 +584,8 @@ class PromptRunner:
             assert attempt is not None  # a plan comes from the attempt
             target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt.model.id)
         await progress.events.flush()  # the run's deltas land before its status changes
+        if progress.events.fenced:
+            return self._lease_lost(prompt, progress.events)
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,
@@ -570,6 +597,7 @@ class PromptRunner:
         )
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             return await self._stopped(prompt, await self._state(prompt), progress)
+        progress.events.fence(None)  # the run ended by our own conditional write
         progress.events.status(str(target), message)
         telemetry.outcome(str(target), prompt.modelId)
         logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
@@ -598,7 +626,8 @@ class PromptRunner:
             return Status.ERRORED, 0, changes, message
         return Status.ABANDONED, 0, {}, message
 
-    async def _give_up_after_crashes(self, prompt: Prompt) -> RunResult:
+    async def _give_up_after_crashes(self, prompt: Prompt) -> RunResult | None:
+        """Abandon a prompt whose last allowed run died; None when it changed meanwhile."""
         crashes = prompt.crashCount + 1
         message = (
             f"abandoned: the consumer stopped {crashes} times while running this prompt "
@@ -619,7 +648,7 @@ class PromptRunner:
             updatedAt=now_rfc3339(),
         )
         if moved is None:
-            return RunResult(Outcome.SKIPPED)
+            return None
         if self._events is not None:
             event = status_event(prompt, str(Status.ABANDONED), now_rfc3339(), message)
             await asyncio.to_thread(self._events.append, event)
@@ -640,6 +669,10 @@ class PromptRunner:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _seconds_until(moment_ms: int, now_ms: int) -> int:
+    return max(1, -(-(moment_ms - now_ms) // 1000))
 
 
 def _epoch(rfc3339: str) -> float:

@@ -43,20 +43,24 @@ async def settle(
     on_generated: Callable[[], None] | None = None,
 ) -> Settlement:
     try:
-        prompt_id, user_id = parse_body(message.body)
+        work = parse_body(message.body)
     except ValueError as error:
         reason = f"not a prompt message ({error}): moved to the dead-letter queue"
         logger.error(reason, message_id=message.message_id)
         await asyncio.to_thread(messages.dead_letter, message.body, reason)
         return Settlement.DONE
+    prompt_id = work.prompt_id
     try:
-        result = await runner.run(
-            prompt_id,
-            user_id=user_id,
-            keep_alive=keep_alive,
-            lease_seconds=lease_seconds,
-            on_generated=on_generated,
-        )
+        if work.removal is not None:
+            result = await runner.close_removed(work.removal)
+        else:
+            result = await runner.run(
+                prompt_id,
+                user_id=work.user_id,
+                keep_alive=keep_alive,
+                lease_seconds=lease_seconds,
+                on_generated=on_generated,
+            )
     except Exception:
         # A fault outside the engine (a throttled table, a network blip): try again later.
         delay = backoff_seconds(message.receive_count)

@@ -29,6 +29,11 @@ class Unauthorized(DomainError):
     """Missing or unknown credentials (HTTP 401)."""
 
 
+class DeadlinePassed(Exception):
+    """A write was not made because its writer's deadline (a run's lease fence) had passed: past
+    it another consumer may run the prompt, and a late write would land among its events."""
+
+
 class ItemTooLarge(PayloadTooLarge):
     """A write would make a stored item larger than DynamoDB allows (domain.item_size); nothing was
     sent. `size` is what the item would have been, in bytes."""

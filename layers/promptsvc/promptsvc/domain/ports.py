@@ -9,7 +9,7 @@ from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.query import Index
 from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
 from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import ThreadEvent
+from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
 
 
 class PromptRepository(Protocol):
@@ -78,6 +78,9 @@ class PromptRepository(Protocol):
 class PromptQueue(Protocol):
     def send(self, prompt_id: str, user_id: str) -> None: ...
 
+    def send_removal_check(self, check: RemovalCheck, delay_seconds: int) -> None:
+        """Queue the check, delivered no sooner than `delay_seconds` (at most 900, SQS's limit)."""
+
 
 class QueueMessages(Protocol):
     """What a consumer does with a received message besides letting it be deleted."""
@@ -98,12 +101,17 @@ class KeyRepository(Protocol):
     def delete(self, key_id: str) -> bool: ...
 
 
+Deadline = Callable[[], float | None]  # a writer's current deadline (epoch seconds), None: none
+
+
 class ThreadEventLog(Protocol):
     """A thread's events, each stored once with the next `seq` of its thread. A thread is named by
     its scoped key (`ThreadEvent.thread_key`: owner#threadId), so threads are per user."""
 
-    def append(self, event: ThreadEvent) -> ThreadEvent:
-        """Store the event with the thread's next seq; the stored event."""
+    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        """Store the event with the thread's next seq; the stored event. With a `deadline` (called
+        before each write: the writer's deadline may move while it waits) nothing is stored at or
+        after it: DeadlinePassed (a seq already taken is left for the readers to fill)."""
 
     def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""

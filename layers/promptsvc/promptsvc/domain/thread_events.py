@@ -86,6 +86,36 @@ TERMINAL_STATUSES = frozenset({"completed", "abandoned", "canceled", REMOVED})
 CLOCK_SLACK_SECONDS = 60.0  # how far out of seq order events' createdAt may be
 
 
+@dataclass(frozen=True)
+class RemovalCheck:
+    """A prompt removed while a consumer held its lease. That consumer ends the thread's events
+    with `removed` when it notices; if it died first, nobody would. So the removal also leaves
+    this check, looked at once the lease is over (the consumer can write nothing after it): if no
+    closing event of the prompt follows `after_seq` (the thread's last seq before the removal),
+    the check writes `removed`."""
+
+    user_id: str
+    prompt_id: str
+    thread_id: str
+    after_seq: int
+    lease_until_ms: int
+
+    @property
+    def thread_key(self) -> str:
+        return scoped(self.user_id, self.thread_id)
+
+    def removed_event(self, now: str) -> ThreadEvent:
+        return ThreadEvent(
+            self.thread_id, self.user_id, self.prompt_id, EventType.STATUS, now, status=REMOVED
+        )
+
+
+def closes(event: ThreadEvent, prompt_id: str) -> bool:
+    """Whether the event ends the events of that prompt (a terminal status, `removed` included)."""
+    closing = event.type is EventType.STATUS and event.status in TERMINAL_STATUSES
+    return closing and event.promptId == prompt_id
+
+
 def thread_key_of(prompt: Prompt) -> str:
     return scoped(prompt.userId, prompt.threadId)
 
@@ -99,8 +129,7 @@ def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete
     thread has (a second closing event is worse than none)."""
     horizon = _shifted(prompt.updatedAt, -CLOCK_SLACK_SECONDS)
     for event in recent:
-        closing = event.type is EventType.STATUS and event.status in TERMINAL_STATUSES
-        if event.promptId == prompt.id and closing:
+        if closes(event, prompt.id):
             return False
         if event.createdAt < horizon:
             return True

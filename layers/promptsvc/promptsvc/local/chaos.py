@@ -15,7 +15,9 @@ named (or `all` is given).
   the client's connection and answers 410;
 - `consumers` concurrent consumer invocations (Lambda runs several), `lease` seconds of a claim's
   lease and `visibility` seconds of the queue's visibility timeout, short so a killed consumer's
-  prompt runs again within seconds.
+  prompt runs again within seconds;
+- `sweep` seconds: the sweeper's period and `STRANDED_AFTER_SECONDS` (0, the default: the
+  template's minute and five minutes), short so a stranded prompt is re-queued within seconds.
 
 (moto's conditional writes are made atomic, as in DynamoDB, by local/moto_atomic.py, always: else
 duplicate deliveries would report moto's races as the service's.)
@@ -65,6 +67,7 @@ class ChaosOptions:
     consumers: int = 3  # concurrent consumer invocations
     lease: float = 4.0  # seconds: the consumer's lease (its function timeout, no margin)
     visibility: int = 5  # seconds: the queue's visibility timeout
+    sweep: float = 0.0  # seconds: the sweeper's period and stranded grace (0: the template's)
 
     @classmethod
     def parse(cls, spec: str) -> "ChaosOptions":
@@ -84,9 +87,11 @@ class ChaosOptions:
             options = replace(options, **{name: types[name](value)})
         return options
 
-    def engine_environment(self) -> dict[str, str]:
-        """The mock engine's fault settings."""
+    def environment(self) -> dict[str, str]:
+        """The functions' settings the profile changes: the mock engine's faults, the sweep."""
+        sweep = {"STRANDED_AFTER_SECONDS": str(self.sweep)} if self.sweep else {}
         return {
+            **sweep,
             "MOCK_FAULT_SEED": str(self.seed),
             "MOCK_ERROR_RATE": str(self.error),
             "MOCK_STALL_RATE": str(self.stall),

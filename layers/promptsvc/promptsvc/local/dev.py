@@ -23,7 +23,7 @@ from promptsvc.domain.keys import Role, generate_key
 from promptsvc.local.template import LocalStack, create_resources, find_template
 
 REGION = "us-east-1"
-STATE_FILE = Path(".promptsvc") / "dev.json"
+STATE_FILE = Path(".promptsvc") / "dev.json"  # under the checkout, unless $PROMPTSVC_DEV_STATE names one
 MAX_HEADER_BYTES = 16 * 1024  # the request line and headers (API Gateway's HTTP API: 10 KB)
 
 
@@ -128,7 +128,7 @@ class DevStack:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
         merged["WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.ws_port}"  # the local @connections API
         if self.chaos is not None:
-            merged.update(self.chaos.engine_environment())
+            merged.update(self.chaos.environment())
         return merged
 
     def _start_chaos(self) -> None:
@@ -173,13 +173,10 @@ class DevStack:
             source.start()
         sweep = self.stack.template["Resources"]["DeadLetterFunction"]["Properties"]["Events"]["Sweep"]
         sweeper = load_handler_module(self.root, "deadletter")
-        self.schedules = [
-            ScheduleSource(
-                sweeper.lambda_handler,
-                rate_seconds(sweep["Properties"]["ScheduleExpression"]),
-                function_name="DeadLetterFunction",
-            )
-        ]
+        period = rate_seconds(sweep["Properties"]["ScheduleExpression"])
+        if self.chaos is not None and self.chaos.sweep:
+            period = self.chaos.sweep
+        self.schedules = [ScheduleSource(sweeper.lambda_handler, period, function_name="DeadLetterFunction")]
         for schedule in self.schedules:
             schedule.start()
 
@@ -252,8 +249,13 @@ class DevStack:
             "websocket": f"ws://127.0.0.1:{self.ws_port}/",
             "keysTable": self.stack.refs["ApiKeysTable"],
             "pid": os.getpid(),
+            # What a function needs to run beside this stack, against its moto (names, no secrets).
+            "environment": {
+                **aws_environment(f"http://127.0.0.1:{moto_port}"),
+                **self._function_environment(),
+            },
         }
-        path = self.root / STATE_FILE
+        path = state_path(self.root)
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(state, indent=2))
 
@@ -323,7 +325,7 @@ class DevStack:
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
-        (self.root / STATE_FILE).unlink(missing_ok=True)
+        state_path(self.root).unlink(missing_ok=True)
         if self.chaos is not None:
             from promptsvc.local.chaos import summary
 
@@ -341,10 +343,15 @@ def run(options: DevOptions) -> None:
         stack.stop()
 
 
+def state_path(checkout: Path) -> Path:
+    """Where `promptsvc dev` says where it listens: `$PROMPTSVC_DEV_STATE`, else in the checkout."""
+    chosen = os.environ.get("PROMPTSVC_DEV_STATE")
+    return Path(chosen) if chosen else checkout / STATE_FILE
+
+
 def read_state(root: Path | None = None) -> dict[str, Any] | None:
     """Where a running `promptsvc dev` of this checkout listens, if one does."""
     try:
-        path = find_template(root).parent / STATE_FILE
-        return json.loads(path.read_text())
+        return json.loads(state_path(find_template(root).parent).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None

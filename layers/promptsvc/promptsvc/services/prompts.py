@@ -12,7 +12,7 @@ from promptsvc.domain.keys import Principal
 from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptRepository, ThreadEventLog
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, now_rfc3339, request_hash
 from promptsvc.domain.status import Status, is_terminal
-from promptsvc.domain.thread_events import REMOVED, status_event
+from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, thread_key_of
 
 logger = Logger(child=True)
 
@@ -121,15 +121,27 @@ class PromptService:
 
     def remove(self, principal: Principal, prompt_id: str, owner: str | None = None) -> None:
         """Delete the prompt. A consumer running it notices within its poll, stops the engine, stores
-        nothing and ends the thread's events with `removed`; for a prompt nobody runs (waiting, or
-        its consumer's lease ran out) this writes that event."""
+        nothing and ends the thread's events with `removed`, and a check queued for the end of its
+        lease writes that event if the consumer died first; for a prompt nobody runs (waiting, or
+        its consumer's lease ran out) this writes it."""
         prompt = self.get(principal, prompt_id, owner)
+        # Read before the delete: the run's closing event, if any, is numbered after it.
+        last_seq = None if is_terminal(prompt.status) else self._last_seq(prompt)
         removed = self._repo.delete(prompt.userId, prompt.id)
         if removed is None or is_terminal(removed.status):
             return  # gone already, or its events already ended
-        now = now_rfc3339()
-        if removed.status is not Status.RUNNING or removed.leaseUntil <= time.time() * 1000:
-            self._end_events(removed, REMOVED, now)
+        now_ms = int(time.time() * 1000)
+        if removed.status is not Status.RUNNING or removed.leaseUntil <= now_ms:
+            self._end_events(removed, REMOVED, now_rfc3339())
+        elif last_seq is not None:
+            check = RemovalCheck(removed.userId, removed.id, removed.threadId, last_seq, removed.leaseUntil)
+            try:
+                self._queue.send_removal_check(check, -(-(removed.leaseUntil - now_ms) // 1000) + 1)
+            except Exception:
+                logger.exception("could not queue the removal's check", prompt_id=removed.id)
+
+    def _last_seq(self, prompt: Prompt) -> int | None:
+        return None if self._events is None else self._events.last_seq(thread_key_of(prompt))
 
     def _end_events(self, prompt: Prompt, status: str, now: str) -> None:
         """Write a thread's closing event. The request has already changed the prompt, so a failure
