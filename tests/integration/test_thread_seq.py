@@ -4,7 +4,10 @@ stops in between leaves a hole. Readers and the fan-out still see every event on
 """
 
 import threading
+import time
 from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,9 +15,10 @@ from boto3.dynamodb.conditions import Key
 from promptsvc import wiring
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.keys import Role
 from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import Connection, Deadline
+from promptsvc.domain.ports import Connection
 from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.services.fanout import Fanout, Outcome
@@ -48,11 +52,11 @@ class StalledWriter(DynamoThreadEventLog):
         self.release = threading.Event()
         self.stored: list[ThreadEvent] = []
 
-    def _put_once(self, item: dict[str, Any], deadline: Deadline | None = None) -> bool:
+    def _put_once(self, item: dict[str, Any]) -> bool:
         if not self.allocated.is_set():  # only the first put stalls
             self.allocated.set()
             assert self.release.wait(WAIT)
-        return super()._put_once(item, deadline)
+        return super()._put_once(item)
 
     def start(self, event: ThreadEvent) -> threading.Thread:
         thread = threading.Thread(target=lambda: self.stored.append(self.append(event)))
@@ -249,3 +253,34 @@ def test_a_live_subscribe_while_an_earlier_seq_is_in_flight_misses_none_of_the_e
     assert subscribed["type"] == "subscribed" and subscribed["after"] < two.seq
     assert [e["seq"] for e in events] == list(range(subscribed["after"] + 1, 4))
     assert store.subscription(KEY, "conn-a").last_seq == 3
+
+
+def test_resuming_inside_history_the_ttl_expired_skips_it_without_writing_gaps(settings: Settings) -> None:
+    """A client resuming with an old `after` whose following events the TTL deleted gets the events
+    still stored, numbered as they were: the expired seqs are history, not holes to fill (filling
+    them would write one `gap` per expired event)."""
+    log = DynamoThreadEventLog(settings.thread_events_table, ttl_seconds=86_400)
+    two_days_ago = now_rfc3339(datetime.now(UTC) - timedelta(days=2))
+    for i in range(1, 9):
+        log.append(replace(delta(f"d{i}"), createdAt=two_days_ago if i <= 6 else now_rfc3339()))
+    table = dynamodb_table(settings.thread_events_table)
+    for seq in (2, 3, 4, 5):
+        table.delete_item(Key={"threadKey": KEY, "seq": seq})  # what the TTL does, eventually
+
+    resumed = log.after(KEY, 1, 100)
+
+    assert [(e.seq, e.text) for e in resumed] == [(6, "d6"), (7, "d7"), (8, "d8")]
+    stored = table.query(KeyConditionExpression=Key("threadKey").eq(KEY))["Items"]
+    assert not [item for item in stored if item.get("type") == "gap"]
+
+
+def test_no_seq_is_taken_past_the_writers_deadline(settings: Settings) -> None:
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    log.append(delta("in time"), deadline=lambda: time.time() + 60)
+
+    with pytest.raises(DeadlinePassed):
+        log.append(delta("too late"), deadline=lambda: time.time() - 1)
+    after = log.append(delta("no deadline"))
+
+    assert [(e.seq, e.text) for e in log.after(KEY, 0, 10)] == [(1, "in time"), (2, "no deadline")]
+    assert after.seq == 2  # no seq was spent on the late one: no hole for readers to fill

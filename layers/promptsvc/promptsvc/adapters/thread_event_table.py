@@ -25,7 +25,7 @@ from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
 from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import now_rfc3339, parse_rfc3339
-from promptsvc.domain.thread_events import HOLE_SECONDS, EventType, ThreadEvent
+from promptsvc.domain.thread_events import CLOCK_SLACK_SECONDS, HOLE_SECONDS, EventType, ThreadEvent
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
 _PUT_PATIENCE_SECONDS = 5.0  # a throttled event put keeps trying this long (the hole bound is 10 s)
@@ -103,12 +103,14 @@ class DynamoThreadEventLog:
         return dynamodb_table(self._table_name)
 
     def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        """The deadline is checked before each seq is taken, not after: a seq taken in time is
+        below any a later claimer of the prompt takes, so its event lands in order however late."""
         key = event.thread_key
         for _ in range(_ATTEMPTS):
             _check(deadline)
             expires = int(time.time()) + self._ttl
             stored = event.with_seq(self._allocate(key, expires))
-            if self._put_once(event_to_item(stored, expires), deadline):
+            if self._put_once(event_to_item(stored, expires)):
                 return stored
             self._catch_up_counter(key)  # a gap filler (or a counter lost to TTL) took that seq
         raise RuntimeError(f"could not store an event in thread {event.threadId!r}")
@@ -127,10 +129,12 @@ class DynamoThreadEventLog:
         for item in page.get("Items", []):
             event = item_to_event(item)
             while event.seq > expected:
-                if _age_seconds(event.createdAt) < self._hole_seconds:
+                age = _age_seconds(event.createdAt)
+                if age < self._hole_seconds:
                     return events  # `expected` is still being written: look again later
-                if after_seq == 0 and not events:
-                    # Below the thread's oldest stored event: expired (TTL), nothing to fill.
+                if (after_seq == 0 and not events) or age >= self._ttl - CLOCK_SLACK_SECONDS:
+                    # Below the thread's oldest stored event, or older than the events' TTL: the
+                    # missing seqs expired (history), nothing to fill.
                     expected = event.seq
                     break
                 events.append(self._fill(thread_key, expected, event))
@@ -192,13 +196,12 @@ class DynamoThreadEventLog:
         )
         return int(result["Attributes"]["last"])
 
-    def _put_once(self, item: dict[str, Any], deadline: Deadline | None = None) -> bool:
+    def _put_once(self, item: dict[str, Any]) -> bool:
         """Put the event at its seq; False if the seq is taken. The seq is ours once allocated, so
         a throttled put is retried (past the SDK's own retries) for up to `_PUT_PATIENCE_SECONDS`,
         well inside the hole bound: a busy table delays an event, it does not lose it."""
         give_up_at = time.monotonic() + _PUT_PATIENCE_SECONDS
         for attempt in itertools.count():
-            _check(deadline)  # past it, the seq is left as a hole: a late event would be worse
             try:
                 self._table.put_item(Item=item, ConditionExpression=Attr("seq").not_exists())
             except ClientError as error:

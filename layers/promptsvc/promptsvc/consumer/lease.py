@@ -12,6 +12,7 @@ another consumer may claim the prompt and start its events over.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
@@ -24,6 +25,9 @@ KeepAlive = Callable[[], Awaitable[None]]
 
 FENCE_MARGIN_MS = 1000  # a run stops writing this long (at most a quarter lease) before its lease ends
 _RETRY_SECONDS = 1.0  # after a renewal that could not be made
+# Renewals get threads of their own: queued behind a run's event writes (each may sleep through a
+# throttled table's backoff) they would come too late, and the run would lose a lease nobody took.
+_RENEWALS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lease")
 
 
 def fence_of(lease_until_ms: int, lease: float) -> float:
@@ -56,17 +60,22 @@ class LeaseKeeper:
     def fence(self) -> float:
         return fence_of(self.until_ms, self._lease)
 
+    def _renew_at(self) -> float:
+        return self.until_ms / 1000 - self._lease * 2 / 3
+
     def past_fence(self) -> bool:
         return self._clock() >= self.fence
 
     async def keep(self) -> None:
-        """Renew until cancelled or lost."""
-        renew_at = self._clock() + self._lease / 3
+        """Renew until cancelled or lost, each time a third of the lease has passed since it was
+        set (counted from the lease itself: a claim that took a while leaves less of it)."""
+        loop = asyncio.get_running_loop()
+        renew_at = self._renew_at()
         while not self.lost:
             await asyncio.sleep(max(0.0, renew_at - self._clock()))
             until = int((self._clock() + self._lease) * 1000)
             try:
-                renewed = await asyncio.to_thread(self._repo.renew_lease, self._claimed, until)
+                renewed = await loop.run_in_executor(_RENEWALS, self._repo.renew_lease, self._claimed, until)
             except Exception:
                 logger.exception("could not renew the lease; trying again", prompt_id=self._claimed.id)
                 renew_at = self._clock() + _RETRY_SECONDS
@@ -76,7 +85,7 @@ class LeaseKeeper:
                 return
             self.until_ms = until
             self._on_renewed(self.fence)
-            renew_at = self._clock() + self._lease / 3
+            renew_at = self._renew_at()
             if self._keep_alive is not None:
                 try:
                     await self._keep_alive()

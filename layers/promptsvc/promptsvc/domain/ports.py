@@ -110,8 +110,8 @@ class ThreadEventLog(Protocol):
 
     def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
         """Store the event with the thread's next seq; the stored event. With a `deadline` (called
-        before each write: the writer's deadline may move while it waits) nothing is stored at or
-        after it: DeadlinePassed (a seq already taken is left for the readers to fill)."""
+        as it is needed: the writer's deadline may move while it waits) no seq is taken at or after
+        it: DeadlinePassed."""
 
     def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""

@@ -65,7 +65,10 @@ class ChaosOptions:
     gone: float = 0.0  # @connections answers 410
     drop: float = 0.0  # @connections drops the connection
     consumers: int = 3  # concurrent consumer invocations
-    lease: float = 4.0  # seconds: the consumer's lease (its function timeout, no margin)
+    # seconds: the consumer's lease (its function timeout, no margin). Short, so a killed
+    # consumer's prompt runs again soon, but longer than a renewal takes on this busy local stack
+    # (moto serializes every DynamoDB request): a run that cannot renew in time stops.
+    lease: float = 10.0
     visibility: int = 5  # seconds: the queue's visibility timeout
     sweep: float = 0.0  # seconds: the sweeper's period and stranded grace (0: the template's)
 
