@@ -100,8 +100,9 @@ from promptsvc import wiring  # noqa: E402
 from promptsvc.adapters import clients  # noqa: E402
 from promptsvc.adapters.prompt_table import DynamoPromptRepository  # noqa: E402
 from promptsvc.api.app import create_app  # noqa: E402
+from promptsvc.domain.clock import now_rfc3339  # noqa: E402
 from promptsvc.domain.keys import Role  # noqa: E402
-from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, now_rfc3339  # noqa: E402
+from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt  # noqa: E402
 from promptsvc.domain.status import Status, is_terminal  # noqa: E402
 from promptsvc.local.template import create_resources  # noqa: E402
 from promptsvc.settings import Settings, get_settings  # noqa: E402

@@ -175,7 +175,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the load runs (default 60)")
     parser.add_argument("--users", type=int, default=4, help="users, each with its own key (default 4)")
     parser.add_argument("--workers", type=int, default=4, help="concurrent workers per user (default 4)")
-    parser.add_argument("--drain-seconds", type=float, default=180.0, help="bound of the drain (default 180)")
+    parser.add_argument("--drain-seconds", type=float, default=600.0, help="bound of the drain (default 600)")
     args = parser.parse_args()
 
     process, base_url, output = start_server(STARTUP_SECONDS)

@@ -10,13 +10,16 @@ The container is TGI (Hugging Face LLM DLC, `--backend tgi`) or LMI (DJL Large M
 (Llama) needs a Hugging Face token: export HF_TOKEN (it is not a flag, to keep it out of shell
 history and process lists).
 
-The SDK is imported only when needed (the image lookup and the deploy): it is not a dependency
-of promptsvc. `--dry-run` prints the plan and the catalog entry without calling AWS, and works
-without the SDK when `--image-uri` is given (otherwise it resolves the image URI if it can).
-For autoscaling and a least-privilege role, prefer `endpoint.yaml` (see README.md).
+The SDK is imported only when needed (the image lookup and the deploy): it is the optional extra
+`promptsvc[sagemaker]`, not a dependency of the service. `--dry-run` prints the plan and the catalog
+entry without calling AWS, and works without the SDK when `--image-uri` is given (otherwise it
+resolves the image URI if it can).
+For autoscaling and a least-privilege role, prefer `endpoint.yaml` (see README.md). Only the
+catalog entry goes to stdout (the SDK's logs and progress go to stderr), so `> entry.json` works.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -24,8 +27,8 @@ import sys
 from typing import Any
 
 SDK_HINT = (
-    "deploy.py needs the SageMaker Python SDK v2 (not a promptsvc dependency): "
-    "pip install 'sagemaker>=2.220,<3'"
+    "deploy.py needs the SageMaker Python SDK v2: pip install -e '.[sagemaker]' in the repository "
+    "(promptsvc[sagemaker], which is 'sagemaker>=2.257,<3')"
 )
 DEFAULT_LMI_VERSION = "latest"  # the SDK's newest djl-lmi image; pin with --image-version
 
@@ -90,11 +93,12 @@ def catalog_entry(args: argparse.Namespace, endpoint_name: str) -> dict[str, Any
 
 
 def import_sdk() -> Any:
-    """The SageMaker SDK, imported on first need (it is not a promptsvc dependency)."""
-    try:
-        import sagemaker
-        import sagemaker.huggingface
-        import sagemaker.image_uris
+    """The SageMaker SDK, imported on first need (it is the optional extra promptsvc[sagemaker])."""
+    try:  # its config logger writes to the stdout of import time: make that stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            import sagemaker
+            import sagemaker.huggingface
+            import sagemaker.image_uris
     except ImportError as error:  # v3 dropped sagemaker.huggingface: v2 it is
         raise SystemExit(f"{SDK_HINT} ({error})") from None
     return sagemaker
@@ -120,13 +124,14 @@ def deploy(args: argparse.Namespace, sdk: Any, image: str, env: dict[str, str], 
     session = sdk.Session(boto_session=boto_session)
     role = args.role or sdk.get_execution_role(sagemaker_session=session)
     model = sdk.huggingface.HuggingFaceModel(image_uri=image, env=env, role=role, sagemaker_session=session)
-    model.deploy(
-        initial_instance_count=args.instance_count,
-        instance_type=args.instance_type,
-        endpoint_name=endpoint_name,
-        container_startup_health_check_timeout=args.startup_timeout,
-        wait=True,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # the SDK prints its progress (-----!) on stdout
+        model.deploy(
+            initial_instance_count=args.instance_count,
+            instance_type=args.instance_type,
+            endpoint_name=endpoint_name,
+            container_startup_health_check_timeout=args.startup_timeout,
+            wait=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 from promptsvc import wiring
 from promptsvc.adapters import clients
+from promptsvc.domain.ids import new_id
 from promptsvc.domain.keys import Principal, Role
-from promptsvc.domain.prompt import NewPrompt, Prompt, new_id
+from promptsvc.domain.prompt import NewPrompt, Prompt
 from promptsvc.local.dev import aws_environment, free_port
 from promptsvc.local.template import create_resources
 from promptsvc.settings import Settings, get_settings

@@ -14,7 +14,8 @@ from promptsvc.adapters.prompt_queue import SqsMessages, message_body
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.prompt import Prompt
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry

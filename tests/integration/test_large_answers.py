@@ -11,8 +11,9 @@ from promptsvc import wiring
 from promptsvc.adapters import clients
 from promptsvc.adapters.answer_bodies import S3AnswerBodies
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import ItemTooLarge
-from promptsvc.domain.prompt import MAX_PROMPT_BYTES, now_rfc3339
+from promptsvc.domain.prompt import MAX_PROMPT_BYTES
 from promptsvc.domain.status import Status
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish

@@ -14,8 +14,9 @@ from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.ports import Deadline
-from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal, Role
-from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.query import Query, parse_query, random_rank
 from promptsvc.domain.status import Status
 from promptsvc.services import listing

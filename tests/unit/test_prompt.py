@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.prompt import (
     ID_PATTERN,
     PUBLIC_FIELDS,
     NewPrompt,
     Prompt,
     create_prompt,
-    now_rfc3339,
     public_view,
     request_hash,
 )

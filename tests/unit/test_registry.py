@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from orq_ai_sdk.models import CreatePromptPrompt, GetPromptVersionResponseBody
 from promptsvc.domain.errors import InvalidRequest
+from promptsvc.domain.ids import new_id
 from promptsvc.domain.prompt_settings import PromptSettings
 from promptsvc.domain.registry import (
     MAX_ITEM_BYTES,
@@ -19,7 +20,6 @@ from promptsvc.domain.registry import (
     check_path,
     create_entity,
     domain_id,
-    new_id,
     prompt_json,
 )
 from pydantic import ValidationError

@@ -6,13 +6,13 @@ moves by a conditional update from the value its writer read (`advance`), which 
 delivery happen once however many processes try it.
 """
 
-from collections.abc import Iterator
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.adapters.pages import items
 from promptsvc.domain.keys import Role
 from promptsvc.domain.ports import Connection, Subscription
 
@@ -94,18 +94,12 @@ class DynamoConnectionStore:
         return None if item is None else _subscription(item)
 
     def subscribers(self, thread_id: str) -> list[Subscription]:
-        pages = _query(
-            self._subscriptions, KeyConditionExpression=Key("threadId").eq(thread_id), ConsistentRead=True
-        )
-        return [_subscription(item) for item in pages]
+        query = {"KeyConditionExpression": Key("threadId").eq(thread_id), "ConsistentRead": True}
+        return [_subscription(item) for item in items(self._subscriptions.query, query)]
 
     def threads_of(self, connection_id: str) -> list[str]:
-        pages = _query(
-            self._subscriptions,
-            IndexName=BY_CONNECTION,
-            KeyConditionExpression=Key("connectionId").eq(connection_id),
-        )
-        return [item["threadId"] for item in pages]
+        query = {"IndexName": BY_CONNECTION, "KeyConditionExpression": Key("connectionId").eq(connection_id)}
+        return [item["threadId"] for item in items(self._subscriptions.query, query)]
 
     def claim(
         self, thread_id: str, connection_id: str, last_seq: int, seq: int, now_ms: int, hold_ms: int
@@ -151,15 +145,6 @@ class DynamoConnectionStore:
                 return False
             raise
         return True
-
-
-def _query(table: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    while True:
-        page = table.query(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _subscription(item: dict[str, Any]) -> Subscription:

@@ -18,6 +18,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.adapters.pages import pages
 from promptsvc.domain.item_size import check_item_size
 from promptsvc.domain.names import scoped
 from promptsvc.domain.prompt import Prompt, RunState
@@ -113,8 +114,9 @@ class DynamoPromptRepository:
             "Limit": max(limit, 100),
         }
         found: list[Prompt] = []
-        pages = self._pages(self._table.query, kwargs)
-        for page in itertools.islice(pages, 10):  # a bounded read, whatever the backlog
+        for page in itertools.islice(
+            pages(self._table.query, kwargs), 10
+        ):  # a bounded read, whatever the backlog
             found.extend(dict_to_prompt(item) for item in page.get("Items", []))
             if len(found) >= limit:
                 break
@@ -318,7 +320,7 @@ class DynamoPromptRepository:
             "ScanIndexForward": not desc,
             "Limit": page_size,
         }
-        for page in self._pages(self._table.query, kwargs, next_page_size):
+        for page in pages(self._table.query, kwargs, next_page_size):
             for item in page.get("Items", []):
                 yield item_to_dict(item)
 
@@ -328,25 +330,9 @@ class DynamoPromptRepository:
             "KeyConditionExpression": Key(index.key_attribute).eq(key),
             "Select": "COUNT",
         }
-        return sum(page["Count"] for page in self._pages(self._table.query, kwargs))
+        return sum(page["Count"] for page in pages(self._table.query, kwargs))
 
     def scan(self) -> Iterator[dict[str, Any]]:
-        for page in self._pages(self._table.scan, {}):
+        for page in pages(self._table.scan, {}):
             for item in page.get("Items", []):
                 yield item_to_dict(item)
-
-    @staticmethod
-    def _pages(
-        operation: Callable[..., dict[str, Any]],
-        kwargs: dict[str, Any],
-        next_page_size: Callable[[], int] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Every page of a Query or Scan, following LastEvaluatedKey, fetched only when wanted."""
-        while True:
-            page = operation(**kwargs)
-            yield page
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
-            if next_page_size is not None:
-                kwargs["Limit"] = max(1, next_page_size())

@@ -20,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import client, dynamodb_table
+from promptsvc.adapters.pages import items, pages
 from promptsvc.domain.prompt_settings import PromptSettings
 from promptsvc.domain.registry import (
     Page,
@@ -211,13 +212,8 @@ class DynamoRegistryRepository:
             "ProjectionExpression": "promptId, sk",
         }
         with self._table.batch_writer() as batch:  # retries unprocessed items itself
-            while True:
-                page = self._table.query(**kwargs)
-                for key in page.get("Items", []):
-                    batch.delete_item(Key={"promptId": key["promptId"], "sk": key["sk"]})
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            for key in items(self._table.query, kwargs):
+                batch.delete_item(Key={"promptId": key["promptId"], "sk": key["sk"]})
         return True
 
     def get_version(self, prompt_id: str, version_id: str) -> RegistryVersion | None:
@@ -263,15 +259,12 @@ class DynamoRegistryRepository:
         if index is not None:
             kwargs["IndexName"] = index
         wanted = page.limit + 1
-        items: list[dict[str, Any]] = []
-        while len(items) < wanted:
-            # A page of a Query stops at 1 MB, so a short page is not the end unless it says so.
-            result = self._table.query(**kwargs, Limit=wanted - len(items))
-            items.extend(result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
+        found: list[dict[str, Any]] = []
+        for result in pages(self._table.query, {**kwargs, "Limit": wanted}, lambda: wanted - len(found)):
+            found.extend(result.get("Items", []))
+            if len(found) >= wanted:
                 break
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
-        decoded = [decode(item) for item in items[: page.limit]]
+        decoded = [decode(item) for item in found[: page.limit]]
         if not newest_first:
             decoded.reverse()
-        return Page(decoded, len(items) > page.limit)
+        return Page(decoded, len(found) > page.limit)

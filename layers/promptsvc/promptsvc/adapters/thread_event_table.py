@@ -21,10 +21,10 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
 from promptsvc.domain.ports import Deadline
-from promptsvc.domain.prompt import now_rfc3339, parse_rfc3339
 from promptsvc.domain.thread_events import CLOCK_SLACK_SECONDS, HOLE_SECONDS, EventType, ThreadEvent
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1

@@ -3,6 +3,7 @@
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from promptsvc.api import deps
 from promptsvc.domain.keys import Principal
 
 # Documents the scheme in the OpenAPI document; never refuses by itself (`auto_error=False`): the
@@ -16,5 +17,4 @@ bearer = HTTPBearer(
 
 
 def principal(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
-    keys = request.app.state.keys
-    return keys.authenticate(request.headers.get("authorization"))
+    return deps.keys(request).authenticate(request.headers.get("authorization"))

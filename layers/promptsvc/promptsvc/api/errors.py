@@ -19,7 +19,6 @@ from promptsvc.domain.errors import (
     DomainError,
     Forbidden,
     InvalidRequest,
-    ItemTooLarge,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -28,15 +27,19 @@ from promptsvc.domain.registry import Unprocessable
 
 logger = Logger(child=True)
 
-STATUS = {
+STATUS: dict[type[DomainError], int] = {
     InvalidRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
-    PayloadTooLarge: 413,
-    ItemTooLarge: 413,  # e.g. a 256 KB prompt with a template that together pass DynamoDB's limit
+    PayloadTooLarge: 413,  # ItemTooLarge too: e.g. a 256 KB prompt whose template passes 400 KB
 }
+
+
+def status_of(error: DomainError) -> int:
+    """The status of the error's nearest class in STATUS (a subclass is its base's kind)."""
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), 400)
 
 
 V2_PREFIX = "/v2/"
@@ -69,7 +72,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> JSONResponse:
         path = request.url.path
-        status = 422 if isinstance(error, Unprocessable) and is_v2(path) else STATUS.get(type(error), 400)
+        status = 422 if isinstance(error, Unprocessable) and is_v2(path) else status_of(error)
         return error_response(status, str(error), path)
 
     @app.exception_handler(RequestValidationError)

@@ -6,8 +6,9 @@ user's prompt 404 like a missing one; errors are `{"message": ...}` (see api/err
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
+from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
 from promptsvc.api.openapi import contract
@@ -40,10 +41,6 @@ def page_request(
     return PageRequest.parse(limit, starting_after, ending_before)
 
 
-def registry(request: Request) -> RegistryService:
-    return request.app.state.registry
-
-
 def envelope(page: Page[Any]) -> dict[str, Any]:
     return {"object": "list", "data": [item.view() for item in page.items], "has_more": page.has_more}
 
@@ -52,7 +49,7 @@ def envelope(page: Page[Any]) -> dict[str, Any]:
 def create_prompt(
     caller: Principal = Depends(principal),
     new: NewRegistryPrompt = Depends(json_body(NewRegistryPrompt, Unprocessable)),
-    service: RegistryService = Depends(registry),
+    service: RegistryService = Depends(deps.registry),
 ) -> dict[str, Any]:
     return service.create(caller.user_id, new).view()
 
@@ -61,14 +58,14 @@ def create_prompt(
 def list_prompts(
     caller: Principal = Depends(principal),
     page: PageRequest = Depends(page_request),
-    service: RegistryService = Depends(registry),
+    service: RegistryService = Depends(deps.registry),
 ) -> dict[str, Any]:
-    return envelope(service.list(caller.user_id, page))
+    return envelope(service.list_prompts(caller.user_id, page))
 
 
 @router.get("/{prompt_id}", **contract(RegistryPromptView, 404, registry=True))
 def get_prompt(
-    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
+    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(deps.registry)
 ) -> dict[str, Any]:
     return service.get(caller.user_id, prompt_id).view()
 
@@ -81,14 +78,14 @@ def update_prompt(
     prompt_id: str,
     caller: Principal = Depends(principal),
     patch: RegistryPromptPatch = Depends(json_body(RegistryPromptPatch, Unprocessable)),
-    service: RegistryService = Depends(registry),
+    service: RegistryService = Depends(deps.registry),
 ) -> dict[str, Any]:
     return service.update(caller.user_id, prompt_id, patch).view()
 
 
 @router.delete("/{prompt_id}", response_class=Response, **contract(None, 404, registry=True))
 def delete_prompt(
-    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(registry)
+    prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(deps.registry)
 ) -> Response:
     service.delete(caller.user_id, prompt_id)
     return Response(status_code=200)  # the SDK accepts only a 200 here (no 204)
@@ -99,7 +96,7 @@ def list_versions(
     prompt_id: str,
     caller: Principal = Depends(principal),
     page: PageRequest = Depends(page_request),
-    service: RegistryService = Depends(registry),
+    service: RegistryService = Depends(deps.registry),
 ) -> dict[str, Any]:
     return envelope(service.list_versions(caller.user_id, prompt_id, page))
 
@@ -109,6 +106,6 @@ def get_version(
     prompt_id: str,
     version_id: str,
     caller: Principal = Depends(principal),
-    service: RegistryService = Depends(registry),
+    service: RegistryService = Depends(deps.registry),
 ) -> dict[str, Any]:
     return service.get_version(caller.user_id, prompt_id, version_id).view()

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
+from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body, json_object
 from promptsvc.api.openapi import contract
@@ -27,8 +28,13 @@ from promptsvc.domain.keys import Principal
 from promptsvc.domain.prompt import ID_PATTERN, MAX_PROMPT_BYTES, public_view
 from promptsvc.domain.query import parse_query
 from promptsvc.domain.thread_events import MAX_SEQ
-from promptsvc.services.prompt_intake import PromptRequest
+from promptsvc.services.keys import KeyService
+from promptsvc.services.listing import PromptLister
+from promptsvc.services.prompt_intake import PromptIntake, PromptRequest
+from promptsvc.services.prompts import PromptService
 from promptsvc.services.threads import MAX_LIMIT as MAX_EVENTS_PAGE
+from promptsvc.services.threads import ThreadService
+from promptsvc.settings import Settings
 
 # Prompt and thread ids are per user; an admin names whose with `?userId=` (default: their own).
 # Path ids have the id syntax: a key DynamoDB would refuse (e.g. over 2 KB) is a 400, not a 500.
@@ -38,6 +44,8 @@ OwnerParam = Annotated[
     str | None, Query(pattern=ID_PATTERN, description="admin only: the user whose prompt or thread")
 ]
 
+Prompts = Annotated[PromptService, Depends(deps.prompts)]
+
 router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
 
@@ -46,14 +54,15 @@ router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
     **contract(PromptResponse, 400, 404, 409, 413, also={202: PromptResponse}, body=AddPromptRequest),
 )
 def add_prompt(
-    request: Request,
+    prompts: Prompts,
     caller: Principal = Depends(principal),
     body: AddPromptRequest = Depends(json_body(AddPromptRequest)),
+    intake: PromptIntake = Depends(deps.intake),
+    settings: Settings = Depends(deps.settings),
 ) -> Response:
-    state = request.app.state
     if body.prompt is not None and len(body.prompt.encode()) > MAX_PROMPT_BYTES:
         raise PayloadTooLarge(f"prompt is larger than {MAX_PROMPT_BYTES // 1024} KB")
-    new = state.intake.new_prompt(
+    new = intake.new_prompt(
         caller.user_id,
         PromptRequest(
             id=body.id,
@@ -68,48 +77,50 @@ def add_prompt(
             variables=body.variables,
         ),
     )
-    result = state.prompts.add(caller, new, sync_wait=state.settings.sync_wait_seconds)
+    result = prompts.add(caller, new, sync_wait=settings.sync_wait_seconds)
     return JSONResponse(add_prompt_response(result.prompt), status_code=202 if result.timed_out else 200)
 
 
 @router.get("/prompt/{prompt_id}", **contract(PromptResponse, 404))
 def get_prompt(
-    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+    prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
-    return add_prompt_response(request.app.state.prompts.get(caller, prompt_id, userId))
+    return add_prompt_response(prompts.get(caller, prompt_id, userId))
 
 
 @router.post("/prompt/{prompt_id}/cancel", **contract(CanceledPrompt, 404, 409))
 def cancel_prompt(
-    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+    prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
-    return {"prompt": public_view(request.app.state.prompts.cancel(caller, prompt_id, userId))}
+    return {"prompt": public_view(prompts.cancel(caller, prompt_id, userId))}
 
 
 @router.delete("/prompt/{prompt_id}", **contract(Empty, 404))
 def delete_prompt(
-    prompt_id: IdPath, request: Request, userId: OwnerParam = None, caller: Principal = Depends(principal)
+    prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
-    request.app.state.prompts.remove(caller, prompt_id, userId)
+    prompts.remove(caller, prompt_id, userId)
     return {}
 
 
 @router.post("/remove", **contract(Empty, 400, 404, 413, body=RemovePromptRequest))
 def remove_prompt(
-    request: Request,
+    prompts: Prompts,
     caller: Principal = Depends(principal),
     body: RemovePromptRequest = Depends(json_body(RemovePromptRequest)),
 ) -> dict[str, Any]:
-    request.app.state.prompts.remove(caller, body.promptId, body.userId)
+    prompts.remove(caller, body.promptId, body.userId)
     return {}
 
 
 @router.post("/prompts", **contract(PromptPage, 400, 413, body=ListPromptsRequest, body_required=False))
 def list_prompts(
-    request: Request, caller: Principal = Depends(principal), body: dict = Depends(json_object)
+    caller: Principal = Depends(principal),
+    body: dict = Depends(json_object),
+    lister: PromptLister = Depends(deps.lister),
 ) -> dict[str, Any]:
     query = parse_query(body.get("query"))
-    page = request.app.state.lister.page(caller, query)
+    page = lister.page(caller, query)
     response: dict[str, Any] = {"prompts": [public_view(item) for item in page.items]}
     if page.after is not None:
         response["after"] = page.after
@@ -121,19 +132,21 @@ def list_prompts(
 @router.get("/thread/{thread_id}/events", **contract(ThreadEvents, 400))
 def thread_events(
     thread_id: IdPath,
-    request: Request,
     after: int = Query(0, ge=0, le=MAX_SEQ),
     limit: int = Query(100, ge=1, le=MAX_EVENTS_PAGE),
     userId: OwnerParam = None,
     caller: Principal = Depends(principal),
+    threads: ThreadService = Depends(deps.threads),
 ) -> dict[str, Any]:
-    page = request.app.state.threads.events(caller, thread_id, after, limit, userId)
+    page = threads.events(caller, thread_id, after, limit, userId)
     return {"events": page.events, "after": page.after}
 
 
 @router.get("/models", **contract(Models))
-def list_models(request: Request) -> dict[str, Any]:
-    catalog = request.app.state.prompts.catalog
+def list_models(
+    prompts: Prompts,
+) -> dict[str, Any]:
+    catalog = prompts.catalog
     return {
         "defaultModelId": catalog.default_model_id,
         "models": [
@@ -145,15 +158,17 @@ def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/keys", **contract(CreatedKey, 400, 403, 413, status=201, body=CreateKeyRequest))
 def create_key(
-    request: Request,
     caller: Principal = Depends(principal),
     body: CreateKeyRequest = Depends(json_body(CreateKeyRequest)),
+    keys: KeyService = Depends(deps.keys),
 ) -> dict[str, Any]:
-    key, record = request.app.state.keys.create(caller, body.userId, body.role)
+    key, record = keys.create(caller, body.userId, body.role)
     return {"key": key, "keyId": record.key_id, "userId": record.user_id, "role": str(record.role)}
 
 
 @router.delete("/keys/{key_id}", **contract(Empty, 404))
-def revoke_key(key_id: str, request: Request, caller: Principal = Depends(principal)) -> dict[str, Any]:
-    request.app.state.keys.revoke(caller, key_id)
+def revoke_key(
+    key_id: str, caller: Principal = Depends(principal), keys: KeyService = Depends(deps.keys)
+) -> dict[str, Any]:
+    keys.revoke(caller, key_id)
     return {}

@@ -12,8 +12,8 @@ from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import parse_body
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.ports import PromptRepository, ThreadEventLog
-from promptsvc.domain.prompt import now_rfc3339
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import status_event
 

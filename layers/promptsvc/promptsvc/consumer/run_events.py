@@ -20,10 +20,11 @@ from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.item_size import utf8_pieces
 from promptsvc.domain.ports import ThreadEventLog
-from promptsvc.domain.prompt import Prompt, now_rfc3339
+from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import ThreadEvent, delta_event, reset_event, status_event
 
 logger = Logger(child=True)

@@ -38,9 +38,10 @@ from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES, answer_key, answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Catalog, Model
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import InvalidRequest, ItemTooLarge
 from promptsvc.domain.ports import AnswerBodies, PromptRepository, ResponseCache, ThreadEventLog
-from promptsvc.domain.prompt import Prompt, RunState, now_rfc3339
+from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.prompt_variables import last_user_text
 from promptsvc.domain.response_cache import cache_key
 from promptsvc.domain.retry import backoff_seconds

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.ports import PromptQueue, PromptRepository
-from promptsvc.domain.prompt import now_rfc3339
 
 logger = Logger(child=True)
 

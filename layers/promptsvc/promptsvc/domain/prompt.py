@@ -2,11 +2,11 @@
 
 import hashlib
 import json
-import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.routing import RunPlan
 from promptsvc.domain.status import Status
 
@@ -54,24 +54,6 @@ def public_view(data: "dict | Prompt") -> dict:
     view = {name: source.get(name) for name in PUBLIC_FIELDS}
     view["status"] = str(view["status"])
     return view
-
-
-_RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def now_rfc3339(clock: datetime | None = None) -> str:
-    """Fixed-width RFC 3339 UTC time (microseconds, `Z`), so string order is time order."""
-    moment = clock or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime(_RFC3339)
-
-
-def parse_rfc3339(value: str) -> datetime:
-    """The moment a `now_rfc3339` string names; ValueError for any other text."""
-    return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,8 @@ snapshot. Ids are ULIDs, so ordering by id is ordering by creation, which is wha
 """
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import ulid
@@ -67,25 +65,6 @@ class Metadata(BaseModel):
 
     use_cases: list[UseCase] | None = None
     language: Language | None = None
-
-
-def now_rfc3339() -> str:
-    """RFC 3339 UTC with milliseconds, e.g. 2024-05-01T10:00:00.123Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-_last_id = 0
-_id_lock = threading.Lock()
-
-
-def new_id() -> str:
-    """A new ULID, greater than any this process made before: ULIDs made in the same millisecond
-    are otherwise random among themselves, and lists order by id as by creation."""
-    global _last_id
-    with _id_lock:
-        value = max(int(ulid.ULID()), _last_id + 1)
-        _last_id = value
-    return str(ulid.ULID.from_int(value))
 
 
 def canonical_ulid(value: str) -> str | None:

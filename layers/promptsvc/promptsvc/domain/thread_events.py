@@ -15,8 +15,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
 from promptsvc.domain.names import scoped
-from promptsvc.domain.prompt import Prompt, now_rfc3339, parse_rfc3339
+from promptsvc.domain.prompt import Prompt
 
 HOLE_SECONDS = 10.0  # a seq allocated this long ago whose event is not stored: its writer is gone
 REMOVED = "removed"  # the status event that ends a removed prompt's events (not a prompt status)

@@ -3,6 +3,7 @@
 import time
 from collections.abc import Callable
 
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from promptsvc.domain.keys import (
     ApiKeyRecord,
@@ -16,7 +17,6 @@ from promptsvc.domain.keys import (
     verify,
 )
 from promptsvc.domain.ports import KeyRepository
-from promptsvc.domain.prompt import now_rfc3339
 
 
 class KeyService:

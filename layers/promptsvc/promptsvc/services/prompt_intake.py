@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.errors import InvalidRequest
-from promptsvc.domain.prompt import DEFAULT_MAX_RETRIES, NewPrompt, new_id
+from promptsvc.domain.ids import new_id
+from promptsvc.domain.prompt import DEFAULT_MAX_RETRIES, NewPrompt
 from promptsvc.domain.prompt_settings import PromptSettings
 from promptsvc.domain.prompt_variables import last_user_text, render_messages
 from promptsvc.domain.routing import RunPlan, has_routing, plan_from

@@ -7,10 +7,11 @@ from dataclasses import dataclass, replace
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.catalog import Catalog
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptRepository, ThreadEventLog
-from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, now_rfc3339, request_hash
+from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, request_hash
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, thread_key_of
 

@@ -3,7 +3,9 @@ user's prompt is NotFound exactly like a missing one."""
 
 from collections.abc import Callable
 
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Conflict, NotFound
+from promptsvc.domain.ids import new_id
 from promptsvc.domain.ports import RegistryRepository
 from promptsvc.domain.registry import (
     NewRegistryPrompt,
@@ -15,8 +17,6 @@ from promptsvc.domain.registry import (
     apply_patch,
     canonical_ulid,
     create_entity,
-    new_id,
-    now_rfc3339,
 )
 
 UPDATE_ATTEMPTS = 3
@@ -45,7 +45,7 @@ class RegistryService:
             raise Conflict(f"prompt {prompt_id!r} already exists")  # a ULID collision: retry
         return entity
 
-    def list(self, user_id: str, page: PageRequest) -> Page[RegistryPrompt]:
+    def list_prompts(self, user_id: str, page: PageRequest) -> Page[RegistryPrompt]:
         return self._repo.page_by_owner(user_id, page)
 
     def get(self, user_id: str, prompt_id: str) -> RegistryPrompt:

@@ -1,0 +1,40 @@
+"""The services a route uses, as FastAPI dependencies: the one way a handler reaches them (the app
+builds each once, in api/app.py, and keeps it on `app.state`)."""
+
+from fastapi import Request
+
+from promptsvc.services.keys import KeyService
+from promptsvc.services.listing import PromptLister
+from promptsvc.services.prompt_intake import PromptIntake
+from promptsvc.services.prompts import PromptService
+from promptsvc.services.registry import RegistryService
+from promptsvc.services.threads import ThreadService
+from promptsvc.settings import Settings
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def prompts(request: Request) -> PromptService:
+    return request.app.state.prompts
+
+
+def intake(request: Request) -> PromptIntake:
+    return request.app.state.intake
+
+
+def lister(request: Request) -> PromptLister:
+    return request.app.state.lister
+
+
+def keys(request: Request) -> KeyService:
+    return request.app.state.keys
+
+
+def threads(request: Request) -> ThreadService:
+    return request.app.state.threads
+
+
+def registry(request: Request) -> RegistryService:
+    return request.app.state.registry

@@ -1,0 +1,17 @@
+"""Time as the service stores and compares it: fixed-width RFC 3339 UTC with microseconds and `Z`
+(e.g. 2026-11-30T10:00:00.123456Z), so that string order is time order in every index."""
+
+from datetime import UTC, datetime
+
+_RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_rfc3339(clock: datetime | None = None) -> str:
+    """`clock` (default: now) in the stored form."""
+    moment = clock or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime(_RFC3339)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """The moment a `now_rfc3339` string names; ValueError for any other text."""
+    return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
