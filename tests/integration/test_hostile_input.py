@@ -408,3 +408,23 @@ def test_a_wrong_method_is_401_without_a_key(client: TestClient) -> None:
     response = client.put("/prompt-svc/prompt", content=b"{}")
 
     assert response.status_code == 401, response.text
+
+
+def test_a_table_throttled_past_the_sdks_retries_is_a_503_with_retry_after(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """DynamoDB answering every call `ThrottlingException` (botocore retries, then gives up): the
+    caller is asked to come back, never told the request broke."""
+    from promptsvc.local.chaos import install_throttling
+
+    install_throttling(1.0)
+    try:
+        response = client.get("/prompt-svc/prompt/anything", headers=auth(keys["alice"]))
+        added = client.post("/prompt-svc/prompt", json={"prompt": "hi"}, headers=auth(keys["alice"]))
+    finally:
+        clients.clear_hooks()
+
+    for answer in (response, added):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "busy" in answer.json()["error"]

@@ -14,6 +14,17 @@ from botocore.config import Config
 
 _hooks: list[tuple[str, Callable[..., Any]]] = []
 
+# What AWS answers when a table or API is over its rate: retried by the SDK; past its attempts the
+# caller is asked to come back (HTTP 503 with Retry-After), never told the request broke.
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
+)
+
+
+def is_throttled(error: BaseException) -> bool:
+    response = getattr(error, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") in THROTTLING_CODES
+
 
 def register_hook(event_name: str, handler: Callable[..., Any]) -> None:
     """Register a botocore event handler on every client made from now on (benchmarks, tests)."""

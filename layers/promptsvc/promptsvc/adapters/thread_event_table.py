@@ -20,7 +20,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.adapters.clients import dynamodb_table, is_throttled
 from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
@@ -29,9 +29,6 @@ from promptsvc.domain.thread_events import CLOCK_SLACK_SECONDS, HOLE_SECONDS, Ev
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
 _PUT_PATIENCE_SECONDS = 5.0  # a throttled event put keeps trying this long (the hole bound is 10 s)
-_THROTTLED = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
-)
 _ATTEMPTS = 5  # allocations per append (each failure means a filler took the seq: rare)
 
 
@@ -207,7 +204,7 @@ class DynamoThreadEventLog:
             except ClientError as error:
                 if _condition_failed(error):
                     return False
-                if error.response["Error"]["Code"] not in _THROTTLED or time.monotonic() > give_up_at:
+                if not is_throttled(error) or time.monotonic() > give_up_at:
                     raise
                 time.sleep(min(1.0, 0.05 * 2**attempt))
                 continue

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from promptsvc.adapters.clients import is_throttled
 from promptsvc.api.auth import principal
 from promptsvc.domain.errors import (
     Conflict,
@@ -42,6 +43,7 @@ def status_of(error: DomainError) -> int:
     return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), 400)
 
 
+RETRY_AFTER_SECONDS = 1  # after a 503 for throttling
 V2_PREFIX = "/v2/"
 
 
@@ -98,5 +100,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        if is_throttled(error):  # the SDK's retries were not enough: a moment's overload
+            logger.warning("throttled past the SDK's retries", error=str(error))
+            response = error_response(503, "the service is busy: try again in a moment", request.url.path)
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         logger.exception("unhandled error")
         return error_response(500, "internal error", request.url.path)

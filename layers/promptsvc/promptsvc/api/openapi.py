@@ -42,8 +42,9 @@ _MEANING = {
     413: "the body is larger than 1 MB (or the prompt than 256 KB, or the item than DynamoDB's 400 KB)",
     422: "a field is not valid (named)",
     500: "internal error (never a stack trace)",
+    503: "the service is busy (AWS throttled it past its retries): try again after `Retry-After` seconds",
 }
-_ALWAYS = (401, 500)
+_ALWAYS = (401, 500, 503)
 
 
 def contract(

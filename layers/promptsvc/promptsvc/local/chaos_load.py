@@ -25,6 +25,9 @@ from promptsvc.local.chaos_check import TERMINAL, Observed, Submitted, Violation
 FILLER = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "tempor")
 
 
+HANDSHAKE_SECONDS = 30  # API Gateway's $connect integration may take up to 29 s
+
+
 def dev_environment(workdir: Path, stall_seconds: float = 1.5) -> dict[str, str]:
     """The environment of a `promptsvc dev --chaos` to run against: the shipped catalog with short
     stall timeouts (a stall costs seconds, not 30), quick retries, and the mock engine's attempt
@@ -307,7 +310,7 @@ class _Watcher:
 
         last = 0
         try:
-            with connect(self.url, open_timeout=10) as socket:
+            with connect(self.url, open_timeout=HANDSHAKE_SECONDS) as socket:
                 self._socket = socket
                 socket.send(json.dumps({"action": "subscribe", "threadId": self.thread, "after": 0}))
                 while not self._stop.is_set():
