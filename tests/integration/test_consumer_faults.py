@@ -17,7 +17,7 @@ from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.prompt import Prompt
 from promptsvc.engines import mock
-from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.local.template import LocalStack
 from promptsvc.settings import Settings
@@ -37,27 +37,31 @@ def catalog(call_timeout: float = 120, stall_timeout: float = 30) -> Catalog:
     return Catalog.from_dict(shipped)
 
 
-def runner(settings: Settings, clock: Callable[[], float] | None = None, **timeouts: float) -> PromptRunner:
+def runner(
+    settings: Settings,
+    clock: Callable[[], float] | None = None,
+    engine: Engine | None = None,
+    **timeouts: float,
+) -> PromptRunner:
+    """A runner on moto; `engine` answers for the mock engine (a Scripted one, say)."""
     kwargs = {"clock": clock} if clock else {}
     return PromptRunner(
         wiring.prompt_repository(settings),
         lambda: catalog(**timeouts),
-        EngineRegistry(settings),
+        EngineRegistry(settings, {"mock": engine} if engine else None),
         cancel_poll=0.05,
         **kwargs,  # type: ignore[arg-type]
     )
 
 
-def engine(
-    monkeypatch: pytest.MonkeyPatch, behaviours: list[Callable[[], AsyncIterator[EngineEvent]]]
-) -> None:
-    """Each call of the mock engine plays the next behaviour."""
-    calls = iter(behaviours)
+class Scripted:
+    """An engine whose calls play the given behaviours in turn."""
 
-    def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
-        return next(calls)()
+    def __init__(self, behaviours: list[Callable[[], AsyncIterator[EngineEvent]]]) -> None:
+        self._calls = iter(behaviours)
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        return next(self._calls)()
 
 
 def fails(error: EngineError) -> Callable[[], AsyncIterator[EngineEvent]]:
@@ -111,9 +115,11 @@ def test_a_retryable_failure_errors_then_the_retry_completes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     prompt = add(client, keys["alice"])
-    engine(monkeypatch, [fails(EngineError("503 Service Unavailable", retryable=True)), answers("fine")])
     messages = Recorder(settings)
-    run = runner(settings)
+    run = runner(
+        settings,
+        engine=Scripted([fails(EngineError("503 Service Unavailable", retryable=True)), answers("fine")]),
+    )
 
     first = asyncio.run(settle(run, messages, receive(local_stack)))
     errored = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
@@ -134,8 +140,7 @@ def test_after_max_retries_the_prompt_is_abandoned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     prompt = add(client, keys["alice"], maxRetries=2)
-    engine(monkeypatch, [fails(EngineError("429 Too Many Requests", retryable=True))] * 3)
-    run = runner(settings)
+    run = runner(settings, engine=Scripted([fails(EngineError("429 Too Many Requests", retryable=True))] * 3))
 
     results = [asyncio.run(run.run(prompt["id"], user_id="alice")) for _ in range(3)]
 
@@ -179,8 +184,7 @@ def test_a_consumer_that_dies_after_its_claim_is_replaced_and_the_run_counts(
     stored = repository.get("alice", prompt["id"])
     assert stored is not None
     repository.claim(stored, now_rfc3339(), int((clock.now + 60) * 1000))  # ...and then it died
-    engine(monkeypatch, [answers("recovered")])
-    run = runner(settings, clock=clock)
+    run = runner(settings, clock=clock, engine=Scripted([answers("recovered")]))
 
     while_leased = asyncio.run(
         run.run(prompt["id"], user_id="alice")
@@ -230,9 +234,9 @@ def test_a_stalled_stream_is_a_retryable_timeout(
         await asyncio.sleep(3600)
         yield Delta("never")
 
-    engine(monkeypatch, [stalls])
-
-    result = asyncio.run(runner(settings, stall_timeout=0.3).run(prompt["id"], user_id="alice"))
+    result = asyncio.run(
+        runner(settings, engine=Scripted([stalls]), stall_timeout=0.3).run(prompt["id"], user_id="alice")
+    )
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
     assert result.outcome is Outcome.RETRY
@@ -249,10 +253,10 @@ def test_the_call_timeout_bounds_a_stream_that_never_ends(
             await asyncio.sleep(0.05)
             yield Delta("more ")
 
-    engine(monkeypatch, [endless])
-
     result = asyncio.run(
-        runner(settings, call_timeout=0.5, stall_timeout=0.3).run(prompt["id"], user_id="alice")
+        runner(settings, engine=Scripted([endless]), call_timeout=0.5, stall_timeout=0.3).run(
+            prompt["id"], user_id="alice"
+        )
     )
 
     body = prompt_of(client, keys["alice"], prompt["id"])["prompt"]
@@ -321,10 +325,9 @@ def test_a_run_emits_its_metrics_as_emf(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "promptsvc")
     prompt = add(client, keys["alice"])
-    engine(monkeypatch, [answers("metered")])
     capsys.readouterr()
 
-    asyncio.run(runner(settings).run(prompt["id"], user_id="alice"))
+    asyncio.run(runner(settings, engine=Scripted([answers("metered")])).run(prompt["id"], user_id="alice"))
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     emitted = {m["Name"]: line for line in lines for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}

@@ -40,13 +40,13 @@ from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES, answer_key, answe
 from promptsvc.domain.catalog import Catalog, Model
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import InvalidRequest, ItemTooLarge
+from promptsvc.domain.failure_policy import Failure, FailurePolicy
 from promptsvc.domain.ports import AnswerBodies, PromptRepository, ResponseCache, ThreadEventLog
 from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.prompt_variables import last_user_text
 from promptsvc.domain.response_cache import cache_key
-from promptsvc.domain.retry import backoff_seconds
-from promptsvc.domain.routing import TIMEOUT_CODE, TRANSPORT_CODE, RunPlan, StepKind, after_failure
-from promptsvc.domain.status import Status, is_terminal, status_after_failure
+from promptsvc.domain.routing import TIMEOUT_CODE, RunPlan
+from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.template import render
 from promptsvc.domain.thread_events import (
     HOLE_SECONDS,
@@ -58,6 +58,7 @@ from promptsvc.domain.thread_events import (
     thread_key_of,
 )
 from promptsvc.engines.base import CALL_PARAMETERS, Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.cached import CACHED, CachedEngine
 from promptsvc.engines.registry import EngineRegistry
 
 logger = Logger(child=True)
@@ -160,8 +161,7 @@ class PromptRunner:
         self._lease_seconds = lease_seconds
         self._cancel_poll = cancel_poll
         self._crash_limit = crash_limit
-        self._retry_base = retry_base
-        self._retry_cap = retry_cap
+        self._policy = FailurePolicy(retry_base, retry_cap)
         self._events = events
         self._delta_interval = delta_interval
         self._cache = cache
@@ -310,8 +310,7 @@ class PromptRunner:
         try:
             attempt = self._attempt(claimed)
             try:
-                if not await self._answer_from_cache(attempt, progress):
-                    await self._generate_watched(claimed, attempt, progress, keeper)
+                await self._generate_watched(claimed, attempt, progress, keeper)
             finally:
                 if on_generated is not None:
                     on_generated()
@@ -369,7 +368,6 @@ class PromptRunner:
         events.fence(None)  # finished by our own conditional write: nobody else runs it now
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
-        await self._remember(attempt, progress)
         return RunResult(Outcome.COMPLETED)
 
     def _lease_lost(self, claimed: Prompt, events: "RunEvents | NoEvents") -> RunResult:
@@ -436,39 +434,6 @@ class PromptRunner:
             key = cache_key(claimed.userId, model.id, request.messages, request.prompt, every)
         return _Attempt(model, request, plan, key)
 
-    async def _answer_from_cache(self, attempt: _Attempt, progress: _Progress) -> bool:
-        """Complete from the cache on a hit, without calling the engine. A cache that cannot be
-        read is a miss: the engine answers instead."""
-        if attempt.cache_key is None or self._cache is None:
-            return False
-        try:
-            answer = await asyncio.to_thread(self._cache.get, attempt.cache_key)
-        except Exception:
-            logger.exception("response cache read failed; calling the engine", model_id=attempt.model.id)
-            return False
-        if answer is None:
-            return False
-        progress.parts.append(answer)
-        progress.size += answer_size(answer)
-        progress.events.delta(answer)
-        progress.finish = Finish("cached")
-        telemetry.cache_hit(attempt.model.id)
-        return True
-
-    async def _remember(self, attempt: _Attempt, progress: _Progress) -> None:
-        """Cache a fresh answer (best effort: the prompt is already completed)."""
-        if attempt.cache_key is None or self._cache is None or attempt.plan is None:
-            return
-        if progress.finish is not None and progress.finish.reason == "cached":
-            return
-        try:
-            ttl = int(attempt.plan.cache_ttl or 0)
-            await asyncio.to_thread(self._cache.put, attempt.cache_key, progress.text, ttl)
-        except ItemTooLarge:
-            logger.info("answer too large to cache", model_id=attempt.model.id, answer_bytes=progress.size)
-        except Exception:
-            logger.exception("response cache write failed", model_id=attempt.model.id)
-
     async def _generate_watched(
         self, claimed: Prompt, attempt: _Attempt, progress: _Progress, keeper: LeaseKeeper
     ) -> None:
@@ -476,6 +441,8 @@ class PromptRunner:
         (a cancel is seen even while the engine is silent) and stops the run when its lease is
         lost or about to end unrenewed (consumer/lease.py)."""
         engine = self._engines.for_model(attempt.model)
+        if attempt.cache_key is not None and self._cache is not None and attempt.plan is not None:
+            engine = CachedEngine(engine, self._cache, attempt.cache_key, int(attempt.plan.cache_ttl or 0))
         stream = engine.stream(attempt.request)
         generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
         try:
@@ -533,6 +500,8 @@ class PromptRunner:
                         progress.events.delta(event.text)
                     else:
                         progress.finish = event
+                        if event.reason == CACHED:
+                            telemetry.cache_hit(model.id)
         except TimeoutError:
             raise EngineError(
                 f"engine call exceeded {model.call_timeout:g} s", retryable=True, status_code=TIMEOUT_CODE
@@ -573,59 +542,33 @@ class PromptRunner:
     async def _fail(
         self, prompt: Prompt, progress: _Progress, error: EngineError, attempt: _Attempt | None
     ) -> RunResult:
-        message = str(error)
-        plan = attempt.plan if attempt is not None else None
-        changes: dict[str, object] = {}
-        if isinstance(error, _FinalError):
-            target, delay = Status.ABANDONED, 0
-        elif plan is None:
-            target = status_after_failure(prompt.runCount, prompt.maxRetries, error.retryable)
-            delay = backoff_seconds(prompt.runCount, base=self._retry_base, cap=self._retry_cap)
-        else:
-            assert attempt is not None  # a plan comes from the attempt
-            target, delay, changes, message = self._route_after_failure(prompt, plan, error, attempt.model.id)
+        final = isinstance(error, _FinalError)
+        failure = Failure(str(error), error.retryable, error.status_code, final=final)
+        model_id = attempt.model.id if attempt is not None else prompt.modelId
+        step = self._policy.next_step(prompt, failure, model_id, attempt.plan if attempt else None)
         await progress.events.flush()  # the run's deltas land before its status changes
         if progress.events.fenced:
             return self._lease_lost(prompt, progress.events)
         moved = await asyncio.to_thread(
             self._repo.transition,
             prompt,
-            target,
+            step.status,
             run_count=prompt.runCount,
-            error=message,
+            error=step.error,
             updatedAt=now_rfc3339(),
-            **changes,
+            **step.changes,
         )
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             return await self._stopped(prompt, await self._state(prompt), progress)
         progress.events.fence(None)  # the run ended by our own conditional write
-        progress.events.status(str(target), message)
-        telemetry.outcome(str(target), prompt.modelId)
-        logger.warning("prompt run failed", status=str(target), error=message, **_log_keys(prompt))
-        if target is Status.ERRORED:
-            return RunResult(Outcome.RETRY, retry_after=delay, error=message)
-        return RunResult(Outcome.ABANDONED, error=message)
-
-    def _route_after_failure(
-        self, prompt: Prompt, plan: RunPlan, error: EngineError, model_id: str
-    ) -> tuple[Status, int, dict[str, object], str]:
-        """A routed prompt's next step: the same model after a backoff, the next model at once,
-        or abandoned. The error names the model that failed."""
-        code = error.status_code or (TRANSPORT_CODE if error.retryable else 400)
-        model_attempts = prompt.runCount - prompt.routeStart
-        step = after_failure(plan, prompt.routeIndex, model_attempts, code)
-        if prompt.runCount > prompt.maxRetries:  # the caller's budget ends the plan early
-            step = replace(step, kind=StepKind.GIVE_UP)
-        message = f"{model_id}: {error}"
-        if step.kind is StepKind.RETRY:
-            delay = backoff_seconds(model_attempts, base=self._retry_base, cap=self._retry_cap)
-            return Status.ERRORED, delay, {}, message
-        if step.kind is StepKind.FALLBACK:
-            nxt = plan.models[step.model_index]
-            logger.info("falling back to the next model", failed=model_id, next=nxt, **_log_keys(prompt))
-            changes: dict[str, object] = {"routeIndex": step.model_index, "routeStart": prompt.runCount}
-            return Status.ERRORED, 0, changes, message
-        return Status.ABANDONED, 0, {}, message
+        progress.events.status(str(step.status), step.error)
+        telemetry.outcome(str(step.status), prompt.modelId)
+        if "routeIndex" in step.changes:
+            logger.info("falling back to the next model", failed=model_id, **_log_keys(prompt))
+        logger.warning("prompt run failed", status=str(step.status), error=step.error, **_log_keys(prompt))
+        if step.status is Status.ERRORED:
+            return RunResult(Outcome.RETRY, retry_after=step.delay, error=step.error)
+        return RunResult(Outcome.ABANDONED, error=step.error)
 
     async def _give_up_after_crashes(self, prompt: Prompt) -> RunResult | None:
         """Abandon a prompt whose last allowed run died; None when it changed meanwhile."""

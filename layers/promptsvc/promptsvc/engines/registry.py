@@ -1,6 +1,6 @@
 """Picks the engine that serves a model: the catalog's choice, or one engine for every model."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from promptsvc.domain.catalog import Model
 from promptsvc.engines.base import Engine, EngineError
@@ -49,11 +49,12 @@ FACTORIES: dict[str, Callable[[Settings], Engine]] = {
 
 
 class EngineRegistry:
-    """Engines are made on first use (an ECS worker never imports what only Lambda uses)."""
+    """Engines are made on first use (an ECS worker never imports what only Lambda uses), unless
+    given by name (`engines`: e.g. a test's scripted engine as "mock")."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engines: Mapping[str, Engine] | None = None) -> None:
         self._settings = settings
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, Engine] = dict(engines or {})
 
     def for_model(self, model: Model) -> Engine:
         name = self._settings.engine or model.engine

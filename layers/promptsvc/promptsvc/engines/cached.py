@@ -1,0 +1,55 @@
+"""An engine with a response cache in front (a routed prompt's `cache` setting): a hit answers
+from the cache without calling the engine (one delta, finish reason `cached`); a miss streams the
+engine and keeps the whole answer for `ttl` seconds once the stream has finished. The cache is
+best effort: one that cannot be read is a miss, one that cannot be written keeps nothing."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aws_lambda_powertools import Logger
+
+from promptsvc.domain.errors import ItemTooLarge
+from promptsvc.domain.ports import ResponseCache
+from promptsvc.engines.base import Delta, Engine, EngineEvent, EngineRequest, Finish
+
+logger = Logger(child=True)
+
+CACHED = "cached"  # the finish reason of an answer from the cache
+
+
+class CachedEngine:
+    def __init__(self, engine: Engine, cache: ResponseCache, key: str, ttl: int) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._key = key
+        self._ttl = ttl
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        model_id = request.model.id
+        try:
+            answer = await asyncio.to_thread(self._cache.get, self._key)
+        except Exception:
+            logger.exception("response cache read failed; calling the engine", model_id=model_id)
+            answer = None
+        if answer is not None:
+            yield Delta(answer)
+            yield Finish(CACHED)
+            return
+        parts: list[str] = []
+        finished = False
+        async for event in self._engine.stream(request):
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                finished = True
+            yield event
+        if finished:
+            await self._keep("".join(parts), model_id)
+
+    async def _keep(self, answer: str, model_id: str) -> None:
+        try:
+            await asyncio.to_thread(self._cache.put, self._key, answer, self._ttl)
+        except ItemTooLarge:
+            logger.info("answer too large to cache", model_id=model_id, answer_bytes=len(answer.encode()))
+        except Exception:
+            logger.exception("response cache write failed", model_id=model_id)
