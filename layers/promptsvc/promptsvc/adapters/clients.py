@@ -65,7 +65,8 @@ _SERVICE_CONFIG = {
 def client(service: str, endpoint_url: str | None = None) -> Any:
     """A client of `service`; `endpoint_url` for APIs addressed per resource (the API Gateway
     Management API of one WebSocket stage)."""
-    return _session().client(service, endpoint_url=endpoint_url, config=_SERVICE_CONFIG.get(service, _CONFIG))
+    session: Any = _session()  # any service name: boto3's typed overloads name each
+    return session.client(service, endpoint_url=endpoint_url, config=_SERVICE_CONFIG.get(service, _CONFIG))
 
 
 _local = threading.local()

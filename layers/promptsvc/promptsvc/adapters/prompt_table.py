@@ -310,7 +310,7 @@ class DynamoPromptRepository:
         page_size: int,
         next_page_size: Callable[[], int] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        condition = Key(index.key_attribute).eq(key)
+        condition: Any = Key(index.key_attribute).eq(key)
         if after_sk is not None:
             bound = Key(SORT_ATTRIBUTE)
             condition = condition & (bound.lt(after_sk) if desc else bound.gt(after_sk))

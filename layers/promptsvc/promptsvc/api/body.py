@@ -36,6 +36,6 @@ def json_body(
         try:
             return model.model_validate(data)
         except ValidationError as error:
-            raise invalid(describe_validation(list(error.errors()))) from None
+            raise invalid(describe_validation([dict(detail) for detail in error.errors()])) from None
 
     return dependency

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -444,7 +445,7 @@ class PromptRunner:
         if attempt.cache_key is not None and self._cache is not None and attempt.plan is not None:
             engine = CachedEngine(engine, self._cache, attempt.cache_key, int(attempt.plan.cache_ttl or 0))
         stream = engine.stream(attempt.request)
-        generation = asyncio.create_task(self._consume(stream, attempt.model, progress))
+        generation: asyncio.Future[Any] = asyncio.create_task(self._consume(stream, attempt.model, progress))
         try:
             while True:
                 done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
@@ -623,6 +624,6 @@ def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339).timestamp()
 
 
-def _log_keys(prompt: Prompt) -> dict[str, str]:
+def _log_keys(prompt: Prompt) -> dict[str, Any]:
     """Per-line keys: records of a batch run concurrently, so shared logger state would mix them."""
     return {"prompt_id": prompt.id, "thread_id": prompt.threadId, "model_id": prompt.modelId}

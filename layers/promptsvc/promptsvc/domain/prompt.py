@@ -48,7 +48,7 @@ class RunState:
     runCount: int
 
 
-def public_view(data: "dict | Prompt") -> dict:
+def public_view(data: "dict[str, Any] | Prompt") -> dict[str, Any]:
     """A prompt as the API shows it: exactly the spec's schema fields."""
     source = asdict(data) if isinstance(data, Prompt) else data
     view = {name: source.get(name) for name in PUBLIC_FIELDS}
@@ -94,7 +94,7 @@ class Prompt:
         """Unique, time-ordered position of the prompt: what indexes sort on and cursors hold."""
         return f"{self.createdAt}#{self.id}"
 
-    def with_status(self, status: Status, **changes: object) -> "Prompt":
+    def with_status(self, status: Status, **changes: Any) -> "Prompt":
         return replace(self, status=status, **changes)
 
     @property

@@ -166,7 +166,7 @@ def parse_filter(raw: Any, where: str, budget: list[int] | None = None, depth: i
         raise InvalidRequest(f"{where}: a query has at most {MAX_FILTER_NODES} filters, subFilters included")
     if not isinstance(raw, Mapping):
         raise InvalidRequest(f"{where} must be an object")
-    op_name = raw.get("op")
+    op_name: Any = raw.get("op")
     try:
         op = Op(op_name)
     except (ValueError, TypeError):
@@ -288,8 +288,8 @@ def _as_list(value: Any) -> list[Any]:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
-    return a == b
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and bool(a == b))
+    return bool(a == b)
 
 
 def _compare(item_value: Any, op: Op, value: Any) -> bool:
@@ -297,12 +297,12 @@ def _compare(item_value: Any, op: Op, value: Any) -> bool:
         return False
     try:
         if op is Op.LESS_THAN:
-            return item_value < value
+            return bool(item_value < value)
         if op is Op.LESS_THAN_OR_EQUAL:
-            return item_value <= value
+            return bool(item_value <= value)
         if op is Op.GREATER_THAN:
-            return item_value > value
-        return item_value >= value
+            return bool(item_value > value)
+        return bool(item_value >= value)
     except TypeError:
         return False
 
@@ -496,7 +496,8 @@ def comparator(query: Query) -> Callable[[Sequence[Any], Sequence[Any]], int]:
 
 def sort_items(items: list[dict[str, Any]], query: Query, seed: str | None) -> list[dict[str, Any]]:
     compare = comparator(query)
-    return sorted(
-        items,
-        key=functools.cmp_to_key(lambda a, b: compare(position(a, query, seed), position(b, query, seed))),
-    )
+
+    def order(a: dict[str, Any], b: dict[str, Any]) -> int:
+        return compare(position(a, query, seed), position(b, query, seed))
+
+    return sorted(items, key=functools.cmp_to_key(order))

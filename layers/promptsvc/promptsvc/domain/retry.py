@@ -19,6 +19,6 @@ def backoff_seconds(
     """Delay before retry number `attempt` (1 for the first retry): "equal jitter", i.e. half of
     min(cap, base * 2^(attempt-1)) fixed plus a random share of the other half. Whole seconds,
     as SQS visibility timeouts are."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
     delay = ceiling / 2 + uniform(0, ceiling / 2)
     return max(1, min(SQS_MAX_VISIBILITY, round(delay)))

@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -155,7 +155,7 @@ class MockEngine:
 
     async def _faulty(
         self, request: EngineRequest, pieces: list[str], finish: Finish
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         key = prompt_key(request.prompt)
         number = _next_attempt(key)
         plan = self._faults.plan(key, number, len(pieces))

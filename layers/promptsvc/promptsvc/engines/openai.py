@@ -81,9 +81,11 @@ class OpenAIEngine:
             headers["Authorization"] = f"Bearer {self._api_key}"
         chat = request.model.api == "chat"
         async with AsyncExitStack() as stack:
-            client = self._http or await stack.enter_async_context(
-                httpx.AsyncClient(timeout=self._timeout, verify=_tls_context())
-            )
+            client = self._http
+            if client is None:
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=self._timeout, verify=_tls_context())
+                )
             try:
                 response = await stack.enter_async_context(
                     client.stream("POST", url, json=body, headers=headers, timeout=self._timeout)

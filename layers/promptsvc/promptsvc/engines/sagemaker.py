@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from botocore.exceptions import (
@@ -105,7 +105,7 @@ class SageMakerEngine:
             async for event in inner:
                 yield event
 
-    async def _stream(self, endpoint: str, kwargs: dict[str, Any]) -> AsyncIterator[EngineEvent]:
+    async def _stream(self, endpoint: str, kwargs: dict[str, Any]) -> AsyncGenerator[EngineEvent, None]:
         call = _Call(endpoint, lambda call: _read_stream(call, self._client(), kwargs))
         parser = StreamParser()
         try:
@@ -121,7 +121,7 @@ class SageMakerEngine:
         finally:
             call.close()
 
-    async def _invoke(self, endpoint: str, kwargs: dict[str, Any]) -> AsyncIterator[EngineEvent]:
+    async def _invoke(self, endpoint: str, kwargs: dict[str, Any]) -> AsyncGenerator[EngineEvent, None]:
         call = _Call(endpoint, lambda call: call.put(self._client().invoke_endpoint(**kwargs)["Body"].read()))
         try:
             body = await call.next(endpoint)
@@ -285,7 +285,7 @@ def engine_error(error: BaseException, endpoint: str) -> EngineError:
         return error
     where = f"SageMaker endpoint {endpoint!r}"
     if isinstance(error, ClientError):  # also EventStreamError, raised for in-stream exceptions
-        response: dict[str, Any] = error.response
+        response: Any = error.response
         code = response.get("Error", {}).get("Code", "")
         message = response.get("Error", {}).get("Message", "") or str(error)
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -76,12 +76,12 @@ class ChaosOptions:
     def parse(cls, spec: str) -> "ChaosOptions":
         """`all` and/or `name=value` pairs, comma-separated: `all,seed=7,drop=0`."""
         options = cls()
-        types = {f.name: f.type for f in fields(cls)}
+        types: dict[str, Any] = {f.name: f.type for f in fields(cls)}
         for part in (p.strip() for p in spec.split(",")):
             if not part:
                 continue
             if part == "all":
-                options = replace(options, **ALL)
+                options = replace(options, **ALL)  # type: ignore[arg-type]
                 continue
             name, sep, value = part.partition("=")
             if not sep or name not in types:
@@ -148,7 +148,7 @@ def dynamodb_throttling(rate: float, seed: int = 0) -> Callable[..., AWSResponse
         injected["DynamoDB calls throttled"] += 1
         body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "Rate exceeded (chaos)"}
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": str(uuid.uuid4())}
-        return AWSResponse(request.url, 400, headers, _Body(json.dumps(body).encode()))
+        return AWSResponse(request.url, 400, headers, _Body(json.dumps(body).encode()))  # type: ignore[arg-type]
 
     return before_send
 

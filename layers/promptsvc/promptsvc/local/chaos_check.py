@@ -94,7 +94,7 @@ def check(observed: Observed) -> Report:
     by_key = _attempts_by_key(observed.attempts)
     per_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (_user, thread), events in sorted(observed.events.items()):
-        seqs = [e.get("seq") for e in events]
+        seqs = [int(e.get("seq") or 0) for e in events]
         if seqs != list(range(1, len(seqs) + 1)):
             dupes = sorted(s for s, n in Counter(seqs).items() if n > 1)
             missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))

@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,7 +81,7 @@ class _Planned:
 @dataclass
 class Run:
     observed: Observed
-    figures: Counter[str] = field(default_factory=Counter)
+    figures: dict[str, float] = field(default_factory=dict)
     ws_violations: list[Violation] = field(default_factory=list)
     drain_seconds: float = 0.0
     drained: bool = False
@@ -95,7 +95,7 @@ class ChaosClient:
         self.base_url = base_url
         self.ws_url = ws_url
         self.admin_key = admin_key
-        self.figures: Counter[str] = Counter()
+        self.figures: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
         self._local = threading.local()
 

@@ -193,7 +193,7 @@ class DevStack:
         sources = []
         for _ in range(max(1, self.chaos.consumers)):
             consumer = load_handler_module(self.root, "consumer")
-            consumer.LEASE_MARGIN_SECONDS = 0
+            vars(consumer)["LEASE_MARGIN_SECONDS"] = 0
             source = SqsEventSource(
                 self.stack.refs["PromptsQueue"],
                 consumer.lambda_handler,

@@ -427,7 +427,7 @@ class WebSocketGateway:
 
     async def _message(self, client: _Client, message: str | bytes) -> None:
         binary = isinstance(message, bytes)
-        route = "$default" if binary else self._select_route(message)
+        route = "$default" if isinstance(message, bytes) else self._select_route(message)
         context = self._context(client, route, "MESSAGE", time.time())
         if route is None:
             await self._send_error(client, "Forbidden", context["requestId"])

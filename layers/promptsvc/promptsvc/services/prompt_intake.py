@@ -22,8 +22,11 @@ from promptsvc.domain.routing import RunPlan, has_routing, plan_from
 
 
 class StoredVersion(Protocol):
-    id: str
-    prompt: PromptSettings
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def prompt(self) -> PromptSettings: ...
 
 
 class StoredPrompts(Protocol):
