@@ -10,7 +10,7 @@ What it measures, through the real FastAPI app (in-process, `TestClient`) on mot
   items read per item returned.
 
 How: every table, queue and secret of template.yaml is created in moto with
-`promptsvc.local.template.create_resources`, the API function's environment is set from the
+`promptsvc_dev.template.create_resources`, the API function's environment is set from the
 template, the prompts are written straight into the table with a batch writer (seeding through the
 API would be slow and is not what is measured), then a counter is hooked on botocore's `before-call`
 (one per API call, per `service.Operation`) and `after-call` (items read: a Query's or Scan's
@@ -104,8 +104,8 @@ from promptsvc.domain.clock import now_rfc3339  # noqa: E402
 from promptsvc.domain.keys import Role  # noqa: E402
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt  # noqa: E402
 from promptsvc.domain.status import Status, is_terminal  # noqa: E402
-from promptsvc.local.template import create_resources  # noqa: E402
 from promptsvc.settings import Settings, get_settings  # noqa: E402
+from promptsvc_dev.template import create_resources  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Counting

@@ -1,17 +1,17 @@
 """Chaos: 1,000 prompts through `promptsvc dev --chaos all` (every fault at once), then the invariants.
 
-The faults (layers/promptsvc/promptsvc/local/chaos.py): the mock engine fails attempts with error
+The faults (dev/promptsvc_dev/chaos.py): the mock engine fails attempts with error
 statuses, stalls past the stall timeout, cuts streams midway, answers slowly, and kills the
 consumer mid-prompt (the invocation dies unsettled; its lease and message run out); the SQS source
 delivers some messages twice (at once and later) to three concurrent consumer invocations;
 DynamoDB throttles some calls (through a botocore `before-send` hook, so botocore's retries see
 them); the `@connections` API answers some posts 410 or drops the client.
 
-The client (local/chaos_load.py) adds the prompts over 125 threads of 8 (2 users, 16 client
+The client (dev/promptsvc_dev/chaos_load.py) adds the prompts over 125 threads of 8 (2 users, 16 client
 workers; a tenth sync, a tenth canceled, a twentieth removed, a fifth with `maxRetries` 1; a
 tenth of the threads watched over the WebSocket API), retrying 5xx with the same body, then waits
 for the drain and reads every prompt, every thread's events (paged) and the mock engine's record
-of each attempt. The checker (local/chaos_check.py) then counts the violations of each invariant:
+of each attempt. The checker (dev/promptsvc_dev/chaos_check.py) then counts the violations of each invariant:
 every prompt terminal, nothing running, `runCount <= maxRetries + 1`, one answer per completed
 prompt equal to the engine's last attempt, gapless thread events whose replay gives the answer, and
 each prompt's last event its terminal status (removed prompts: a terminal status event).
@@ -34,9 +34,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from promptsvc.local import dev_process
-from promptsvc.local.chaos_check import check
-from promptsvc.local.chaos_load import ChaosClient, Workload, attempt_log, dev_environment
+from promptsvc_dev import dev_process
+from promptsvc_dev.chaos_check import check
+from promptsvc_dev.chaos_load import ChaosClient, Workload, attempt_log, dev_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "chaos-admin-key"

@@ -61,9 +61,9 @@ from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.domain.keys import Principal, Role
 from promptsvc.domain.prompt import NewPrompt
-from promptsvc.local.dev import aws_environment, free_port
-from promptsvc.local.template import create_resources
 from promptsvc.settings import Settings, get_settings
+from promptsvc_dev.dev import aws_environment, free_port
+from promptsvc_dev.template import create_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

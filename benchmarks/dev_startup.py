@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
-from promptsvc.local.dev import free_port
+from promptsvc_dev.dev import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 3
@@ -25,7 +25,7 @@ def one_start() -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROMPTSVC_", "POWERTOOLS_"))}
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(free_port()),
+        [sys.executable, "-m", "promptsvc_dev.cli", "dev", "--port", str(port), "--ws-port", str(free_port()),
          "--api-key", "bench-key"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

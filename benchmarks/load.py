@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from promptsvc.local import dev_process
+from promptsvc_dev import dev_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "load-admin-key"

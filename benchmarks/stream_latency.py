@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from promptsvc.local.dev import free_port
+from promptsvc_dev.dev import free_port
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ async def stream(self, request):
     async for event in _stream(self, request):
         yield base.Delta(f"<{time.time():.6f}>") if isinstance(event, base.Delta) else event
 mock.MockEngine.stream = stream
-from promptsvc.cli import main
+from promptsvc_dev.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 STAMP = re.compile(r"<(\d+\.\d+)>")

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from promptsvc.local.dev_process import start_dev
+from promptsvc_dev.dev_process import start_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bench-admin-key"

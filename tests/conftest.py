@@ -10,12 +10,12 @@ from moto import mock_aws
 from promptsvc.adapters import clients
 from promptsvc.api.app import create_app
 from promptsvc.domain.keys import Role
-from promptsvc.local import moto_atomic
-from promptsvc.local.functions import load_handler_module
-from promptsvc.local.sqs_source import SqsEventSource
-from promptsvc.local.template import LocalStack, create_resources
 from promptsvc.settings import Settings, get_settings
 from promptsvc.wiring import key_service
+from promptsvc_dev import moto_atomic
+from promptsvc_dev.functions import load_handler_module
+from promptsvc_dev.sqs_source import SqsEventSource
+from promptsvc_dev.template import LocalStack, create_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from promptsvc.local.template import NO_VALUE, LocalStack
 from promptsvc.settings import Settings
+from promptsvc_dev.template import NO_VALUE, LocalStack
 
 # Settings that name a resource: a function that reads one must have it set by the template (the
 # defaults are placeholders such as "PromptsTable", or empty, which would silently turn features off).

@@ -29,10 +29,10 @@ from moto.server import ThreadedMotoServer
 from promptsvc.adapters import clients
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.domain.keys import Role
-from promptsvc.local.dev import aws_environment
-from promptsvc.local.template import LocalStack, create_resources, load_template
 from promptsvc.services.keys import KeyService
 from promptsvc.settings import get_settings
+from promptsvc_dev.dev import aws_environment
+from promptsvc_dev.template import LocalStack, create_resources, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -328,3 +328,17 @@ def built_stack(
     yield make_stack(built_target(), moto_endpoint, connections_sink, tmp_path, monkeypatch)
     clients.reset()
     get_settings.cache_clear()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The built layer's size, unzipped (Lambda allows 250 MB for a function and its layers)."""
+    layer = BUILD_DIR / "PromptsvcLayer"
+    if not layer.is_dir():
+        return
+    total = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())
+    ours = layer / "python" / "promptsvc"
+    package = sum(path.stat().st_size for path in ours.rglob("*") if path.is_file())
+    terminalreporter.write_line(
+        f"built layer (.aws-sam/build/PromptsvcLayer): {total / 1e6:.1f} MB unzipped, "
+        f"of which the promptsvc package {package / 1e3:.0f} KB"
+    )

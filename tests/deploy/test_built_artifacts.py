@@ -52,3 +52,20 @@ def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> 
         )
         emitted = checks.emf_metrics(outcome.stdout)
         assert {"ColdStart", METRICS[name]} <= emitted, f"{name}: EMF metrics {sorted(emitted)}"
+
+
+def layer_files() -> list[str]:
+    layer = built_target().code_root / "PromptsvcLayer" / "python"
+    return [path.relative_to(layer).as_posix() for path in layer.rglob("*") if path.is_file()]
+
+
+def test_the_layer_ships_only_what_runs_in_lambda() -> None:
+    """The local stack, its emulators and the CLI (promptsvc_dev) stay on developers' machines, and
+    with them moto, uvicorn, websockets and PyYAML."""
+    files = layer_files()
+    ours = {name.split("/")[1] for name in files if name.startswith("promptsvc/")}
+    top = {name.split("/")[0] for name in files}
+
+    assert {"domain", "adapters", "api", "consumer", "engines", "services", "data", "wiring.py"} <= ours
+    assert not {"local", "cli.py"} & ours
+    assert not {"promptsvc_dev", "moto", "uvicorn", "websockets", "yaml"} & top, sorted(top)

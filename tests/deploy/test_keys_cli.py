@@ -6,9 +6,9 @@ import json
 import pytest
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.key_table import DynamoKeyRepository
-from promptsvc.cli import main
 from promptsvc.domain.keys import Role
 from promptsvc.services.keys import KeyService
+from promptsvc_dev.cli import main
 
 # A stand-in for the deployed stack: its keys table and the output promptsvc's template gives it.
 STACK = {

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from promptsvc.adapters.connection_table import BY_CONNECTION
 from promptsvc.domain.query import INDEXES, SORT_ATTRIBUTE
-from promptsvc.local.template import NO_VALUE, LocalStack, create_resources, load_template
 from promptsvc.settings import Settings
+from promptsvc_dev.template import NO_VALUE, LocalStack, create_resources, load_template
 
 from tests.deploy import checks
 from tests.deploy.conftest import EVENTS, PARAMETERS, ROOT, TEMPLATE, Stack

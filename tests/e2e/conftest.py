@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from promptsvc.local.dev_process import DevNotReady, start_dev
+from promptsvc_dev.dev_process import DevNotReady, start_dev
 
 from tests.conftest import ROOT
 

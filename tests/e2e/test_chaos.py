@@ -1,12 +1,12 @@
 """Chaos, small: 100 prompts through `promptsvc dev --chaos all` (every fault at once: engine
 errors, stalls, cut streams, slow first tokens, killed consumers, duplicate deliveries, throttled
-DynamoDB, gone WebSocket connections), then every invariant of local/chaos_check.py holds. The
+DynamoDB, gone WebSocket connections), then every invariant of dev/promptsvc_dev/chaos_check.py holds. The
 1,000-prompt run, and its figures, is benchmarks/chaos.py."""
 
 from pathlib import Path
 
-from promptsvc.local.chaos_check import check
-from promptsvc.local.chaos_load import ChaosClient, Workload, attempt_log, dev_environment
+from promptsvc_dev.chaos_check import check
+from promptsvc_dev.chaos_load import ChaosClient, Workload, attempt_log, dev_environment
 
 from tests.e2e.conftest import ADMIN_KEY, dev_server
 

@@ -109,7 +109,7 @@ def test_keys_cli_creates_a_key_for_the_running_stack(server: DevServer) -> None
     created = {}
     for user, flags in [("carol", []), ("ops", ["--admin"])]:
         result = subprocess.run(
-            [sys.executable, "-m", "promptsvc.cli", "keys", "create", "--user", user, *flags],
+            [sys.executable, "-m", "promptsvc_dev.cli", "keys", "create", "--user", user, *flags],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from promptsvc.domain.keys import hash_secret, parse_key
-from promptsvc.local.dev import free_port
-from promptsvc.local.dev_process import child_environment
 from promptsvc.services.subscriptions import REVOKED
+from promptsvc_dev.dev import free_port
+from promptsvc_dev.dev_process import child_environment
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -39,7 +39,7 @@ def _with_access_log(self, *args, **kwargs):
     _init(self, *args, **kwargs)
 uvicorn.Config.__init__ = _with_access_log
 sys.argv = ["promptsvc", *sys.argv[1:]]
-runpy.run_module("promptsvc.cli", run_name="__main__")
+runpy.run_module("promptsvc_dev.cli", run_name="__main__")
 """
 _readers: dict[str, threading.Thread] = {}  # the thread reading each server's output, by base URL
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from promptsvc.local.dev import free_port
+from promptsvc_dev.dev import free_port
 
 from tests.e2e.conftest import ADMIN_KEY, call, dev_server
 

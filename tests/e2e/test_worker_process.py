@@ -17,9 +17,9 @@ from promptsvc.adapters import clients
 from promptsvc.domain.ids import new_id
 from promptsvc.domain.keys import Principal, Role
 from promptsvc.domain.prompt import NewPrompt, Prompt
-from promptsvc.local.dev import aws_environment, free_port
-from promptsvc.local.template import create_resources
 from promptsvc.settings import Settings, get_settings
+from promptsvc_dev.dev import aws_environment, free_port
+from promptsvc_dev.template import create_resources
 
 from tests.conftest import ROOT, TEMPLATE
 
@@ -88,7 +88,7 @@ def prompts(settings: Settings, ids: list[str]) -> list[Prompt]:
 def start_worker(stack: Stack, chunk_delay: float, *flags: str) -> subprocess.Popen[str]:
     env = {**stack.environment, "MOCK_CHUNK_DELAY_SECONDS": str(chunk_delay)}
     return subprocess.Popen(
-        [sys.executable, "-m", "promptsvc.cli", "worker", *flags],
+        [sys.executable, "-m", "promptsvc_dev.cli", "worker", *flags],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client
-from promptsvc.local.template import LocalStack
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 

@@ -11,9 +11,9 @@ from promptsvc import wiring
 from promptsvc.adapters import prompt_queue, prompt_table
 from promptsvc.api.app import create_app
 from promptsvc.consumer.stranded import requeue_stranded
-from promptsvc.local.sqs_source import SqsEventSource
-from promptsvc.local.template import LocalStack
 from promptsvc.settings import Settings
+from promptsvc_dev.sqs_source import SqsEventSource
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import queue_depth, queued_bodies, stored_prompts

@@ -5,7 +5,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.api.routes import router
-from promptsvc.local.template import LocalStack
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import add

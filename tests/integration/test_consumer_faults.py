@@ -19,8 +19,8 @@ from promptsvc.domain.prompt import Prompt
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
-from promptsvc.local.template import LocalStack
 from promptsvc.settings import Settings
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import add

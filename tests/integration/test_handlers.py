@@ -5,8 +5,8 @@ from pathlib import Path
 
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import message_body
-from promptsvc.local.functions import LambdaContext, load_handler_module
-from promptsvc.local.template import LocalStack
+from promptsvc_dev.functions import LambdaContext, load_handler_module
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import ROOT
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc.adapters import clients
 from promptsvc.adapters.clients import client as aws_client
-from promptsvc.local.template import LocalStack
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import add, queue_depth, stored_prompts
@@ -415,7 +415,7 @@ def test_a_table_throttled_past_the_sdks_retries_is_a_503_with_retry_after(
 ) -> None:
     """DynamoDB answering every call `ThrottlingException` (botocore retries, then gives up): the
     caller is asked to come back, never told the request broke."""
-    from promptsvc.local.chaos import install_throttling
+    from promptsvc_dev.chaos import install_throttling
 
     install_throttling(1.0)
     try:

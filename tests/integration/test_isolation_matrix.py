@@ -30,9 +30,9 @@ from promptsvc.api import registry_routes, routes
 from promptsvc.api.app import create_app
 from promptsvc.domain.errors import Unauthorized
 from promptsvc.domain.keys import Role
-from promptsvc.local.template import create_resources
 from promptsvc.services.subscriptions import REVOKED, SubscriptionService
 from promptsvc.settings import Settings, get_settings
+from promptsvc_dev.template import create_resources
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY, TEMPLATE
 

@@ -17,10 +17,10 @@ from promptsvc.domain.prompt import MAX_PROMPT_BYTES
 from promptsvc.domain.status import Status
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish
-from promptsvc.local.functions import load_handler_module
-from promptsvc.local.sqs_source import SqsEventSource
-from promptsvc.local.template import LocalStack
 from promptsvc.settings import Settings, get_settings
+from promptsvc_dev.functions import load_handler_module
+from promptsvc_dev.sqs_source import SqsEventSource
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import ROOT, auth
 from tests.integration.helpers import add, queue_depth, stored_prompts

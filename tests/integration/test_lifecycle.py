@@ -11,8 +11,8 @@ from promptsvc.adapters.prompt_queue import message_body
 from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
-from promptsvc.local.sqs_source import SqsEventSource
-from promptsvc.local.template import LocalStack
+from promptsvc_dev.sqs_source import SqsEventSource
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import add, queue_depth

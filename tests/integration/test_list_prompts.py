@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from promptsvc.adapters import clients
-from promptsvc.local.sqs_source import SqsEventSource
+from promptsvc_dev.sqs_source import SqsEventSource
 
 from tests.conftest import auth
 

@@ -1,6 +1,6 @@
-"""The local WebSocket API (`promptsvc.local.ws_gateway`) with stand-in handlers, driven by a real
+"""The local WebSocket API (`promptsvc_dev.ws_gateway`) with stand-in handlers, driven by a real
 `websockets` client and a real boto3 `apigatewaymanagementapi` client; and the DynamoDB stream pump
-(`promptsvc.local.stream_source`) on a moto server, as `promptsvc dev` runs them."""
+(`promptsvc_dev.stream_source`) on a moto server, as `promptsvc dev` runs them."""
 
 import json
 import threading
@@ -13,10 +13,10 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 from promptsvc.adapters import clients
-from promptsvc.local.dev import aws_environment, free_port
-from promptsvc.local.stream_source import DynamoStreamSource, lambda_record
-from promptsvc.local.template import create_resources, load_template
-from promptsvc.local.ws_gateway import WebSocketGateway, template_routes
+from promptsvc_dev.dev import aws_environment, free_port
+from promptsvc_dev.stream_source import DynamoStreamSource, lambda_record
+from promptsvc_dev.template import create_resources, load_template
+from promptsvc_dev.ws_gateway import WebSocketGateway, template_routes
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 

@@ -13,9 +13,9 @@ from promptsvc.adapters.registry_table import DynamoRegistryRepository
 from promptsvc.api.registry_routes import router as registry_router
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.registry import PageRequest, RegistryPromptPatch, domain_id
-from promptsvc.local.template import LocalStack
 from promptsvc.services.registry import RegistryService
 from promptsvc.settings import Settings
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 

@@ -17,9 +17,9 @@ from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.names import scoped
 from promptsvc.engines.registry import EngineRegistry
-from promptsvc.local.template import LocalStack
 from promptsvc.services.prompt_intake import PromptIntake
 from promptsvc.settings import Settings
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer

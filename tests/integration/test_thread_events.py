@@ -21,8 +21,8 @@ from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
-from promptsvc.local.sqs_source import SqsEventSource
 from promptsvc.settings import Settings
+from promptsvc_dev.sqs_source import SqsEventSource
 
 from tests.conftest import auth
 from tests.integration.helpers import add

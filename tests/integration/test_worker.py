@@ -13,8 +13,8 @@ from promptsvc.adapters.prompt_queue import SqsMessages
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish
-from promptsvc.local.template import LocalStack
 from promptsvc.settings import Settings
+from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
 from tests.integration.helpers import add

@@ -26,8 +26,8 @@ from promptsvc.domain.keys import Role
 from promptsvc.domain.names import scoped
 from promptsvc.domain.ports import Connection, ConnectionGone
 from promptsvc.domain.thread_events import EventType, ThreadEvent
-from promptsvc.local.functions import LambdaContext, load_handler_module
 from promptsvc.settings import Settings
+from promptsvc_dev.functions import LambdaContext, load_handler_module
 
 from tests.conftest import ROOT
 

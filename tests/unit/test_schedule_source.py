@@ -1,7 +1,7 @@
 """Local EventBridge schedules: rate expressions and the event shape."""
 
 import pytest
-from promptsvc.local.schedule_source import rate_seconds, scheduled_event
+from promptsvc_dev.schedule_source import rate_seconds, scheduled_event
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ handler that raises fails the batch (split in two when `BisectBatchOnFunctionErr
 message of Lambda's shape (`DDBStreamBatchInfo`) is sent there. Records of a shard stay in order: a
 failing batch holds its shard until it succeeds or is given up.
 
-Needs `AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled` (set by `promptsvc.local.dev.aws_environment`), else
+Needs `AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled` (set by `promptsvc_dev.dev.aws_environment`), else
 moto answers `describe_stream` with a 404.
 """
 
@@ -30,9 +30,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
-
 from promptsvc.adapters.clients import client
-from promptsvc.local.functions import LambdaContext
+
+from promptsvc_dev.functions import LambdaContext
 
 logger = Logger(child=True)
 

@@ -1,7 +1,7 @@
 """The client side of a chaos run against a `promptsvc dev --chaos ...` (benchmarks/chaos.py and
 tests/e2e/test_chaos.py share it): prompts over many threads, some sync, some canceled, some
 removed, a few threads watched over the WebSocket API; then a drain, then everything the
-invariant checker (local/chaos_check.py) reads.
+invariant checker (dev/promptsvc_dev/chaos_check.py) reads.
 
 Over real HTTP, as a client would: a 5xx or a broken connection is retried with the same body
 (an add with the same `id` is idempotent), and counted.
@@ -15,12 +15,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from promptsvc.local.chaos_check import TERMINAL, Observed, Submitted, Violation
+from promptsvc_dev.chaos_check import TERMINAL, Observed, Submitted, Violation
 
 FILLER = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "tempor")
 
@@ -32,7 +33,7 @@ def dev_environment(workdir: Path, stall_seconds: float = 1.5) -> dict[str, str]
     """The environment of a `promptsvc dev --chaos` to run against: the shipped catalog with short
     stall timeouts (a stall costs seconds, not 30), quick retries, and the mock engine's attempt
     log (`attempt_log(workdir)`), which the checker compares answers with."""
-    catalog = json.loads((Path(__file__).parents[1] / "data" / "models.json").read_text())
+    catalog = json.loads(resources.files("promptsvc.data").joinpath("models.json").read_text())
     for model in catalog["models"]:
         model["timeouts"] = {"callSeconds": 60, "stallSeconds": stall_seconds}
     path = workdir / "chaos-models.json"

@@ -19,7 +19,7 @@ named (or `all` is given).
 - `sweep` seconds: the sweeper's period and `STRANDED_AFTER_SECONDS` (0, the default: the
   template's minute and five minutes), short so a stranded prompt is re-queued within seconds.
 
-(moto's conditional writes are made atomic, as in DynamoDB, by local/moto_atomic.py, always: else
+(moto's conditional writes are made atomic, as in DynamoDB, by dev/promptsvc_dev/moto_atomic.py, always: else
 duplicate deliveries would report moto's races as the service's.)
 """
 

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
-
 from promptsvc.adapters.clients import client
 from promptsvc.engines.mock import ConsumerKilled
-from promptsvc.local.functions import LambdaContext
+
+from promptsvc_dev.functions import LambdaContext
 
 logger = Logger(child=True)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-# Chaos (local/chaos.py): sees each received batch before the handler, e.g. to send duplicates.
+# Chaos (dev/promptsvc_dev/chaos.py): sees each received batch before the handler, e.g. to send duplicates.
 OnReceive = Callable[[Any, str, list[dict[str, Any]]], None]
 
 
@@ -93,7 +93,7 @@ class SqsEventSource:
             # The invocation died (chaos): nothing is settled or deleted; the batch comes back
             # after its visibility timeout, its prompts' leases still held.
             self.killed += 1
-            from promptsvc.local.chaos import injected
+            from promptsvc_dev.chaos import injected
 
             injected["consumer invocations killed"] += 1
             logger.warning("chaos: the consumer invocation was killed", reason=str(killed))

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from promptsvc.domain.keys import Role, generate_key
-from promptsvc.local.template import LocalStack, create_resources, find_template
+
+from promptsvc_dev.template import LocalStack, create_resources, find_template
 
 REGION = "us-east-1"
 STATE_FILE = Path(".promptsvc") / "dev.json"  # under the checkout, unless $PROMPTSVC_DEV_STATE names one
@@ -58,7 +59,7 @@ class DevOptions:
     engine: str = "mock"
     mock_chunk_delay: float | None = None
     sync_wait_seconds: float | None = None
-    chaos: str = ""  # the chaos profile (local/chaos.py), e.g. "all,seed=7"; empty: none
+    chaos: str = ""  # the chaos profile (dev/promptsvc_dev/chaos.py), e.g. "all,seed=7"; empty: none
 
 
 class DevStack:
@@ -79,7 +80,7 @@ class DevStack:
         self.event_sources: list[Any] = []
         self.chaos: Any = None
         if options.chaos:
-            from promptsvc.local.chaos import ChaosOptions
+            from promptsvc_dev.chaos import ChaosOptions
 
             self.chaos = ChaosOptions.parse(options.chaos)
 
@@ -87,10 +88,10 @@ class DevStack:
 
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
-
         from promptsvc.adapters import clients
-        from promptsvc.local import moto_atomic
         from promptsvc.settings import get_settings
+
+        from promptsvc_dev import moto_atomic
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         moto_atomic.install()  # AWS's atomic conditional writes, always (not only under chaos)
@@ -136,7 +137,8 @@ class DevStack:
         if self.chaos is None:
             return
         from promptsvc.adapters.clients import client
-        from promptsvc.local.chaos import install_throttling
+
+        from promptsvc_dev.chaos import install_throttling
 
         assert self.stack is not None
         client("sqs").set_queue_attributes(
@@ -158,9 +160,9 @@ class DevStack:
         self.admin_key = key
 
     def _start_consumer(self) -> None:
-        from promptsvc.local.functions import load_handler_module
-        from promptsvc.local.schedule_source import ScheduleSource, rate_seconds
-        from promptsvc.local.sqs_source import SqsEventSource
+        from promptsvc_dev.functions import load_handler_module
+        from promptsvc_dev.schedule_source import ScheduleSource, rate_seconds
+        from promptsvc_dev.sqs_source import SqsEventSource
 
         assert self.stack is not None
         if self.chaos is None:
@@ -184,9 +186,9 @@ class DevStack:
         """Concurrent consumer invocations (each its own module, as each Lambda instance is its own
         process), with a short function timeout and no lease margin, so a killed consumer's lease
         runs out within `lease` seconds; the SQS source sends duplicates."""
-        from promptsvc.local.chaos import DuplicateDeliveries
-        from promptsvc.local.functions import load_handler_module
-        from promptsvc.local.sqs_source import SqsEventSource
+        from promptsvc_dev.chaos import DuplicateDeliveries
+        from promptsvc_dev.functions import load_handler_module
+        from promptsvc_dev.sqs_source import SqsEventSource
 
         assert self.stack is not None and self.chaos is not None
         duplicates = DuplicateDeliveries(self.chaos.dup, self.chaos.seed) if self.chaos.dup else None
@@ -205,8 +207,8 @@ class DevStack:
 
     def _start_thread_streams(self) -> None:
         """The WebSocket API in front of functions/ws; the events table's stream feeding functions/stream."""
-        from promptsvc.local.functions import load_handler_module
-        from promptsvc.local.stream_source import DynamoStreamSource
+        from promptsvc_dev.functions import load_handler_module
+        from promptsvc_dev.stream_source import DynamoStreamSource
 
         assert self.stack is not None
         missing = [f"functions/{name}/app.py" for name in ("ws", "stream")]
@@ -214,7 +216,7 @@ class DevStack:
         if missing:
             self.streams_off = f"off: {' and '.join(missing)} missing"
         try:
-            from promptsvc.local.ws_gateway import WebSocketGateway
+            from promptsvc_dev.ws_gateway import WebSocketGateway
         except ImportError as error:
             self.streams_off = f"off: {error.name} is not installed (pip install -e '.[local]')"
         if self.streams_off:
@@ -223,7 +225,7 @@ class DevStack:
         ws = load_handler_module(self.root, "ws")
         faults = None
         if self.chaos is not None and (self.chaos.gone or self.chaos.drop):
-            from promptsvc.local.chaos import ConnectionFaults
+            from promptsvc_dev.chaos import ConnectionFaults
 
             faults = ConnectionFaults(self.chaos.gone, self.chaos.drop, self.chaos.seed).next
         self.gateway = WebSocketGateway.from_template(
@@ -262,7 +264,6 @@ class DevStack:
     def serve(self) -> None:
         """Serve the API until Ctrl-C (uvicorn handles SIGINT/SIGTERM), then stop everything."""
         import uvicorn
-
         from promptsvc.api.app import create_app
 
         config = uvicorn.Config(
@@ -327,7 +328,7 @@ class DevStack:
             self.moto = None
         state_path(self.root).unlink(missing_ok=True)
         if self.chaos is not None:
-            from promptsvc.local.chaos import summary
+            from promptsvc_dev.chaos import summary
 
             print(f"promptsvc dev chaos: {summary()}", file=sys.stderr, flush=True)
         print("promptsvc dev stopped", file=sys.stderr, flush=True)

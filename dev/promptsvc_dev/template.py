@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from promptsvc.adapters.clients import client
 
 NO_VALUE = object()  # AWS::NoValue: the property is left out

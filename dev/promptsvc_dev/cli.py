@@ -10,7 +10,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from promptsvc.local.dev import DevOptions, run
+    from promptsvc_dev.dev import DevOptions, run
 
     run(
         DevOptions(
@@ -29,28 +29,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import asyncio
+    from promptsvc.worker_main import run
 
-    from promptsvc import wiring
-    from promptsvc.adapters.ecs_task_protection import TaskProtection
-    from promptsvc.consumer.worker import Worker, WorkerOptions
-    from promptsvc.settings import get_settings
-
-    settings = get_settings()
-    options = WorkerOptions(
-        queue_url=settings.prompts_queue_url,
-        concurrency=args.concurrency or settings.worker_concurrency,
-        drain_seconds=settings.worker_drain_seconds if args.drain_seconds is None else args.drain_seconds,
-        visibility_seconds=settings.worker_visibility_seconds,
-        lease_margin_seconds=settings.worker_lease_margin_seconds,
-    )
-    worker = Worker(
-        wiring.prompt_runner(settings),
-        wiring.queue_messages(settings),
-        options,
-        protection=TaskProtection.from_environment(),
-    )
-    asyncio.run(worker.run())
+    run(args.concurrency, args.drain_seconds)
     return 0
 
 
@@ -69,7 +50,7 @@ def _target_keys_table(args: argparse.Namespace) -> str:
         return outputs["ApiKeysTableName"]
     if os.environ.get("KEYS_TABLE"):
         return os.environ["KEYS_TABLE"]
-    from promptsvc.local.dev import aws_environment, read_state
+    from promptsvc_dev.dev import aws_environment, read_state
 
     state = read_state()
     if state is None:
@@ -132,14 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--chaos",
         default=os.environ.get("PROMPTSVC_CHAOS", ""),
         metavar="SPEC",
-        help="inject faults (local/chaos.py): 'all' and/or name=value pairs, e.g. 'all,seed=7,kill=0' "
-        "(default: $PROMPTSVC_CHAOS, else none)",
+        help="inject faults (promptsvc_dev/chaos.py): 'all' and/or name=value pairs, "
+        "e.g. 'all,seed=7,kill=0' (default: $PROMPTSVC_CHAOS, else none)",
     )
     dev.set_defaults(func=_dev)
 
-    worker = commands.add_parser("worker", help="run the queue consumer as a long-lived process (ECS GPU)")
-    worker.add_argument("--concurrency", type=int, default=None, help="prompts in flight (default 32)")
-    worker.add_argument("--drain-seconds", type=float, default=None, help="SIGTERM drain time (default 100)")
+    from promptsvc.worker_main import add_arguments
+
+    worker = commands.add_parser(
+        "worker", help="run the queue consumer as a long-lived process (ECS GPU; also promptsvc-worker)"
+    )
+    add_arguments(worker)
     worker.set_defaults(func=_worker)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(

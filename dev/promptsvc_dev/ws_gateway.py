@@ -52,7 +52,7 @@ from websockets.http11 import Request, Response, parse_headers, parse_line
 from websockets.protocol import CONNECTING, Protocol
 from websockets.server import ServerProtocol
 
-from promptsvc.local.functions import LambdaContext
+from promptsvc_dev.functions import LambdaContext
 
 logger = Logger(child=True)
 
@@ -527,7 +527,7 @@ class WebSocketGateway:
 
 def load_gateway(root: Path, template: dict[str, Any], port: int, **kwargs: Any) -> WebSocketGateway:
     """The gateway in front of functions/ws/app.py (imported once the environment is set)."""
-    from promptsvc.local.functions import load_handler_module
+    from promptsvc_dev.functions import load_handler_module
 
     module = load_handler_module(root, "ws")
     return WebSocketGateway.from_template(template, module.lambda_handler, port=port, **kwargs)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptsvc.local.dev import free_port
+from promptsvc_dev.dev import free_port
 
 READY_LINE = "promptsvc dev is ready"
 
@@ -51,7 +51,7 @@ def start_dev(
 ) -> DevProcess:
     """Start `promptsvc dev --api-key KEY FLAGS...` on free ports; DevNotReady if it does not come up."""
     port, ws_port = free_port(), free_port()
-    command = [python, "-m", "promptsvc.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
+    command = [python, "-m", "promptsvc_dev.cli", "dev", "--port", str(port), "--ws-port", str(ws_port),
                "--api-key", api_key, *flags]  # fmt: skip
     process = subprocess.Popen(
         command,

@@ -9,8 +9,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.local.functions import LambdaContext
-from promptsvc.local.sqs_source import Handler
+from promptsvc_dev.functions import LambdaContext
+from promptsvc_dev.sqs_source import Handler
 
 logger = Logger(child=True)
 
