@@ -1,0 +1,77 @@
+"""docs/configuration.md, written from the `Settings` fields (their names, defaults, bounds and
+descriptions), so the page cannot drift from the code (tests/unit/test_configuration_doc.py).
+
+    python -m promptsvc_dev.configuration_doc docs/configuration.md          # write it
+    python -m promptsvc_dev.configuration_doc --check docs/configuration.md  # exit 1 if it differs
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from annotated_types import Ge, Gt, Le, Lt
+from promptsvc.settings import Settings
+from pydantic_core import PydanticUndefined
+
+HEADER = """# Configuration
+
+Every function reads its settings from the environment (`promptsvc/settings.py`);
+`template.yaml` sets them per function, several from the stack's parameters (`SyncWaitSeconds`,
+`PromptRetentionDays`, `EventRetentionSeconds`, `ModelCatalogParameter`, ...), and `promptsvc dev`
+gives each the environment the template gives it. Names are case-insensitive.
+
+This page is written from the code: `python -m promptsvc_dev.configuration_doc docs/configuration.md`.
+
+| variable | default | bounds | meaning |
+| --- | --- | --- | --- |
+"""
+
+_BOUNDS = ((Ge, "ge", ">="), (Gt, "gt", ">"), (Le, "le", "<="), (Lt, "lt", "<"))
+
+
+def _default(field: Any) -> str:
+    value = field.default
+    if value is PydanticUndefined:
+        return "(required)"
+    if value == "" or value is None:
+        return "(none)"
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def _bounds(field: Any) -> str:
+    found = []
+    for item in field.metadata:
+        for kind, attribute, sign in _BOUNDS:
+            if isinstance(item, kind):
+                found.append(f"{sign} {getattr(item, attribute)}")
+    return ", ".join(found)
+
+
+def render() -> str:
+    rows = [
+        f"| `{name.upper()}` | {_default(field)} | {_bounds(field)} | {field.description or ''} |"
+        for name, field in Settings.model_fields.items()
+    ]
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file is not what the code says")
+    parser.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.path.read_text() if args.path.exists() else ""
+        if current != text:
+            print(f"{args.path} is out of date: run python -m promptsvc_dev.configuration_doc {args.path}")
+            return 1
+        return 0
+    args.path.write_text(text)
+    print(f"wrote {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
