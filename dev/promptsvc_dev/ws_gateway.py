@@ -39,7 +39,6 @@ import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -523,11 +522,3 @@ class WebSocketGateway:
             "requestContext": context,
             "isBase64Encoded": False,
         }
-
-
-def load_gateway(root: Path, template: dict[str, Any], port: int, **kwargs: Any) -> WebSocketGateway:
-    """The gateway in front of functions/ws/app.py (imported once the environment is set)."""
-    from promptsvc_dev.functions import load_handler_module
-
-    module = load_handler_module(root, "ws")
-    return WebSocketGateway.from_template(template, module.lambda_handler, port=port, **kwargs)
