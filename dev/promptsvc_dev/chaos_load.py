@@ -96,7 +96,7 @@ class ChaosClient:
         self.base_url = base_url
         self.ws_url = ws_url
         self.admin_key = admin_key
-        self.figures: defaultdict[str, float] = defaultdict(float)
+        self.figures: defaultdict[str, float] = defaultdict(int)  # counts stay whole numbers
         self._lock = threading.Lock()
         self._local = threading.local()
 
