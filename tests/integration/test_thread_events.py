@@ -340,6 +340,17 @@ def test_a_removal_check_before_the_lease_ends_waits_and_after_a_live_consumer_w
     assert statuses == ["scheduled", "running", "removed"]  # one closing event, the consumer's
 
 
+class SlowDeltaLog(DynamoThreadEventLog):
+    """The thread events table, with each delta write held up 1.5 s (longer than a 1 s lease)."""
+
+    slow = True
+
+    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        if self.slow and event.type is EventType.DELTA:
+            time.sleep(1.5)
+        return super().append(event, deadline=deadline)
+
+
 def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_completes(
     client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,15 +360,7 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
     answer over."""
     prompt = add(client, keys["alice"], threadId="fenced")
     streaming(monkeypatch, ["whole ", "answer"])
-    log = DynamoThreadEventLog(settings.thread_events_table)
-    real_append = log.append
-
-    def slow_deltas(event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
-        if event.type is EventType.DELTA:
-            time.sleep(1.5)  # past the 1 s lease's fence
-        return real_append(event, deadline=deadline)
-
-    monkeypatch.setattr(log, "append", slow_deltas)
+    log = SlowDeltaLog(settings.thread_events_table)
     repository = wiring.prompt_repository(settings)
     real_renew = repository.renew_lease
 
@@ -370,7 +373,7 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
 
     result = asyncio.run(fenced.run(prompt["id"], user_id="alice", lease_seconds=1))
     time.sleep(1)  # the lease is over
-    monkeypatch.setattr(log, "append", real_append)
+    log.slow = False
     monkeypatch.setattr(repository, "renew_lease", real_renew)
     again = asyncio.run(fenced.run(prompt["id"], user_id="alice"))
 
@@ -393,15 +396,7 @@ def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
     writes after the generation do not cost the run its lease."""
     prompt = add(client, keys["alice"], threadId="kept")
     streaming(monkeypatch, ["whole ", "answer"])
-    log = DynamoThreadEventLog(settings.thread_events_table)
-    real_append = log.append
-
-    def slow_deltas(event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
-        if event.type is EventType.DELTA:
-            time.sleep(1.5)  # longer than the whole 1 s lease
-        return real_append(event, deadline=deadline)
-
-    monkeypatch.setattr(log, "append", slow_deltas)
+    log = SlowDeltaLog(settings.thread_events_table)
     engines = EngineRegistry(settings)
     repository = wiring.prompt_repository(settings)
     runner = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
