@@ -148,7 +148,7 @@ def dynamodb_throttling(rate: float, seed: int = 0) -> Callable[..., AWSResponse
         injected["DynamoDB calls throttled"] += 1
         body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "Rate exceeded (chaos)"}
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": str(uuid.uuid4())}
-        return AWSResponse(request.url, 400, headers, _Body(json.dumps(body).encode()))  # type: ignore[arg-type]
+        return AWSResponse(request.url, 400, headers, _Body(json.dumps(body).encode()))
 
     return before_send
 
