@@ -341,13 +341,15 @@ def test_a_removal_check_before_the_lease_ends_waits_and_after_a_live_consumer_w
 
 
 class SlowDeltaLog(DynamoThreadEventLog):
-    """The thread events table, with each delta write held up 1.5 s (longer than a 1 s lease)."""
+    """The thread events table, with each delta write held up `hold` seconds."""
 
-    slow = True
+    def __init__(self, table_name: str, hold: float) -> None:
+        super().__init__(table_name)
+        self.hold = hold
 
     def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
-        if self.slow and event.type is EventType.DELTA:
-            time.sleep(1.5)
+        if event.type is EventType.DELTA:
+            time.sleep(self.hold)
         return super().append(event, deadline=deadline)
 
 
@@ -360,7 +362,7 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
     answer over."""
     prompt = add(client, keys["alice"], threadId="fenced")
     streaming(monkeypatch, ["whole ", "answer"])
-    log = SlowDeltaLog(settings.thread_events_table)
+    log = SlowDeltaLog(settings.thread_events_table, hold=4)  # past the 3 s lease's fence
     repository = wiring.prompt_repository(settings)
     real_renew = repository.renew_lease
 
@@ -371,9 +373,9 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
     engines = EngineRegistry(settings)
     fenced = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
 
-    result = asyncio.run(fenced.run(prompt["id"], user_id="alice", lease_seconds=1))
-    time.sleep(1)  # the lease is over
-    log.slow = False
+    result = asyncio.run(fenced.run(prompt["id"], user_id="alice", lease_seconds=3))
+    time.sleep(1)  # the lease is over (the run took the 4 s its delta was held up)
+    log.hold = 0
     monkeypatch.setattr(repository, "renew_lease", real_renew)
     again = asyncio.run(fenced.run(prompt["id"], user_id="alice"))
 
@@ -396,12 +398,12 @@ def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
     writes after the generation do not cost the run its lease."""
     prompt = add(client, keys["alice"], threadId="kept")
     streaming(monkeypatch, ["whole ", "answer"])
-    log = SlowDeltaLog(settings.thread_events_table)
+    log = SlowDeltaLog(settings.thread_events_table, hold=5)  # longer than the whole 4 s lease
     engines = EngineRegistry(settings)
     repository = wiring.prompt_repository(settings)
     runner = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
 
-    result = asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=1))
+    result = asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=4))
 
     assert result.outcome is Outcome.COMPLETED
     seen = events(client, keys["alice"], "kept")
