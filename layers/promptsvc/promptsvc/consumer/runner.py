@@ -39,7 +39,7 @@ from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES, answer_key, answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Catalog, Model
-from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.clock import now_rfc3339, seconds_until
 from promptsvc.domain.errors import InvalidRequest, ItemTooLarge
 from promptsvc.domain.failure_policy import Failure, FailurePolicy
 from promptsvc.domain.ports import AnswerBodies, PromptRepository, ResponseCache, ThreadEventLog
@@ -208,7 +208,7 @@ class PromptRunner:
             now_ms = self._now_ms()
             if prompt.status is Status.RUNNING:
                 if prompt.leaseUntil > now_ms:
-                    return RunResult(Outcome.BUSY, retry_after=_seconds_until(prompt.leaseUntil, now_ms))
+                    return RunResult(Outcome.BUSY, retry_after=seconds_until(prompt.leaseUntil, now_ms))
                 if prompt.crashCount + 1 >= self._crash_limit or prompt.runCount > prompt.maxRetries:
                     given_up = await self._give_up_after_crashes(prompt)
                     if given_up is not None:
@@ -228,7 +228,7 @@ class PromptRunner:
             return RunResult(Outcome.SKIPPED)
         now_ms = self._now_ms()
         if now_ms < check.lease_until_ms:  # early (SQS delays 15 minutes at most): the run may still write
-            return RunResult(Outcome.BUSY, retry_after=_seconds_until(check.lease_until_ms, now_ms))
+            return RunResult(Outcome.BUSY, retry_after=seconds_until(check.lease_until_ms, now_ms))
         needed = await asyncio.to_thread(closing_event_needed, self._events, check)
         if needed is None:
             return RunResult(Outcome.BUSY, retry_after=math.ceil(HOLE_SECONDS))
@@ -564,8 +564,9 @@ class PromptRunner:
         progress.events.fence(None)  # the run ended by our own conditional write
         progress.events.status(str(step.status), step.error)
         telemetry.outcome(str(step.status), prompt.modelId)
-        if "routeIndex" in step.changes:
-            logger.info("falling back to the next model", failed=model_id, **_log_keys(prompt))
+        if attempt is not None and attempt.plan is not None and "routeIndex" in step.changes:
+            nxt = attempt.plan.models[step.changes["routeIndex"]]
+            logger.info("falling back to the next model", failed=model_id, next=nxt, **_log_keys(prompt))
         logger.warning("prompt run failed", status=str(step.status), error=step.error, **_log_keys(prompt))
         if step.status is Status.ERRORED:
             return RunResult(Outcome.RETRY, retry_after=step.delay, error=step.error)
@@ -614,10 +615,6 @@ class PromptRunner:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-
-def _seconds_until(moment_ms: int, now_ms: int) -> int:
-    return max(1, -(-(moment_ms - now_ms) // 1000))
 
 
 def _epoch(rfc3339: str) -> float:

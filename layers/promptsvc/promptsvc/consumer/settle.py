@@ -13,7 +13,8 @@ from enum import StrEnum
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.prompt_queue import parse_body
-from promptsvc.consumer.runner import KeepAlive, Outcome, PromptRunner
+from promptsvc.consumer.lease import KeepAlive
+from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
 

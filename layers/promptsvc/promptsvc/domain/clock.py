@@ -12,6 +12,12 @@ def now_rfc3339(clock: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime(_RFC3339)
 
 
+def seconds_until(moment_ms: int, now_ms: int) -> int:
+    """Whole seconds from `now_ms` to `moment_ms` (epoch milliseconds), rounded up, at least 1: how
+    long a message waits (SQS counts visibility and delays in whole seconds)."""
+    return max(1, -(-(moment_ms - now_ms) // 1000))
+
+
 def parse_rfc3339(value: str) -> datetime:
     """The moment a `now_rfc3339` string names; ValueError for any other text."""
     return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)

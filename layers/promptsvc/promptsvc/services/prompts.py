@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.clock import now_rfc3339, seconds_until
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptRepository, ThreadEventLog
@@ -137,7 +137,7 @@ class PromptService:
         elif last_seq is not None:
             check = RemovalCheck(removed.userId, removed.id, removed.threadId, last_seq, removed.leaseUntil)
             try:
-                self._queue.send_removal_check(check, -(-(removed.leaseUntil - now_ms) // 1000) + 1)
+                self._queue.send_removal_check(check, seconds_until(removed.leaseUntil, now_ms) + 1)
             except Exception:
                 logger.exception("could not queue the removal's check", prompt_id=removed.id)
 
