@@ -409,3 +409,48 @@ def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
     seen = events(client, keys["alice"], "kept")
     assert "".join(e["text"] for e in seen if e["type"] == "delta") == "whole answer"
     assert seen[-1]["status"] == "completed"
+
+
+class DiesBeforeClosing(DynamoThreadEventLog):
+    """The thread events table, in a process that dies as it is about to store a closing event."""
+
+    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
+        if event.type is EventType.STATUS and event.status == "completed":
+            raise mock.ConsumerKilled("died between completing the prompt and its closing event")
+        return super().append(event, deadline=deadline)
+
+
+def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repaired_once(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash between the two writes of a finish (the prompt's status, then its thread's closing
+    event): the redelivered message finds the prompt completed without the event and, once the
+    finishing consumer cannot still be writing it, stores it; never a second one."""
+    prompt = add(client, keys["alice"], threadId="half-closed")
+    streaming(monkeypatch, ["the ", "answer"])
+    repository = wiring.prompt_repository(settings)
+    catalog = wiring.catalog_source(settings).get
+    dying = PromptRunner(
+        repository, catalog, EngineRegistry(settings), events=DiesBeforeClosing(settings.thread_events_table)
+    )
+    with pytest.raises(mock.ConsumerKilled):
+        asyncio.run(dying.run(prompt["id"], user_id="alice"))
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    clock = [time.time()]
+    redelivered = PromptRunner(
+        repository, catalog, EngineRegistry(settings), events=log, clock=lambda: clock[0]
+    )
+
+    at_once = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
+    clock[0] += 11  # past the grace the finishing consumer has to write it
+    later = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
+    again = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
+
+    assert at_once.outcome is Outcome.BUSY and 1 <= at_once.retry_after <= 10
+    assert later.outcome is Outcome.SKIPPED and again.outcome is Outcome.SKIPPED
+    body = client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).json()
+    assert body["prompt"]["status"] == "completed" and body["prompt"]["runCount"] == 1
+    statuses = [
+        e.get("status") for e in events(client, keys["alice"], "half-closed") if e["type"] == "status"
+    ]
+    assert statuses == ["scheduled", "running", "completed"]  # repaired, exactly once
