@@ -98,7 +98,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from promptsvc import wiring  # noqa: E402
 from promptsvc.adapters import clients  # noqa: E402
-from promptsvc.adapters.prompt_table import DynamoPromptRepository  # noqa: E402
+from promptsvc.adapters.prompt_items import to_item  # noqa: E402
 from promptsvc.api.app import create_app  # noqa: E402
 from promptsvc.domain.clock import now_rfc3339  # noqa: E402
 from promptsvc.domain.keys import Role  # noqa: E402
@@ -230,14 +230,13 @@ def seed_prompts(settings: Settings) -> Corpus:
     """Write PROMPTS prompts of USERS users straight into the table, one every ~30 s over 3.5 days."""
     rng = random.Random(SEED)
     model = wiring.catalog(settings).resolve(None)
-    repository = DynamoPromptRepository(settings.prompts_table)
     corpus = Corpus()
     clock = datetime(2024, 6, 1, tzinfo=UTC)
     with clients.dynamodb_table(settings.prompts_table).batch_writer() as batch:
         for index in range(PROMPTS):
             clock += timedelta(seconds=rng.randint(1, 60), microseconds=rng.randint(0, 999_999))
             prompt = seeded_prompt(index, rng, clock, model.id, model.template)
-            item = repository.to_item(prompt)
+            item = to_item(prompt)
             if is_terminal(prompt.status):
                 item["expiresAt"] = int((clock + timedelta(days=30)).timestamp())
             batch.put_item(Item=item)

@@ -56,7 +56,7 @@ from typing import Any, cast
 
 import httpx
 from promptsvc import wiring
-from promptsvc.adapters import clients
+from promptsvc.adapters import clients, pages
 from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.domain.keys import Principal, Role
@@ -363,7 +363,9 @@ def enqueue(settings: Settings, label: str, count: int) -> list[str]:
 
 def not_completed(settings: Settings, ids: list[str], answer: str) -> list[str]:
     """The prompts that are not `completed` with the full answer."""
-    items = {item["id"]: item for item in wiring.prompt_repository(settings).scan()}
+    items = {
+        item["id"]: item for item in pages.items(clients.dynamodb_table(settings.prompts_table).scan, {})
+    }
     wrong = []
     for prompt_id in ids:
         item = items.get(prompt_id)

@@ -1,15 +1,17 @@
 """Shared fixtures: moto with the template's own resources, the app, keys, and the consumer."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
+from promptsvc import wiring
 from promptsvc.adapters import clients
 from promptsvc.api.app import create_app
 from promptsvc.domain.keys import Role
+from promptsvc.engines.base import Engine
 from promptsvc.settings import Settings, get_settings
 from promptsvc.wiring import key_service
 from promptsvc_dev import moto_atomic
@@ -86,8 +88,25 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+LoadConsumer = Callable[[Mapping[str, Engine] | None], SqsEventSource]
+
+
 @pytest.fixture
-def consumer(local_stack: LocalStack) -> SqsEventSource:
-    """The consumer handler from functions/consumer/app.py behind an SQS event source emulator."""
-    module = load_handler_module(ROOT, "consumer")
-    return SqsEventSource(local_stack.refs["PromptsQueue"], module.lambda_handler, wait_seconds=0)
+def load_consumer(local_stack: LocalStack) -> Iterator[LoadConsumer]:
+    """Loads the consumer handler from functions/consumer/app.py behind an SQS event source
+    emulator; given engines by name (a test's engine as "mock"), its runner uses them instead of
+    the settings' (wiring.use_engines, reset when the test ends)."""
+
+    def load(engines: Mapping[str, Engine] | None) -> SqsEventSource:
+        wiring.use_engines(engines)
+        module = load_handler_module(ROOT, "consumer")
+        return SqsEventSource(local_stack.refs["PromptsQueue"], module.lambda_handler, wait_seconds=0)
+
+    yield load
+    wiring.use_engines(None)
+
+
+@pytest.fixture
+def consumer(load_consumer: LoadConsumer) -> SqsEventSource:
+    """The consumer handler, with the settings' engines."""
+    return load_consumer(None)

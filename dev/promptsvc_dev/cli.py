@@ -17,6 +17,7 @@ def _dev(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             ws_port=args.ws_port,
+            callback_port=args.callback_port,
             moto_port=args.moto_port,
             api_key=args.api_key,
             engine=args.engine,
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default=DEFAULT_HOST, help="API listen address (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8080, help="API port (default 8080)")
     dev.add_argument("--ws-port", type=int, default=8081, help="WebSocket API port (default 8081)")
+    dev.add_argument(
+        "--callback-port",
+        type=int,
+        default=0,
+        help="port of the @connections callback API, WEBSOCKET_ENDPOINT (default: a free one)",
+    )
     dev.add_argument(
         "--moto-port", type=int, default=0, help="port of the embedded moto (default: a free one)"
     )

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
-from promptsvc.settings import Settings
+from promptsvc.settings import NEEDS, EngineSettings, Settings, WorkerSettings
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 HEADER = """# Configuration
 
@@ -21,11 +22,12 @@ Every function reads its settings from the environment (`promptsvc/settings.py`)
 `PromptRetentionDays`, `EventRetentionSeconds`, `ModelCatalogParameter`, ...), and `promptsvc dev`
 gives each the environment the template gives it. Names are case-insensitive.
 
-This page is written from the code: `python -m promptsvc_dev.configuration_doc docs/configuration.md`.
+A resource a function cannot run without has no default: the function checks it at init and
+fails its cold start naming what is missing (`needed by` below; `Settings.for_function`).
 
-| variable | default | bounds | meaning |
-| --- | --- | --- | --- |
+This page is written from the code: `python -m promptsvc_dev.configuration_doc docs/configuration.md`.
 """
+_TABLE_HEAD = "| variable | default | bounds | meaning |\n| --- | --- | --- | --- |\n"
 
 _BOUNDS = ((Ge, "ge", ">="), (Gt, "gt", ">"), (Le, "le", "<="), (Lt, "lt", "<"))
 
@@ -48,12 +50,27 @@ def _bounds(field: Any) -> str:
     return ", ".join(found)
 
 
-def render() -> str:
+def _needed_by(name: str) -> str:
+    functions = [function for function, needs in NEEDS.items() if name in needs]
+    return f" (needed by {', '.join(functions)})" if functions else ""
+
+
+def _table(fields: dict[str, Any]) -> str:
     rows = [
-        f"| `{name.upper()}` | {_default(field)} | {_bounds(field)} | {field.description or ''} |"
-        for name, field in Settings.model_fields.items()
+        f"| `{name.upper()}` | {_default(field)} | {_bounds(field)} | {field.description}{_needed_by(name)} |"
+        for name, field in fields.items()
+        if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings))
     ]
-    return HEADER + "\n".join(rows) + "\n"
+    return _TABLE_HEAD + "\n".join(rows) + "\n"
+
+
+def render() -> str:
+    sections = [
+        ("The service", Settings.model_fields),
+        ("Engines (`EngineSettings`)", EngineSettings.model_fields),
+        ("The ECS worker (`WorkerSettings`)", WorkerSettings.model_fields),
+    ]
+    return HEADER + "".join(f"\n## {title}\n\n{_table(dict(fields))}" for title, fields in sections)
 
 
 def main(argv: list[str] | None = None) -> int:

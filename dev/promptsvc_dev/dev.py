@@ -4,8 +4,8 @@ moto runs embedded on 127.0.0.1; the tables, queues and secrets are created from
 each function gets the environment the template gives it; the API (the same FastAPI app Mangum
 serves in Lambda) runs under uvicorn; an SQS event source emulator feeds the consumer handler
 from functions/consumer/app.py; a local WebSocket API (`ws_gateway`) feeds functions/ws/app.py and
-serves the `@connections` API, and a DynamoDB stream pump (`stream_source`) feeds the thread events
-to functions/stream/app.py. Only endpoints differ from AWS.
+serves the `@connections` API (on a port of its own), and a DynamoDB stream pump (`stream_source`)
+feeds the thread events to functions/stream/app.py. Only endpoints differ from AWS.
 """
 
 import json
@@ -54,6 +54,7 @@ class DevOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     ws_port: int = 8081
+    callback_port: int = 0  # the @connections API (WEBSOCKET_ENDPOINT); 0: a free one
     moto_port: int = 0
     api_key: str | None = None
     engine: str = "mock"
@@ -72,6 +73,7 @@ class DevStack:
         self.event_source: Any = None
         self.schedules: list[Any] = []
         self.ws_port = options.ws_port or free_port()
+        self.callback_port = options.callback_port or free_port()
         self.gateway: Any = None
         self.stream_source: Any = None
         self.streams_off = ""  # why the WebSocket API is not running, when it is not
@@ -83,6 +85,11 @@ class DevStack:
             from promptsvc_dev.chaos import ChaosOptions
 
             self.chaos = ChaosOptions.parse(options.chaos)
+
+    @property
+    def connections_endpoint(self) -> str:
+        """The WebSocket API's `@connections` callback API: WEBSOCKET_ENDPOINT locally."""
+        return f"http://127.0.0.1:{self.callback_port}"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -127,7 +134,7 @@ class DevStack:
             merged["ENGINE"] = self.options.engine
         if self.options.mock_chunk_delay is not None:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
-        merged["WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.ws_port}"  # the local @connections API
+        merged["WEBSOCKET_ENDPOINT"] = self.connections_endpoint
         if self.chaos is not None:
             merged.update(self.chaos.environment())
         return merged
@@ -229,7 +236,11 @@ class DevStack:
 
             faults = ConnectionFaults(self.chaos.gone, self.chaos.drop, self.chaos.seed).next
         self.gateway = WebSocketGateway.from_template(
-            self.stack.template, ws.lambda_handler, port=self.ws_port, faults=faults
+            self.stack.template,
+            ws.lambda_handler,
+            port=self.ws_port,
+            callback_port=self.callback_port,
+            faults=faults,
         )
         self.gateway.start()
         events = self.stack.template["Resources"]["StreamFunction"]["Properties"]["Events"]["ThreadEvents"]
@@ -249,6 +260,7 @@ class DevStack:
             "region": REGION,
             "api": f"http://{self.options.host}:{self.options.port}",
             "websocket": f"ws://127.0.0.1:{self.ws_port}/",
+            "connections": self.connections_endpoint,
             "keysTable": self.stack.refs["ApiKeysTable"],
             "pid": os.getpid(),
             # What a function needs to run beside this stack, against its moto (names, no secrets).
@@ -298,6 +310,7 @@ class DevStack:
             f"  API        {origin}/prompt-svc/",
             f"  WebSocket  ws://127.0.0.1:{self.ws_port}/?token=KEY"
             + (f"  ({self.streams_off})" if self.streams_off else ""),
+            *([] if self.streams_off else [f"  callback   {self.connections_endpoint}  (@connections)"]),
             f"  AWS (moto) {os.environ['AWS_ENDPOINT_URL']}",
             f"  engine     {self.options.engine or 'per model catalog'}",
             *([f"  chaos      {self.chaos.describe()}"] if self.chaos is not None else []),

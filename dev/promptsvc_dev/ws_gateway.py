@@ -1,6 +1,6 @@
 """What API Gateway's WebSocket API does, for the local stack and tests.
 
-One port on 127.0.0.1 serves both sides of the API, as API Gateway does:
+Two ports on 127.0.0.1 serve the two sides of the API (one host in AWS):
 
 - clients connect with `ws://127.0.0.1:PORT/?token=KEY` (or an `Authorization` header). The gateway
   gives the connection an id, calls the handler with a `$connect` event of the real shape before it
@@ -8,18 +8,15 @@ One port on 127.0.0.1 serves both sides of the API, as API Gateway does:
   each text message becomes a `MESSAGE` event on the route the template's
   `RouteSelectionExpression` (`$request.body.action`) picks among the template's routes (else
   `$default`); a close becomes a `$disconnect` event;
-- the `@connections` callback API the handlers post to (`WEBSOCKET_ENDPOINT`):
-  `POST /@connections/{id}` sends the body to that client as one message (in the order posted),
-  `GET` describes the connection, `DELETE` closes it; an unknown or closed connection is a 410
-  `GoneException` in the REST-JSON error shape, so a boto3 `apigatewaymanagementapi` client raises
-  exactly what it raises against AWS. A stage prefix (`/local/@connections/...`, what an endpoint
-  URL ending in the stage sends) is accepted too. The callback API checks no signature.
+- the `@connections` callback API the handlers post to (`WEBSOCKET_ENDPOINT`, `endpoint`): a
+  Starlette app under uvicorn on a port of its own (`connections_api`). `POST /@connections/{id}`
+  sends the body to that client as one message, `GET` describes the connection, `DELETE` closes
+  it; an unknown or closed connection is a 410 `GoneException`, as boto3 expects it.
 
-The `websockets` asyncio server runs in its own thread and event loop; handlers run in worker
-threads, so a handler that posts back to its own connection never blocks the loop. websockets reads
-only handshake requests (no body), so each connection's HTTP parser is swapped for one that also
-reads a request body; requests that are not WebSocket upgrades are answered from `process_request`
-(one request per TCP connection, `Connection: close`).
+The `websockets` asyncio server and the callback API run in one thread and event loop of their own;
+handlers run in worker threads, so a handler that posts back to its own connection never blocks the
+loop. Plain HTTP requests to the WebSocket port (not upgrades) are answered 426 from
+`process_request`.
 """
 
 import asyncio
@@ -30,27 +27,24 @@ import email.utils
 import http
 import json
 import os
-import re
 import secrets
 import string
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from aws_lambda_powertools import Logger
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
-from websockets.http11 import Request, Response, parse_headers, parse_line
-from websockets.protocol import CONNECTING, Protocol
-from websockets.server import ServerProtocol
+from websockets.http11 import Request, Response
 
+from promptsvc_dev.connections_api import MESSAGE_LIMIT, CallbackServer, Client, ConnectionsApi
 from promptsvc_dev.functions import LambdaContext
 
 logger = Logger(child=True)
@@ -58,9 +52,7 @@ logger = Logger(child=True)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 HOST = "127.0.0.1"
-MESSAGE_LIMIT = 128 * 1024  # API Gateway: a WebSocket message is at most 128 KB
 CONNECT_TIMEOUT = 29.0  # the integration timeout: a $connect that takes longer fails
-_CONNECTIONS_PATH = re.compile(r"^(?:/[^/]+)?/@connections/([^/]+)/?$")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -94,10 +86,6 @@ def _request_time(epoch: float) -> str:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
 
 
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def _status(value: Any) -> int:
     try:
         return int(value)
@@ -105,69 +93,12 @@ def _status(value: Any) -> int:
         return 500
 
 
-@dataclass
-class _Client:
-    connection_id: str
-    socket: ServerConnection
-    source_ip: str
-    user_agent: str
-    connected_at: int  # epoch ms
-    last_active_at: int = field(default=0)
-    open: bool = True
-
-    def touch(self) -> None:
-        self.last_active_at = int(time.time() * 1000)
-
-
-# -- HTTP requests with a body -----------------------------------------------------------------
-
-
-class _HttpServerProtocol(ServerProtocol):
-    """websockets' server protocol, reading the request's method and body too (for `@connections`)."""
-
-    http_method = "GET"
-    http_body = b""
-
-    def parse(self) -> Generator[None]:
-        if self.state is CONNECTING:
-            try:
-                request = yield from self._parse_request()
-            except Exception as exc:
-                self.handshake_exc = InvalidMessage("did not receive a valid HTTP request")
-                self.handshake_exc.__cause__ = exc
-                self.send_eof()
-                self.parser = self.discard()
-                next(self.parser)
-                yield
-            self.events.append(request)
-        yield from Protocol.parse(self)
-
-    def _parse_request(self) -> Generator[None, None, Request]:
-        line = yield from parse_line(self.reader.read_line)
-        method, path, protocol = line.decode("ascii").split(" ", 2)
-        if protocol not in ("HTTP/1.1", "HTTP/1.0"):
-            raise ValueError(f"unsupported protocol {protocol!r}")
-        headers = yield from parse_headers(self.reader.read_line)
-        if "Transfer-Encoding" in headers:
-            raise NotImplementedError("transfer codings are not supported")
-        length = int(headers.get("Content-Length", "0") or "0")
-        if length > 2 * MESSAGE_LIMIT:
-            raise ValueError(f"request body too large: {length} bytes")
-        self.http_method = method
-        if length and headers.get("Expect", "").lower() == "100-continue":  # curl, for bodies over 1 KB
-            self.writes.append(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.http_body = bytes((yield from self.reader.read_exact(length))) if length else b""
-        return Request(path, headers)
-
-
 class _GatewayConnection(ServerConnection):
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        # Nothing has been received yet: restart the parser as the one that also reads bodies.
-        protocol.__class__ = _HttpServerProtocol
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        super().__init__(protocol, *args, **kwargs)
-        self.client: _Client | None = None
+    """A connection that carries its `Client` from the handshake ($connect) to the open socket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client: Client | None = None
 
 
 def _response(
@@ -195,6 +126,91 @@ def _error(status: int, error_type: str, message: str) -> Response:
     return _response(status, body, **{"x-amzn-ErrorType": error_type})
 
 
+@dataclass
+class _Events:
+    """The API as its events describe it: the routes, the stage, the id, where clients connect."""
+
+    routes: list[str]
+    selection_path: list[str]  # `$request.body.action`: ["action"]
+    stage: str
+    api_id: str
+    port: int = 0
+
+    @classmethod
+    def create(cls, routes: list[str], route_selection_expression: str, stage: str) -> "_Events":
+        prefix = "$request.body."
+        if not route_selection_expression.startswith(prefix):
+            raise ValueError(f"unsupported RouteSelectionExpression {route_selection_expression!r}")
+        api_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+        return cls(list(routes), route_selection_expression[len(prefix) :].split("."), stage, api_id)
+
+    def select_route(self, text: str) -> str | None:
+        """`$request.body.action`: the body's value if it names a route, else `$default` (if any)."""
+        try:
+            value: Any = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser: `$default`
+            value = None
+        for name in self.selection_path:  # a missing key selects nothing (API Gateway: `$default`)
+            value = value.get(name) if isinstance(value, dict) else None
+        if isinstance(value, str) and not value.startswith("$") and value in self.routes:
+            return value
+        return "$default" if "$default" in self.routes else None
+
+    def context(self, client: Client, route: str | None, event_type: str, now: float) -> dict[str, Any]:
+        return {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": base64.urlsafe_b64encode(os.urandom(6)).decode(),
+            "requestTime": _request_time(now),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": client.connected_at,
+            "requestTimeEpoch": int(now * 1000),
+            "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent},
+            "requestId": str(uuid.uuid4()),
+            "domainName": f"{HOST}:{self.port}",
+            "connectionId": client.connection_id,
+            "apiId": self.api_id,
+        }
+
+    def connect_event(self, client: Client, request: Request, now: float) -> dict[str, Any]:
+        multi: dict[str, list[str]] = {}
+        for name, value in request.headers.raw_items():
+            multi.setdefault(name, []).append(value)
+        forwarded = {
+            "X-Forwarded-For": [client.source_ip],
+            "X-Forwarded-Port": [str(self.port)],
+            "X-Forwarded-Proto": ["http"],
+        }
+        for name, values in forwarded.items():
+            multi.setdefault(name, values)
+        event: dict[str, Any] = {
+            "headers": {name: values[-1] for name, values in multi.items()},
+            "multiValueHeaders": multi,
+            "requestContext": self.context(client, "$connect", "CONNECT", now),
+            "isBase64Encoded": False,
+        }
+        query: dict[str, list[str]] = {}
+        for name, value in parse_qsl(urlsplit(request.path).query, keep_blank_values=True):
+            query.setdefault(name, []).append(value)
+        if query:
+            event["queryStringParameters"] = {name: values[-1] for name, values in query.items()}
+            event["multiValueQueryStringParameters"] = query
+        return event
+
+    def disconnect_event(self, client: Client, connection: ServerConnection) -> dict[str, Any]:
+        context = self.context(client, "$disconnect", "DISCONNECT", time.time())
+        context["disconnectStatusCode"] = connection.close_code or CloseCode.ABNORMAL_CLOSURE
+        context["disconnectReason"] = connection.close_reason or ""
+        headers = {"Host": f"{HOST}:{self.port}", "X-Forwarded-For": client.source_ip}
+        return {
+            "headers": headers,
+            "multiValueHeaders": {name: [value] for name, value in headers.items()},
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+
+
 class WebSocketGateway:
     """A local API Gateway WebSocket API in front of one handler, with its `@connections` API."""
 
@@ -205,21 +221,21 @@ class WebSocketGateway:
         routes: list[str],
         route_selection_expression: str = "$request.body.action",
         port: int = 0,
+        callback_port: int = 0,
         stage: str = "local",
         function_name: str = "WsFunction",
         faults: Callable[[], str] | None = None,
     ) -> None:
         self.handler = handler
-        self.faults = faults  # chaos: per post, "gone" (a 410), "drop" (the client too), or ""
-        self.routes = list(routes)
-        self.selection_path = self._selection_path(route_selection_expression)
-        self.port = port
-        self.stage = stage
+        self.events = _Events.create(routes, route_selection_expression, stage)
+        self.events.port = port
+        self.callback_port = callback_port
         self.function_name = function_name
-        self.api_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
-        self._clients: dict[str, _Client] = {}
+        self._clients: dict[str, Client] = {}
+        self._api = ConnectionsApi(self._clients, faults)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
+        self._callback: CallbackServer | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -232,12 +248,10 @@ class WebSocketGateway:
         expression, routes = template_routes(template)
         return cls(handler, routes=routes, route_selection_expression=expression, **kwargs)
 
-    @staticmethod
-    def _selection_path(expression: str) -> list[str]:
-        prefix = "$request.body."
-        if not expression.startswith(prefix):
-            raise ValueError(f"unsupported RouteSelectionExpression {expression!r}")
-        return expression[len(prefix) :].split(".")
+    @property
+    def port(self) -> int:
+        """Where clients connect (once started: the port taken, when asked for 0)."""
+        return self.events.port
 
     @property
     def url(self) -> str:
@@ -247,7 +261,7 @@ class WebSocketGateway:
     @property
     def endpoint(self) -> str:
         """The `@connections` API endpoint: what WEBSOCKET_ENDPOINT is locally."""
-        return f"http://{HOST}:{self.port}"
+        return f"http://{HOST}:{self.callback_port}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,7 +272,7 @@ class WebSocketGateway:
             raise RuntimeError("the WebSocket gateway did not start")
         if self._error is not None:
             raise RuntimeError(
-                f"the WebSocket gateway could not listen on {HOST}:{self.port}"
+                f"the WebSocket gateway could not listen on {HOST}:{self.port} and {self.callback_port}"
             ) from self._error
 
     def _run(self) -> None:
@@ -267,13 +281,12 @@ class WebSocketGateway:
         loop.set_default_executor(self._executor)
         self._loop = loop
         try:
-            self._server = loop.run_until_complete(self._serve())
+            loop.run_until_complete(self._serve())
         except BaseException as error:
             self._error = error
             self._ready.set()
             loop.close()
             return
-        self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
             loop.run_forever()
@@ -281,8 +294,9 @@ class WebSocketGateway:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _serve(self) -> Server:
-        return await serve(
+    async def _serve(self) -> None:
+        """Listen on both ports (the WebSocket side first: its port, if free, is the one to take)."""
+        self._server = await serve(
             self._on_open,
             HOST,
             self.port,
@@ -293,11 +307,20 @@ class WebSocketGateway:
             compression=None,
             server_header=None,
         )
+        self.events.port = self._server.sockets[0].getsockname()[1]
+        try:
+            self._callback = CallbackServer(self._api.app(), HOST, self.callback_port)
+            await self._callback.start()
+        except BaseException:
+            self._server.close()
+            await self._server.wait_closed()
+            raise
+        self.callback_port = self._callback.port
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close every connection (each gets its `$disconnect`), then stop listening."""
-        loop, server = self._loop, self._server
-        if loop is None or server is None or loop.is_closed():
+        loop, server, callback = self._loop, self._server, self._callback
+        if loop is None or server is None or callback is None or loop.is_closed():
             return
 
         async def shutdown() -> None:
@@ -306,6 +329,7 @@ class WebSocketGateway:
                 await asyncio.wait_for(server.wait_closed(), timeout)
             except TimeoutError:
                 logger.warning("WebSocket connections did not close in time")
+            await callback.stop()  # after: the $disconnect handlers may still post
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout + 1)
@@ -315,21 +339,14 @@ class WebSocketGateway:
         if self._thread is not None:
             self._thread.join(timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._server = None
+        self._server = self._callback = None
 
-    # -- the HTTP side: upgrades ($connect) and the @connections API ---------------------------
+    # -- the HTTP side: upgrades ($connect) ----------------------------------------------------
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        protocol = connection.protocol
-        method = getattr(protocol, "http_method", "GET")
-        path = unquote(urlsplit(request.path).path)
-        match = _CONNECTIONS_PATH.match(path)
-        if match:
-            body = getattr(protocol, "http_body", b"")
-            return await self._manage(method, match.group(1), body)
-        if method != "GET" or "websocket" not in request.headers.get("Upgrade", "").lower():
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
             return _error(426, "UpgradeRequired", "this is a WebSocket API: connect with ws://")
-        handshake = protocol.accept(request)  # validates the upgrade before $connect, as AWS does
+        handshake = connection.protocol.accept(request)  # validates the upgrade before $connect, as AWS does
         if handshake.status_code != 101:
             return handshake
         assert isinstance(connection, _GatewayConnection)
@@ -340,7 +357,7 @@ class WebSocketGateway:
     ) -> Response:
         now = time.time()
         source_ip = str(connection.remote_address[0]) if connection.remote_address else HOST
-        client = _Client(
+        client = Client(
             connection_id=connection_id(),
             socket=connection,
             source_ip=source_ip,
@@ -348,8 +365,8 @@ class WebSocketGateway:
             connected_at=int(now * 1000),
         )
         client.touch()
-        if "$connect" in self.routes:
-            event = self._connect_event(client, request, now)
+        if "$connect" in self.events.routes:
+            event = self.events.connect_event(client, request, now)
             try:
                 result = await asyncio.wait_for(self._invoke(event), CONNECT_TIMEOUT)
             except Exception:
@@ -362,45 +379,6 @@ class WebSocketGateway:
                 return _response(status, body, "text/plain; charset=utf-8")
         connection.client = client  # reachable through @connections once open, as in AWS
         return handshake
-
-    async def _manage(self, method: str, connection_id: str, body: bytes) -> Response:
-        client = self._clients.get(connection_id)
-        if client is None or not client.open:
-            return _error(410, "GoneException", f"connection {connection_id} is gone")
-        if method == "POST":
-            if len(body) > MESSAGE_LIMIT:
-                return _error(413, "PayloadTooLargeException", "Message too long")
-            try:
-                text = body.decode()
-            except UnicodeDecodeError:
-                message: str | bytes = body
-            else:
-                message = text
-            fault = self.faults() if self.faults is not None else ""
-            if fault == "drop":  # the client's network went away
-                client.open = False
-                client.socket.transport.abort()
-            if fault:
-                return _error(410, "GoneException", f"connection {connection_id} is gone (chaos: {fault})")
-            try:
-                await client.socket.send(message)
-            except ConnectionClosed:
-                client.open = False
-                return _error(410, "GoneException", f"connection {connection_id} is gone")
-            return _response(200, b"")
-        if method == "GET":
-            description = {  # the wire names (boto3 shows them as ConnectedAt, Identity.SourceIp, ...)
-                "connectedAt": _iso(client.connected_at),
-                "lastActiveAt": _iso(client.last_active_at),
-                "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent},
-            }
-            return _response(200, json.dumps(description).encode())
-        if method == "DELETE":
-            client.open = False
-            # Closing waits for the client's close frame; answer at once, as AWS does.
-            asyncio.get_running_loop().create_task(client.socket.close(CloseCode.NORMAL_CLOSURE, "Goodbye"))
-            return _response(204)
-        return _error(405, "MethodNotAllowedException", f"{method} is not allowed on @connections")
 
     # -- the WebSocket side: messages and $disconnect ---------------------------------------------
 
@@ -417,17 +395,17 @@ class WebSocketGateway:
         finally:
             client.open = False
             self._clients.pop(client.connection_id, None)
-            if "$disconnect" in self.routes:
-                event = self._disconnect_event(client, connection)
+            if "$disconnect" in self.events.routes:
+                event = self.events.disconnect_event(client, connection)
                 try:
                     await self._invoke(event)
                 except Exception:
                     logger.exception("the $disconnect handler failed", connection_id=client.connection_id)
 
-    async def _message(self, client: _Client, message: str | bytes) -> None:
+    async def _message(self, client: Client, message: str | bytes) -> None:
         binary = isinstance(message, bytes)
-        route = "$default" if isinstance(message, bytes) else self._select_route(message)
-        context = self._context(client, route, "MESSAGE", time.time())
+        route = "$default" if isinstance(message, bytes) else self.events.select_route(message)
+        context = self.events.context(client, route, "MESSAGE", time.time())
         if route is None:
             await self._send_error(client, "Forbidden", context["requestId"])
             return
@@ -446,19 +424,7 @@ class WebSocketGateway:
         if isinstance(result, dict) and not 200 <= _status(result.get("statusCode", 200)) < 300:
             logger.info("the handler answered an error", route=route, status=result.get("statusCode"))
 
-    def _select_route(self, text: str) -> str | None:
-        """`$request.body.action`: the body's value if it names a route, else `$default` (if any)."""
-        try:
-            value: Any = json.loads(text)
-        except (ValueError, RecursionError):  # not JSON, or nested past the parser: `$default`
-            value = None
-        for name in self.selection_path:  # a missing key selects nothing (API Gateway: `$default`)
-            value = value.get(name) if isinstance(value, dict) else None
-        if isinstance(value, str) and not value.startswith("$") and value in self.routes:
-            return value
-        return "$default" if "$default" in self.routes else None
-
-    async def _send_error(self, client: _Client, message: str, request_id: str) -> None:
+    async def _send_error(self, client: Client, message: str, request_id: str) -> None:
         frame = {"message": message, "connectionId": client.connection_id, "requestId": request_id}
         with contextlib.suppress(ConnectionClosed):
             await client.socket.send(json.dumps(frame))
@@ -466,59 +432,3 @@ class WebSocketGateway:
     async def _invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(function_name=self.function_name)
         return await asyncio.get_running_loop().run_in_executor(None, self.handler, event, context)
-
-    # -- events --------------------------------------------------------------------------------
-
-    def _context(self, client: _Client, route: str | None, event_type: str, now: float) -> dict[str, Any]:
-        return {
-            "routeKey": route,
-            "eventType": event_type,
-            "extendedRequestId": base64.urlsafe_b64encode(os.urandom(6)).decode(),
-            "requestTime": _request_time(now),
-            "messageDirection": "IN",
-            "stage": self.stage,
-            "connectedAt": client.connected_at,
-            "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent},
-            "requestId": str(uuid.uuid4()),
-            "domainName": f"{HOST}:{self.port}",
-            "connectionId": client.connection_id,
-            "apiId": self.api_id,
-        }
-
-    def _connect_event(self, client: _Client, request: Request, now: float) -> dict[str, Any]:
-        multi: dict[str, list[str]] = {}
-        for name, value in request.headers.raw_items():
-            multi.setdefault(name, []).append(value)
-        forwarded = {
-            "X-Forwarded-For": [client.source_ip],
-            "X-Forwarded-Port": [str(self.port)],
-            "X-Forwarded-Proto": ["http"],
-        }
-        for name, values in forwarded.items():
-            multi.setdefault(name, values)
-        event: dict[str, Any] = {
-            "headers": {name: values[-1] for name, values in multi.items()},
-            "multiValueHeaders": multi,
-            "requestContext": self._context(client, "$connect", "CONNECT", now),
-            "isBase64Encoded": False,
-        }
-        query: dict[str, list[str]] = {}
-        for name, value in parse_qsl(urlsplit(request.path).query, keep_blank_values=True):
-            query.setdefault(name, []).append(value)
-        if query:
-            event["queryStringParameters"] = {name: values[-1] for name, values in query.items()}
-            event["multiValueQueryStringParameters"] = query
-        return event
-
-    def _disconnect_event(self, client: _Client, connection: ServerConnection) -> dict[str, Any]:
-        context = self._context(client, "$disconnect", "DISCONNECT", time.time())
-        context["disconnectStatusCode"] = connection.close_code or CloseCode.ABNORMAL_CLOSURE
-        context["disconnectReason"] = connection.close_reason or ""
-        headers = {"Host": f"{HOST}:{self.port}", "X-Forwarded-For": client.source_ip}
-        return {
-            "headers": headers,
-            "multiValueHeaders": {name: [value] for name, value in headers.items()},
-            "requestContext": context,
-            "isBase64Encoded": False,
-        }

@@ -4,11 +4,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from promptsvc.api.app import create_app
+from promptsvc.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-asgi = Mangum(create_app(), lifespan="off")
+asgi = Mangum(create_app(get_settings().for_function("api")), lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -22,7 +22,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
-settings = get_settings()
+settings = get_settings().for_function("consumer")
 runner = wiring.prompt_runner(settings)
 messages = wiring.queue_messages(settings)
 

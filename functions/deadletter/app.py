@@ -15,8 +15,8 @@ from promptsvc.settings import get_settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings = get_settings()
-repository = wiring.prompt_repository(settings)
+settings = get_settings().for_function("deadletter")
+repository = wiring.prompt_store(settings)
 events = wiring.thread_event_log(settings)
 queue = SqsPromptQueue(settings.prompts_queue_url)
 

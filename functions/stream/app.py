@@ -21,7 +21,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-settings = get_settings()
+settings = get_settings().for_function("stream")
 fanout = wiring.fanout(settings)
 
 

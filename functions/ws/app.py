@@ -16,7 +16,7 @@ from promptsvc.settings import get_settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings = get_settings()
+settings = get_settings().for_function("ws")
 service = wiring.subscription_service(settings)
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from promptsvc.settings import Settings
 from promptsvc_dev.template import NO_VALUE, LocalStack
 
-# Settings that name a resource: a function that reads one must have it set by the template (the
-# defaults are placeholders such as "PromptsTable", or empty, which would silently turn features off).
+# Settings that name a resource: a function that reads one must have it set by the template (unset,
+# it is empty: a needed one fails the function's init, an optional one silently turns a feature off).
 RESOURCE_SETTING = re.compile(r"(_table|_queue_url|_dlq_url|_arn|_endpoint|_ssm_parameter|_bucket)$")
 
 # Actions AWS offers no resource-level permissions for: only these may have "Resource": "*".

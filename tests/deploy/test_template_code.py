@@ -8,13 +8,17 @@ import ast
 import json
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from promptsvc.adapters.connection_table import BY_CONNECTION
-from promptsvc.domain.query import INDEXES, SORT_ATTRIBUTE
-from promptsvc.settings import Settings
+from promptsvc.adapters.prompt_items import INDEXES, SORT_ATTRIBUTE
+from promptsvc.settings import NEEDS, EngineSettings, MissingSettings, Settings, WorkerSettings
 from promptsvc_dev.template import NO_VALUE, LocalStack, create_resources, load_template
 
 from tests.deploy import checks
@@ -71,13 +75,49 @@ def test_the_handler_the_template_names_exists(template: dict[str, Any], functio
 
 def test_every_variable_the_template_sets_is_a_setting(template: dict[str, Any]) -> None:
     """A typo (PROMPT_TABLE) would be silently ignored: pydantic-settings has no such field."""
-    known = {name.upper() for name in Settings.model_fields}
+    known = {
+        name.upper() for group in (Settings, EngineSettings, WorkerSettings) for name in group.model_fields
+    }
     glob = template["Globals"]["Function"].get("Environment", {}).get("Variables", {})
     for name, props in {"Globals": {"Environment": {"Variables": glob}}, **functions(template)}.items():
         for variable in props.get("Environment", {}).get("Variables", {}):
             assert variable in known or variable.startswith("POWERTOOLS_"), (
                 f"{name}: {variable} is read by nothing"
             )
+
+
+FUNCTION_NEEDS = {
+    "ApiFunction": "api",
+    "ConsumerFunction": "consumer",
+    "DeadLetterFunction": "deadletter",
+    "WsFunction": "ws",
+    "StreamFunction": "stream",
+}
+
+
+def test_every_function_is_given_what_it_cannot_start_without(template: dict[str, Any]) -> None:
+    """Each function checks its NEEDS at init (Settings.for_function): the template sets them all,
+    and the ECS worker's task definition sets the worker's."""
+    assert set(FUNCTION_NEEDS) == set(functions(template)), "a function without its NEEDS entry"
+    local = LocalStack(region="us-east-1", template=template)
+    for logical_id, function in FUNCTION_NEEDS.items():
+        environment = local.function_environment(logical_id)
+        assert {name.upper() for name in NEEDS[function]} <= set(environment), logical_id
+        needed = Settings(**{name: environment[name.upper()] for name in NEEDS[function]})
+        assert needed.for_function(function) is needed  # every one set, none empty
+    worker_task = (ROOT / "infra" / "ecs-gpu" / "stack.yaml").read_text()
+    for name in NEEDS["worker"]:
+        assert f"Name: {name.upper()}, Value:" in worker_task, name
+
+
+def test_a_function_missing_what_it_needs_fails_at_init_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PROMPTS_TABLE", "PROMPTS_QUEUE_URL", "PROMPTS_DLQ_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROMPTS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/1/q")
+    with pytest.raises(
+        MissingSettings, match="the consumer function needs PROMPTS_TABLE, PROMPTS_DLQ_URL: not set"
+    ):
+        Settings().for_function("consumer")
 
 
 @pytest.mark.parametrize("function", sorted(SCENARIOS))
@@ -223,13 +263,43 @@ def test_the_layer_is_built_by_sam_with_the_dependencies_of_the_package(template
     assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
     content = ROOT / layer["Properties"]["ContentUri"]
     assert (content / "promptsvc" / "__init__.py").is_file()  # lands in python/promptsvc
-    requirements = [
-        line.strip()
-        for line in (content / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert sorted(requirements) == sorted(project["dependencies"]), "requirements.txt mirrors pyproject.toml"
+    assert set(layer_pins()) >= {canonicalize_name(Requirement(d).name) for d in project_dependencies()}
+
+
+def layer_pins() -> dict[str, Version]:
+    """The layer's requirements.txt (scripts/lock): every line one exact pin."""
+    pins: dict[str, Version] = {}
+    for line in (ROOT / "layers/promptsvc/requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"not an exact pin: {line}"
+            pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    return pins
+
+
+def project_dependencies() -> list[str]:
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def test_the_layer_ships_pinned_versions_within_the_projects_ranges() -> None:
+    pins = layer_pins()
+    for dependency in project_dependencies():
+        requirement = Requirement(dependency)
+        pinned = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(pinned), (
+            f"{pinned} of {requirement.name} is outside {dependency}"
+        )
+
+
+def test_the_tests_run_the_versions_the_layer_ships() -> None:
+    """scripts/bootstrap installs under the layer's pins: what is tested is what deploys."""
+    differing = {
+        name: (str(pinned), installed)
+        for name, pinned in layer_pins().items()
+        if Version(installed := metadata.version(name)) != pinned
+    }
+    assert differing == {}, "run scripts/bootstrap (or scripts/lock after changing a dependency)"
 
 
 def test_every_function_runs_python312_on_the_chosen_architecture_with_tracing(

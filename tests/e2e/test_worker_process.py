@@ -81,7 +81,7 @@ def add_prompts(settings: Settings, count: int) -> list[str]:
 
 
 def prompts(settings: Settings, ids: list[str]) -> list[Prompt]:
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     return [p for p in (repository.get(ALICE.user_id, i) for i in ids) if p is not None]
 
 

@@ -1,10 +1,12 @@
-"""Reading the moto state behind the API: what is stored and what is queued."""
+"""Reading the moto state behind the API (what is stored and what is queued), and engines for tests."""
 
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client
+from promptsvc.engines.base import EngineEvent, EngineRequest
 from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
@@ -43,3 +45,14 @@ def queue_depth(stack: LocalStack) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+class EngineOf:
+    """An engine whose every call streams `play(request)`: a test's behaviour, given to a runner
+    by name (EngineRegistry's `engines`, wiring.use_engines)."""
+
+    def __init__(self, play: Callable[[EngineRequest], AsyncIterator[EngineEvent]]) -> None:
+        self._play = play
+
+    def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        return self._play(request)

@@ -268,7 +268,7 @@ def test_a_send_that_fails_after_the_put_strands_nothing(
     assert response.status_code == 200
     prompt = response.json()["prompt"]
     assert prompt["status"] == "scheduled" and queue_depth(local_stack) == 0
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     queue = prompt_queue.SqsPromptQueue(settings.prompts_queue_url)
 
     early = requeue_stranded(repository, queue, grace_seconds=300)
@@ -290,7 +290,7 @@ def test_a_requeued_prompt_whose_message_was_not_lost_still_runs_once(
     settings: Settings,
 ) -> None:
     prompt = client.post("/prompt-svc/prompt", json={"prompt": "hi"}, headers=auth(keys["alice"])).json()
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     queue = prompt_queue.SqsPromptQueue(settings.prompts_queue_url)
     later = datetime.now(UTC) + timedelta(seconds=301)
     assert requeue_stranded(repository, queue, grace_seconds=300, now=later).requeued == 1
@@ -307,7 +307,7 @@ def test_an_internal_error_is_a_500_without_a_stack_trace(
     def broken_put(self: object, prompt: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(prompt_table.DynamoPromptRepository, "put_new", broken_put)
+    monkeypatch.setattr(prompt_table.DynamoPromptStore, "put_new", broken_put)
 
     response = client.post("/prompt-svc/prompt", json={"prompt": "hi"}, headers=auth(keys["alice"]))
 

@@ -16,14 +16,13 @@ from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.prompt import Prompt
-from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.settings import Settings
 from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
-from tests.integration.helpers import add
+from tests.integration.helpers import EngineOf, add
 
 MODEL = "huggingface/TheBloke/mistral-7b-instruct-v0.2.Q3_K_S.gguf"
 
@@ -46,9 +45,9 @@ def runner(
     """A runner on moto; `engine` answers for the mock engine (a Scripted one, say)."""
     kwargs = {"clock": clock} if clock else {}
     return PromptRunner(
-        wiring.prompt_repository(settings),
+        wiring.prompt_store(settings),
         lambda: catalog(**timeouts),
-        EngineRegistry(settings, {"mock": engine} if engine else None),
+        EngineRegistry(settings.engines, {"mock": engine} if engine else None),
         cancel_poll=0.05,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -156,7 +155,7 @@ def test_an_unknown_model_is_abandoned_at_once(
     prompt = add(client, keys["alice"], modelId="Qwen/Qwen2.5-7B-Instruct")
     shipped = catalog()
     without = Catalog({k: v for k, v in shipped.models.items() if k != "Qwen/Qwen2.5-7B-Instruct"}, MODEL)
-    run = PromptRunner(wiring.prompt_repository(settings), lambda: without, EngineRegistry(settings))
+    run = PromptRunner(wiring.prompt_store(settings), lambda: without, EngineRegistry(settings.engines))
 
     result = asyncio.run(run.run(prompt["id"], user_id="alice"))
 
@@ -179,7 +178,7 @@ def test_a_consumer_that_dies_after_its_claim_is_replaced_and_the_run_counts(
     client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompt = add(client, keys["alice"])
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     clock = Clock()
     stored = repository.get("alice", prompt["id"])
     assert stored is not None
@@ -203,7 +202,7 @@ def test_a_prompt_that_keeps_killing_consumers_is_dead_lettered_and_abandoned(
     client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack
 ) -> None:
     prompt = add(client, keys["alice"])
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     clock = Clock()
     for _ in range(settings.crash_limit):  # each consumer claims it, then dies
         current = repository.get("alice", prompt["id"])
@@ -271,14 +270,14 @@ def test_a_throttled_table_keeps_the_message_for_later(
     from botocore.exceptions import ClientError
 
     prompt = add(client, keys["alice"])
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
 
     def throttled(*args: object) -> None:
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
 
     monkeypatch.setattr(repository, "get", throttled)
     monkeypatch.setattr(repository, "claim_waiting", throttled)
-    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings))
+    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings.engines))
     messages = Recorder(settings)
 
     settled = asyncio.run(settle(run, messages, receive(local_stack)))
@@ -295,7 +294,7 @@ def test_a_claim_that_loses_a_race_keeps_its_message_while_the_prompt_is_unfinis
     must not be deleted as a mere duplicate while the prompt is unfinished: it is what brings the
     prompt back should the winner's consumer die too."""
     prompt = add(client, keys["alice"])
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     stored = repository.get("alice", prompt["id"])
     assert stored is not None
     repository.claim(stored, now_rfc3339(), int(time.time() * 1000) - 1)  # ...and its consumer died
@@ -307,7 +306,7 @@ def test_a_claim_that_loses_a_race_keeps_its_message_while_the_prompt_is_unfinis
         return real_claim(seen, now, lease_until_ms)  # ours, on the prompt as it was read
 
     monkeypatch.setattr(repository, "claim", raced)
-    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings))
+    run = PromptRunner(repository, lambda: catalog(), EngineRegistry(settings.engines))
     messages = Recorder(settings)
 
     settled = asyncio.run(settle(run, messages, receive(local_stack)))
@@ -343,22 +342,20 @@ def test_a_run_emits_its_metrics_as_emf(
 
 
 def test_a_callers_template_for_a_chat_model_is_sent_as_a_rendered_completion(
-    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    client: TestClient, keys: dict[str, str], settings: Settings, local_stack: LocalStack
+) -> None:
     """A chat API applies the server's own template; the caller's would be silently ignored. So a
     prompt with the caller's template goes as a completion, rendered with it; without one, chat."""
     sent: list[EngineRequest] = []
 
-    def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    def stream(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         sent.append(request)
         return answers("ok")()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
     chat_model = next(m for m in catalog().models.values() if m.api == "chat")
     own = add(client, keys["alice"], modelId=chat_model.id, template="<s>{prompt}</s>", prompt="hi")
     plain = add(client, keys["alice"], modelId=chat_model.id, prompt="hello")
-    run = runner(settings)
+    run = runner(settings, engine=EngineOf(stream))
     for _ in range(2):
         assert asyncio.run(settle(run, Recorder(settings), receive(local_stack))) is Settlement.DONE
 

@@ -15,15 +15,13 @@ from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import ItemTooLarge
 from promptsvc.domain.prompt import MAX_PROMPT_BYTES
 from promptsvc.domain.status import Status
-from promptsvc.engines import mock
-from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.base import Delta, Engine, EngineEvent, EngineRequest, Finish
 from promptsvc.settings import Settings, get_settings
-from promptsvc_dev.functions import load_handler_module
 from promptsvc_dev.sqs_source import SqsEventSource
 from promptsvc_dev.template import LocalStack
 
-from tests.conftest import ROOT, auth
-from tests.integration.helpers import add, queue_depth, stored_prompts
+from tests.conftest import LoadConsumer, auth
+from tests.integration.helpers import EngineOf, add, queue_depth, stored_prompts
 
 # 250 KB of UTF-8 (some characters 2 or 3 bytes), cut on a character boundary
 LARGE_PROMPT = (
@@ -31,31 +29,35 @@ LARGE_PROMPT = (
 )
 
 
-def consumer_with(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, **env: str) -> SqsEventSource:
-    """The consumer handler loaded with these settings besides the template's."""
+def consumer_with(
+    load_consumer: LoadConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    engines: dict[str, Engine] | None = None,
+    **env: str,
+) -> SqsEventSource:
+    """The consumer handler loaded with these settings besides the template's (and `engines`)."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    module = load_handler_module(ROOT, "consumer")
-    return SqsEventSource(local_stack.refs["PromptsQueue"], module.lambda_handler, wait_seconds=0)
+    return load_consumer(engines)
 
 
 @pytest.fixture
-def echoing_consumer(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> SqsEventSource:
+def echoing_consumer(load_consumer: LoadConsumer, monkeypatch: pytest.MonkeyPatch) -> SqsEventSource:
     """The mock engine echoes the whole rendered prompt (not cut at 8 KB)."""
-    return consumer_with(local_stack, monkeypatch, MOCK_MAX_ANSWER_CHARS=str(2 * MAX_PROMPT_BYTES))
+    return consumer_with(load_consumer, monkeypatch, MOCK_MAX_ANSWER_CHARS=str(2 * MAX_PROMPT_BYTES))
 
 
-def answering(monkeypatch: pytest.MonkeyPatch, answer: str, chunks: int = 4) -> None:
-    """The mock engine answers `answer` in `chunks` deltas, whatever the prompt."""
+def answering(answer: str, chunks: int = 4) -> dict[str, Engine]:
+    """Engines by name: the mock engine answers `answer` in `chunks` deltas, whatever the prompt."""
 
-    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def stream(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         size = -(-len(answer) // chunks)
         for start in range(0, len(answer), size):
             yield Delta(answer[start : start + size])
         yield Finish("stop")
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    return {"mock": EngineOf(stream)}
 
 
 @pytest.fixture
@@ -133,13 +135,12 @@ def test_a_250_kb_prompt_echoed_completes_with_its_whole_answer_kept_in_the_buck
 def test_a_1_mib_answer_is_returned_whole_by_get_and_by_an_idempotent_sync_re_add(
     client: TestClient,
     keys: dict[str, str],
-    consumer: SqsEventSource,
+    load_consumer: LoadConsumer,
     local_stack: LocalStack,
-    monkeypatch: pytest.MonkeyPatch,
     aws_calls: list[str],
 ) -> None:
     answer = "é" * (DEFAULT_MAX_ANSWER_BYTES // 2)  # exactly the maximum: 1 MiB of UTF-8, 512 Ki chars
-    answering(monkeypatch, answer)
+    consumer = load_consumer(answering(answer))
     prompt = add(client, keys["alice"], prompt="write a lot", id="long-one")
 
     consumer.drain()
@@ -166,13 +167,9 @@ def test_a_1_mib_answer_is_returned_whole_by_get_and_by_an_idempotent_sync_re_ad
 
 
 def test_an_answer_over_the_maximum_abandons_the_prompt_with_an_error_saying_so(
-    client: TestClient,
-    keys: dict[str, str],
-    consumer: SqsEventSource,
-    local_stack: LocalStack,
-    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer, local_stack: LocalStack
 ) -> None:
-    answering(monkeypatch, "x" * (DEFAULT_MAX_ANSWER_BYTES + 1))
+    consumer = load_consumer(answering("x" * (DEFAULT_MAX_ANSWER_BYTES + 1)))
     prompt = add(client, keys["alice"], prompt="write too much", threadId="huge", maxRetries=5)
 
     consumer.drain()
@@ -193,10 +190,10 @@ def test_without_an_answers_bucket_an_answer_too_large_for_the_item_abandons_the
     client: TestClient,
     keys: dict[str, str],
     local_stack: LocalStack,
+    load_consumer: LoadConsumer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    consumer = consumer_with(local_stack, monkeypatch, ANSWERS_BUCKET="")
-    answering(monkeypatch, "y" * (500 * 1024))
+    consumer = consumer_with(load_consumer, monkeypatch, answering("y" * (500 * 1024)), ANSWERS_BUCKET="")
     prompt = add(client, keys["alice"], prompt="hi")
 
     consumer.drain()
@@ -215,7 +212,7 @@ def test_a_write_dynamodb_would_refuse_is_refused_by_the_size_check_before_it_is
     aws_calls: list[str],
 ) -> None:
     prompt = add(client, keys["alice"], prompt=LARGE_PROMPT)
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     claimed = repository.claim_waiting(prompt["id"], "alice", now_rfc3339(), 2**42)
     assert claimed is not None
     before = item_of(local_stack, prompt["id"])
@@ -271,7 +268,7 @@ def test_the_answers_bucket_is_made_as_the_template_declares_it(
 def test_an_answers_bucket_that_cannot_be_written_is_a_retryable_failure(
     client: TestClient,
     keys: dict[str, str],
-    consumer: SqsEventSource,
+    load_consumer: LoadConsumer,
     local_stack: LocalStack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -279,7 +276,7 @@ def test_an_answers_bucket_that_cannot_be_written_is_a_retryable_failure(
         raise ConnectionError("S3 is unreachable")
 
     monkeypatch.setattr(S3AnswerBodies, "put", unavailable)
-    answering(monkeypatch, "w" * (500 * 1024))
+    consumer = load_consumer(answering("w" * (500 * 1024)))
     prompt = add(client, keys["alice"], prompt="hi")
 
     consumer.drain()

@@ -9,13 +9,14 @@ from fastapi.testclient import TestClient
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import message_body
 from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
-from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.registry import FACTORIES
+from promptsvc.settings import Settings
 from promptsvc_dev.sqs_source import SqsEventSource
 from promptsvc_dev.template import LocalStack
 
-from tests.conftest import auth
-from tests.integration.helpers import add, queue_depth
+from tests.conftest import LoadConsumer, auth
+from tests.integration.helpers import EngineOf, add, queue_depth
 
 
 def get(client: TestClient, key: str, prompt_id: str) -> dict:
@@ -60,8 +61,9 @@ def test_a_duplicate_delivery_after_the_answer_does_nothing(
 def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
     client: TestClient,
     keys: dict[str, str],
-    consumer: SqsEventSource,
+    load_consumer: LoadConsumer,
     local_stack: LocalStack,
+    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prompt = add(client, keys["alice"])
@@ -69,7 +71,7 @@ def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
     aws_client("sqs").send_message(
         QueueUrl=queue_url, MessageBody=message_body(prompt["id"], prompt["userId"])
     )
-    original_stream = mock.MockEngine.stream
+    settings_engine = FACTORIES["mock"](settings)
     original_run = PromptRunner.run
     outcomes: list[Outcome] = []
 
@@ -87,16 +89,16 @@ def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
         outcomes.append(result.outcome)
         return result
 
-    async def held(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def held(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         # The engine answers only once the other copy has been handled, so that copy finds the
         # prompt running whatever the machine's speed.
         while not outcomes:
             await asyncio.sleep(0.01)
-        async for event in original_stream(self, request):
+        async for event in settings_engine.stream(request):
             yield event
 
     monkeypatch.setattr(PromptRunner, "run", recorded)
-    monkeypatch.setattr(mock.MockEngine, "stream", held)
+    consumer = load_consumer({"mock": EngineOf(held)})
 
     assert consumer.poll_once(wait_seconds=0) == 2  # both copies in one batch, run concurrently
 
@@ -178,16 +180,10 @@ class FailingEngine:
 
 
 def test_a_retryable_engine_failure_leaves_the_prompt_errored_and_the_message_queued(
-    client: TestClient,
-    keys: dict[str, str],
-    consumer: SqsEventSource,
-    local_stack: LocalStack,
-    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer, local_stack: LocalStack
 ) -> None:
     prompt = add(client, keys["alice"])
-    monkeypatch.setattr(
-        mock.MockEngine, "stream", FailingEngine(EngineError("503 busy", retryable=True)).stream
-    )
+    consumer = load_consumer({"mock": FailingEngine(EngineError("503 busy", retryable=True))})
 
     consumer.poll_once(wait_seconds=0)
 
@@ -199,16 +195,10 @@ def test_a_retryable_engine_failure_leaves_the_prompt_errored_and_the_message_qu
 
 
 def test_a_permanent_engine_failure_abandons_the_prompt(
-    client: TestClient,
-    keys: dict[str, str],
-    consumer: SqsEventSource,
-    local_stack: LocalStack,
-    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer, local_stack: LocalStack
 ) -> None:
     prompt = add(client, keys["alice"])
-    monkeypatch.setattr(
-        mock.MockEngine, "stream", FailingEngine(EngineError("400 bad", retryable=False)).stream
-    )
+    consumer = load_consumer({"mock": FailingEngine(EngineError("400 bad", retryable=False))})
 
     consumer.drain()
 
@@ -219,10 +209,10 @@ def test_a_permanent_engine_failure_abandons_the_prompt(
 
 
 def test_a_prompt_with_no_retries_left_is_abandoned(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
     prompt = add(client, keys["alice"], maxRetries=0)
-    monkeypatch.setattr(mock.MockEngine, "stream", FailingEngine(EngineError("503", retryable=True)).stream)
+    consumer = load_consumer({"mock": FailingEngine(EngineError("503", retryable=True))})
 
     consumer.drain()
 
@@ -230,12 +220,12 @@ def test_a_prompt_with_no_retries_left_is_abandoned(
 
 
 def test_a_cancel_during_generation_stops_it_and_keeps_the_partial_answer(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
     prompt = add(client, keys["alice"])
     produced: list[str] = []
 
-    async def slow_stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def slow_stream(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         for i in range(200):
             if i == 2:
                 client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
@@ -244,7 +234,7 @@ def test_a_cancel_during_generation_stops_it_and_keeps_the_partial_answer(
             yield Delta(f"t{i} ")
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", slow_stream)
+    consumer = load_consumer({"mock": EngineOf(slow_stream)})
 
     consumer.drain()
 
@@ -256,13 +246,13 @@ def test_a_cancel_during_generation_stops_it_and_keeps_the_partial_answer(
 
 
 def test_the_records_of_a_batch_run_concurrently(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
     ids = [add(client, keys["alice"], prompt=f"p{i}")["id"] for i in range(5)]
     active = {"now": 0, "peak": 0}
     all_in = asyncio.Event()
 
-    async def overlapping(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def overlapping(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         active["now"] += 1
         active["peak"] = max(active["peak"], active["now"])
         if active["now"] == 5:
@@ -273,7 +263,7 @@ def test_the_records_of_a_batch_run_concurrently(
         yield Delta(request.prompt)
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", overlapping)
+    consumer = load_consumer({"mock": EngineOf(overlapping)})
 
     assert consumer.poll_once(wait_seconds=0) == 5  # one batch
 

@@ -155,8 +155,11 @@ def test_a_rejected_connect_refuses_the_upgrade(gateway: WebSocketGateway, handl
 
 
 def test_plain_http_is_not_a_connection(gateway: WebSocketGateway, handler: StandIn) -> None:
-    response = httpx.get(gateway.endpoint + "/?token=" + GOOD, timeout=WAIT)
-    assert response.status_code == 426
+    websocket_port = gateway.url.replace("ws://", "http://")
+    for origin in (websocket_port, gateway.endpoint + "/"):  # both sides: one host in AWS
+        response = httpx.get(origin + "?token=" + GOOD, timeout=WAIT)
+        assert response.status_code == 426
+        assert response.headers["x-amzn-ErrorType"] == "UpgradeRequired"
     assert handler.events == []
 
 
@@ -236,6 +239,26 @@ def test_posted_frames_reach_the_client_in_order(
             api.post_to_connection(ConnectionId=connection_id, Data=json.dumps({"seq": i}).encode())
         received = [json.loads(socket.recv(timeout=WAIT)) for _ in range(20)]
     assert received == [{"seq": i} for i in range(20)]
+
+
+def test_the_connections_api_over_plain_http(gateway: WebSocketGateway, handler: StandIn) -> None:
+    """The wire: 410 `GoneException` for an unknown connection, 200 and one frame for a live one."""
+    assert gateway.endpoint != gateway.url.replace("ws://", "http://").rstrip("/")  # a port of its own
+    unknown = httpx.post(f"{gateway.endpoint}/@connections/bm9zdWNoY29ubmVj", content=b"x", timeout=WAIT)
+    assert unknown.status_code == 410
+    assert unknown.headers["x-amzn-ErrorType"] == "GoneException" and unknown.headers["x-amzn-RequestId"]
+    assert "gone" in unknown.json()["message"]
+    socket, connection_id = open_client(gateway, handler)
+    with socket:
+        url = f"{gateway.endpoint}/@connections/{connection_id}"
+        posted = httpx.post(url, content=b'{"seq": 1}', timeout=WAIT)
+        assert posted.status_code == 200
+        assert socket.recv(timeout=WAIT) == '{"seq": 1}'  # UTF-8 posts arrive as text frames
+        assert httpx.post(url, content=b"\xff\x00", timeout=WAIT).status_code == 200
+        assert socket.recv(timeout=WAIT) == b"\xff\x00"  # others as binary frames
+        refused = httpx.put(url, content=b"x", timeout=WAIT)
+        assert refused.status_code == 405
+        assert refused.headers["x-amzn-ErrorType"] == "MethodNotAllowedException"
 
 
 def test_an_endpoint_with_the_stage_works_too(gateway: WebSocketGateway, handler: StandIn) -> None:

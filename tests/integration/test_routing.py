@@ -79,9 +79,9 @@ class Routed:
         registry = wiring.registry_service(self.settings)
         self.client.app.state.intake = PromptIntake(lambda: catalog, registry, rng=self.rng)
         self.runner = PromptRunner(
-            wiring.prompt_repository(self.settings),
+            wiring.prompt_store(self.settings),
             lambda: catalog,
-            EngineRegistry(self.settings.model_copy(update={"engine": ""})),
+            EngineRegistry(self.settings.engines.model_copy(update={"engine": ""})),
             cancel_poll=0.05,
             events=wiring.thread_event_log(self.settings),
             cache=DynamoResponseCache(self.settings.response_cache_table, clock=lambda: self.now[0]),

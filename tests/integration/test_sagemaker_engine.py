@@ -343,6 +343,13 @@ def test_container_error_line_in_the_stream() -> None:
     assert invalid.value.retryable is False
 
 
+def test_garbage_in_the_stream_is_a_retryable_error() -> None:
+    """As from the OpenAI engine (one parser reads both: tests/unit/test_stream_chunks.py)."""
+    with pytest.raises(EngineError) as garbage:
+        StreamParser().feed(b"data: {not json\n\n")
+    assert garbage.value.retryable and "malformed stream chunk" in str(garbage.value)
+
+
 def test_parser_skips_sse_framing_and_reads_a_last_line_without_newline() -> None:
     parser = StreamParser()
     texts = parser.feed(

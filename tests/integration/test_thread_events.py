@@ -19,13 +19,13 @@ from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent
 from promptsvc.engines import mock
-from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.settings import Settings
 from promptsvc_dev.sqs_source import SqsEventSource
 
-from tests.conftest import auth
-from tests.integration.helpers import add
+from tests.conftest import LoadConsumer, auth
+from tests.integration.helpers import EngineOf, add
 
 
 def events(client: TestClient, key: str, thread: str, after: int = 0, owner: str | None = None) -> list[dict]:
@@ -35,21 +35,23 @@ def events(client: TestClient, key: str, thread: str, after: int = 0, owner: str
     return response.json()["events"]
 
 
-def streaming(monkeypatch: pytest.MonkeyPatch, tokens: list[str], delay: float = 0.0) -> None:
-    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+def streaming(tokens: list[str], delay: float = 0.0) -> dict[str, Engine]:
+    """Engines by name: the mock engine streams `tokens`, whatever the prompt."""
+
+    async def stream(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         for token in tokens:
             if delay:
                 await asyncio.sleep(delay)
             yield Delta(token)
         yield Finish("stop", completion_tokens=len(tokens))
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    return {"mock": EngineOf(stream)}
 
 
 def test_a_run_writes_scheduled_running_deltas_and_completed_in_seq_order(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
-    streaming(monkeypatch, [f"w{i} " for i in range(30)], delay=0.01)
+    consumer = load_consumer(streaming([f"w{i} " for i in range(30)], delay=0.01))
     prompt = add(client, keys["alice"], threadId="talk")
 
     consumer.drain()
@@ -72,19 +74,18 @@ def test_a_run_writes_scheduled_running_deltas_and_completed_in_seq_order(
 
 
 def test_deltas_are_written_at_most_about_four_a_second(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch,
-    settings: Settings,
-) -> None:  # fmt: skip
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer, settings: Settings
+) -> None:
     span: list[float] = []
 
-    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def stream(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         for _ in range(100):
             await asyncio.sleep(0.01)
             span.append(time.monotonic())
             yield Delta("t ")
         yield Finish("stop", completion_tokens=100)
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
+    consumer = load_consumer({"mock": EngineOf(stream)})
     add(client, keys["alice"], threadId="fast")
 
     consumer.drain()
@@ -111,13 +112,11 @@ def test_after_returns_exactly_the_events_that_follow(
     assert events(client, keys["alice"], "replay", after=everything[-1]["seq"]) == []
 
 
-def test_a_retry_starts_with_a_reset(
-    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_retry_starts_with_a_reset(client: TestClient, keys: dict[str, str], settings: Settings) -> None:
     prompt = add(client, keys["alice"], threadId="retry")
     attempts = iter([EngineError("503 busy", retryable=True), None])
 
-    async def flaky(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def flaky(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         yield Delta("partial ")
         failure = next(attempts)
         if failure:
@@ -125,8 +124,7 @@ def test_a_retry_starts_with_a_reset(
         yield Delta("whole answer")
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", flaky)
-    runner = wiring.prompt_runner(settings)
+    runner = wiring.prompt_runner(settings, {"mock": EngineOf(flaky)})
 
     asyncio.run(runner.run(prompt["id"], user_id="alice"))
     asyncio.run(runner.run(prompt["id"], user_id="alice"))
@@ -145,11 +143,11 @@ def test_a_retry_starts_with_a_reset(
 
 
 def test_a_cancel_mid_stream_ends_with_canceled(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
     prompt = add(client, keys["alice"], threadId="stop")
 
-    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def slow(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         for i in range(100):
             if i == 3:
                 client.post(f"/prompt-svc/prompt/{prompt['id']}/cancel", headers=auth(keys["alice"]))
@@ -157,7 +155,7 @@ def test_a_cancel_mid_stream_ends_with_canceled(
             yield Delta(f"{i} ")
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", slow)
+    consumer = load_consumer({"mock": EngineOf(slow)})
 
     consumer.drain()
 
@@ -169,13 +167,13 @@ def test_a_cancel_mid_stream_ends_with_canceled(
 
 
 def test_removing_a_running_prompt_stops_its_engine_and_ends_its_events(
-    client: TestClient, keys: dict[str, str], consumer: SqsEventSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], load_consumer: LoadConsumer
 ) -> None:
     """A subscriber of a removed prompt's thread is not left waiting at `running`."""
     prompt = add(client, keys["alice"], threadId="gone")
     chunks: list[int] = []
 
-    async def slow(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def slow(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         for i in range(100):
             if i == 3:
                 client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
@@ -184,7 +182,7 @@ def test_removing_a_running_prompt_stops_its_engine_and_ends_its_events(
             yield Delta(f"{i} ")
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", slow)
+    consumer = load_consumer({"mock": EngineOf(slow)})
 
     consumer.drain()
 
@@ -267,13 +265,15 @@ def test_concurrent_writers_share_one_gapless_seq_per_thread(settings: Settings)
     assert [e.seq for e in logs[0].after("alice#shared", 0, 100)] == list(range(1, 51))
 
 
-def killed_after_first_delta(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def dies(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+def killed_after_first_delta() -> dict[str, Engine]:
+    """Engines by name: the mock engine's process dies once its first delta is stored."""
+
+    async def dies(request: EngineRequest) -> AsyncIterator[EngineEvent]:
         yield Delta("half ")
         await asyncio.sleep(0.3)  # the first delta is stored
         raise mock.ConsumerKilled("the process died")
 
-    monkeypatch.setattr(mock.MockEngine, "stream", dies)
+    return {"mock": EngineOf(dies)}
 
 
 def removal_check(settings: Settings, wait: float) -> ReceivedMessage:
@@ -291,13 +291,12 @@ def removal_check(settings: Settings, wait: float) -> ReceivedMessage:
 
 
 def test_a_prompt_removed_while_its_consumer_is_dead_still_ends_with_removed(
-    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], settings: Settings
 ) -> None:
     """Its consumer died holding the lease, so it will never notice the removal; the check the
     removal queued for the lease's end writes `removed` instead."""
     prompt = add(client, keys["alice"], threadId="orphan")
-    killed_after_first_delta(monkeypatch)
-    runner = wiring.prompt_runner(settings)
+    runner = wiring.prompt_runner(settings, killed_after_first_delta())
     with pytest.raises(mock.ConsumerKilled):
         asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=2))
 
@@ -315,10 +314,9 @@ def test_a_prompt_removed_while_its_consumer_is_dead_still_ends_with_removed(
 
 
 def test_a_removal_check_before_the_lease_ends_waits_and_after_a_live_consumer_writes_nothing(
-    client: TestClient, keys: dict[str, str], settings: Settings, consumer: SqsEventSource,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    streaming(monkeypatch, [f"{i} " for i in range(100)], delay=0.05)
+    client: TestClient, keys: dict[str, str], settings: Settings, load_consumer: LoadConsumer
+) -> None:
+    consumer = load_consumer(streaming([f"{i} " for i in range(100)], delay=0.05))
     prompt = add(client, keys["alice"], threadId="watched")
     runner = wiring.prompt_runner(settings)
     check = RemovalCheck("alice", prompt["id"], "watched", after_seq=0, lease_until_ms=0)
@@ -361,16 +359,15 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
     the run does not complete with an answer its thread never showed. The next run starts the
     answer over."""
     prompt = add(client, keys["alice"], threadId="fenced")
-    streaming(monkeypatch, ["whole ", "answer"])
     log = SlowDeltaLog(settings.thread_events_table, hold=4)  # past the 3 s lease's fence
-    repository = wiring.prompt_repository(settings)
+    repository = wiring.prompt_store(settings)
     real_renew = repository.renew_lease
 
     def throttled(prompt: Prompt, lease_until_ms: int) -> bool:
         raise ClientError({"Error": {"Code": "ThrottlingException"}}, "UpdateItem")
 
     monkeypatch.setattr(repository, "renew_lease", throttled)
-    engines = EngineRegistry(settings)
+    engines = EngineRegistry(settings.engines, streaming(["whole ", "answer"]))
     fenced = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
 
     result = asyncio.run(fenced.run(prompt["id"], user_id="alice", lease_seconds=3))
@@ -392,15 +389,14 @@ def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_co
 
 
 def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
-    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], settings: Settings
 ) -> None:
     """The lease is renewed for as long as the run lasts, not only while the engine streams: slow
     writes after the generation do not cost the run its lease."""
     prompt = add(client, keys["alice"], threadId="kept")
-    streaming(monkeypatch, ["whole ", "answer"])
     log = SlowDeltaLog(settings.thread_events_table, hold=5)  # longer than the whole 4 s lease
-    engines = EngineRegistry(settings)
-    repository = wiring.prompt_repository(settings)
+    engines = EngineRegistry(settings.engines, streaming(["whole ", "answer"]))
+    repository = wiring.prompt_store(settings)
     runner = PromptRunner(repository, wiring.catalog_source(settings).get, engines, events=log, cancel_poll=5)
 
     result = asyncio.run(runner.run(prompt["id"], user_id="alice", lease_seconds=4))
@@ -421,24 +417,27 @@ class DiesBeforeClosing(DynamoThreadEventLog):
 
 
 def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repaired_once(
-    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, keys: dict[str, str], settings: Settings
 ) -> None:
     """The crash between the two writes of a finish (the prompt's status, then its thread's closing
     event): the redelivered message finds the prompt completed without the event and, once the
     finishing consumer cannot still be writing it, stores it; never a second one."""
     prompt = add(client, keys["alice"], threadId="half-closed")
-    streaming(monkeypatch, ["the ", "answer"])
-    repository = wiring.prompt_repository(settings)
+    engines = streaming(["the ", "answer"])
+    repository = wiring.prompt_store(settings)
     catalog = wiring.catalog_source(settings).get
     dying = PromptRunner(
-        repository, catalog, EngineRegistry(settings), events=DiesBeforeClosing(settings.thread_events_table)
+        repository,
+        catalog,
+        EngineRegistry(settings.engines, engines),
+        events=DiesBeforeClosing(settings.thread_events_table),
     )
     with pytest.raises(mock.ConsumerKilled):
         asyncio.run(dying.run(prompt["id"], user_id="alice"))
     log = DynamoThreadEventLog(settings.thread_events_table)
     clock = [time.time()]
     redelivered = PromptRunner(
-        repository, catalog, EngineRegistry(settings), events=log, clock=lambda: clock[0]
+        repository, catalog, EngineRegistry(settings.engines, engines), events=log, clock=lambda: clock[0]
     )
 
     at_once = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))

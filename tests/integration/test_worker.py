@@ -11,8 +11,7 @@ from promptsvc import wiring
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import SqsMessages
 from promptsvc.consumer.worker import Worker, WorkerOptions
-from promptsvc.engines import mock
-from promptsvc.engines.base import Delta, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.base import Delta, Engine, EngineEvent, EngineRequest, Finish
 from promptsvc.settings import Settings
 from promptsvc_dev.template import LocalStack
 
@@ -21,36 +20,34 @@ from tests.integration.helpers import add
 
 
 class Gauge:
-    """Counts streams running at once."""
+    """An engine that streams the prompt's words, one each `chunk_delay` seconds, and counts
+    streams running at once."""
 
     def __init__(self) -> None:
         self.active = 0
         self.peak = 0
         self.started = 0
         self.lock = threading.Lock()
+        self.chunk_delay = 0.05
 
-
-@pytest.fixture
-def gauge(monkeypatch: pytest.MonkeyPatch) -> Gauge:
-    gauge = Gauge()
-    gauge.chunk_delay = 0.05  # type: ignore[attr-defined]
-
-    async def stream(self: mock.MockEngine, request: EngineRequest) -> AsyncIterator[EngineEvent]:
-        with gauge.lock:
-            gauge.active += 1
-            gauge.started += 1
-            gauge.peak = max(gauge.peak, gauge.active)
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        with self.lock:
+            self.active += 1
+            self.started += 1
+            self.peak = max(self.peak, self.active)
         try:
             for word in request.prompt.split():
-                await asyncio.sleep(gauge.chunk_delay)  # type: ignore[attr-defined]
+                await asyncio.sleep(self.chunk_delay)
                 yield Delta(word + " ")
             yield Finish("stop", completion_tokens=len(request.prompt.split()))
         finally:
-            with gauge.lock:
-                gauge.active -= 1
+            with self.lock:
+                self.active -= 1
 
-    monkeypatch.setattr(mock.MockEngine, "stream", stream)
-    return gauge
+
+@pytest.fixture
+def gauge() -> Gauge:
+    return Gauge()
 
 
 class Spy(SqsMessages):
@@ -63,8 +60,9 @@ class Spy(SqsMessages):
         super().change_visibility(receipt_handle, seconds)
 
 
-def make_worker(settings: Settings, **options: object) -> tuple[Worker, Spy]:
-    runner = wiring.prompt_runner(settings)
+def make_worker(settings: Settings, engine: Engine | None = None, **options: object) -> tuple[Worker, Spy]:
+    """A worker whose runner's mock engine is `engine` (default: the settings')."""
+    runner = wiring.prompt_runner(settings, {"mock": engine} if engine else None)
     spy = Spy(settings.prompts_queue_url, settings.prompts_dlq_url)
     opts = WorkerOptions(queue_url=settings.prompts_queue_url, wait_seconds=1, **options)  # type: ignore[arg-type]
     return Worker(runner, spy, opts), spy
@@ -99,7 +97,7 @@ def prompts(client: TestClient, keys: dict[str, str]) -> Iterator[list[str]]:
 def test_worker_runs_prompts_concurrently_up_to_its_limit(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str]
 ) -> None:
-    worker, _ = make_worker(settings, concurrency=4)
+    worker, _ = make_worker(settings, gauge, concurrency=4)
 
     asyncio.run(run_until(worker, lambda: set(statuses(client, keys["alice"], prompts)) == {"completed"}))
 
@@ -114,10 +112,10 @@ def test_worker_runs_prompts_concurrently_up_to_its_limit(
 def test_worker_keeps_the_message_invisible_while_it_works(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge
 ) -> None:
-    gauge.chunk_delay = 1.0  # type: ignore[attr-defined]  # ~6 s in all, visibility 3 s
+    gauge.chunk_delay = 1.0  # ~6 s in all, visibility 3 s
     prompt = add(client, keys["alice"], prompt="one two three four five six")
     # lease 3 s: renewed every second, so a renewal has 2 s of slack on a busy machine
-    worker, spy = make_worker(settings, concurrency=2, visibility_seconds=3, lease_margin_seconds=0)
+    worker, spy = make_worker(settings, gauge, concurrency=2, visibility_seconds=3, lease_margin_seconds=0)
 
     asyncio.run(run_until(worker, lambda: statuses(client, keys["alice"], [prompt["id"]]) == ["completed"]))
 
@@ -131,8 +129,8 @@ def test_stop_stops_receiving_and_lets_in_flight_prompts_finish(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str],
     local_stack: LocalStack,
 ) -> None:  # fmt: skip
-    gauge.chunk_delay = 0.2  # type: ignore[attr-defined]
-    worker, _ = make_worker(settings, concurrency=2, drain_seconds=30)
+    gauge.chunk_delay = 0.2
+    worker, _ = make_worker(settings, gauge, concurrency=2, drain_seconds=30)
 
     asyncio.run(run_until(worker, lambda: gauge.started >= 2, check_every=0.01))
 
@@ -145,9 +143,9 @@ def test_stop_stops_receiving_and_lets_in_flight_prompts_finish(
 def test_past_the_drain_time_unfinished_prompts_are_released_uncounted(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, local_stack: LocalStack
 ) -> None:
-    gauge.chunk_delay = 30  # type: ignore[attr-defined]  # never finishes in time
+    gauge.chunk_delay = 30  # never finishes in time
     ids = [add(client, keys["alice"], prompt="slow words here")["id"] for _ in range(2)]
-    worker, spy = make_worker(settings, concurrency=2, drain_seconds=0.2)
+    worker, spy = make_worker(settings, gauge, concurrency=2, drain_seconds=0.2)
 
     asyncio.run(run_until(worker, lambda: gauge.started >= 2, check_every=0.01))
 
@@ -156,8 +154,8 @@ def test_past_the_drain_time_unfinished_prompts_are_released_uncounted(
         assert body["status"] == "scheduled"
         assert body["runCount"] == 0
     assert spy.visibility.count(0) == 2  # both messages made visible again at once
-    gauge.chunk_delay = 0  # type: ignore[attr-defined]
-    again, _ = make_worker(settings, concurrency=2)
+    gauge.chunk_delay = 0
+    again, _ = make_worker(settings, gauge, concurrency=2)
     asyncio.run(run_until(again, lambda: set(statuses(client, keys["alice"], ids)) == {"completed"}))
     assert set(statuses(client, keys["alice"], ids)) == {"completed"}
 
@@ -175,8 +173,8 @@ def queue_counts(settings: Settings) -> tuple[int, int]:
 def test_messages_received_ahead_of_a_slot_go_back_at_once_when_the_worker_stops(
     client: TestClient, keys: dict[str, str], settings: Settings, gauge: Gauge, prompts: list[str]
 ) -> None:
-    gauge.chunk_delay = 0.2  # type: ignore[attr-defined]
-    worker, spy = make_worker(settings, concurrency=4, drain_seconds=30)  # 4 slots, 1 message ahead
+    gauge.chunk_delay = 0.2
+    worker, spy = make_worker(settings, gauge, concurrency=4, drain_seconds=30)  # 4 slots, 1 message ahead
 
     asyncio.run(run_until(worker, lambda: gauge.started >= 4, check_every=0.01))
 

@@ -696,17 +696,18 @@ def test_connection_gone_names_the_connection() -> None:
 
 
 def test_a_subscriber_of_a_retried_prompt_sees_the_reset(
-    ws: Any, settings: Settings, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ws: Any, settings: Settings, keys: dict[str, str]
 ) -> None:
     """The consumer's own events for a failed-then-retried run, replayed to a subscriber."""
     from promptsvc.domain.keys import Principal, Role
     from promptsvc.domain.prompt import NewPrompt
-    from promptsvc.engines import mock
     from promptsvc.engines.base import Delta, EngineError, Finish
+
+    from tests.integration.helpers import EngineOf
 
     attempts = iter([EngineError("503 busy", retryable=True), None])
 
-    async def flaky(self: Any, request: Any) -> Any:
+    async def flaky(request: Any) -> Any:
         yield Delta("first try ")
         failure = next(attempts)
         if failure:
@@ -714,11 +715,10 @@ def test_a_subscriber_of_a_retried_prompt_sees_the_reset(
         yield Delta("second try")
         yield Finish()
 
-    monkeypatch.setattr(mock.MockEngine, "stream", flaky)
     service = wiring.prompt_service(settings)
     new = NewPrompt("hi", service.catalog.default_model_id, "{prompt}", "retried", 3, False, "prm-retried")
     service.add(Principal("alice", Role.USER, "k"), new, sync_wait=0)
-    runner = wiring.prompt_runner(settings)
+    runner = wiring.prompt_runner(settings, {"mock": EngineOf(flaky)})
     asyncio.run(runner.run("prm-retried", user_id="alice"))
     asyncio.run(runner.run("prm-retried", user_id="alice"))
     client = Client()

@@ -1,4 +1,5 @@
-"""PromptLister: query plans executed against a repository, paged with cursors.
+"""PromptLister: a query's selection read through the PromptReader port (an in-memory fake),
+paged with cursors.
 
 Expected results come from an oracle written independently of domain.query: a Python predicate
 for the filter and stable sorts for the order (ties on every orderBy break on id, in the first
@@ -22,7 +23,7 @@ from promptsvc.domain.status import Status
 from promptsvc.services import listing
 from promptsvc.services.listing import Page, PromptLister
 
-from tests.unit.fake_repository import FakePromptRepository
+from tests.unit.fake_repository import FakePrompts
 
 ALICE = Principal("alice", Role.USER, "key-alice")
 BOB = Principal("bob", Role.USER, "key-bob")
@@ -188,11 +189,11 @@ def paged_ids(lister: PromptLister, principal: Principal, query: Query) -> list[
         assert len(page.items) == query.limit
     assert len(pages[-1].items) <= query.limit
     assert len(pages) == 1 or pages[-1].items, "a cursor was issued for an empty page"
-    return [item["id"] for page in pages for item in page.items]
+    return [item.id for page in pages for item in page.items]
 
 
 def check_paging(prompts: list[Prompt], principal: Principal, filters: Case, order: Case, limit: int) -> None:
-    lister = PromptLister(FakePromptRepository(prompts), secret)
+    lister = PromptLister(FakePrompts(prompts), secret)
     ids = paged_ids(lister, principal, query_of(filters.raw, order.raw, limit=limit))
     assert len(ids) == len(set(ids)), "an item was repeated"
     if order.oracle is None:
@@ -251,33 +252,29 @@ def test_paging_property(
 def test_random_order_follows_the_seed_across_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(listing, "new_seed", lambda: "fixed-seed")
     prompts = sample_prompts()
-    lister = PromptLister(FakePromptRepository(prompts), secret)
+    lister = PromptLister(FakePrompts(prompts), secret)
     ids = paged_ids(lister, ADMIN, query_of({"orderBys": [{"randomize": True}]}, limit=5))
     assert ids == sorted((p.id for p in prompts), key=lambda i: random_rank("fixed-seed", i))
 
 
 def test_an_empty_result_is_one_empty_page() -> None:
-    lister = PromptLister(FakePromptRepository([]), secret)
+    lister = PromptLister(FakePrompts([]), secret)
     page = lister.page(ALICE, query_of(limit=5, count=True))
     assert page == Page(items=[], after=None, count=0)
 
 
-def test_items_are_stored_items() -> None:
-    """Pages carry the repository's items; the API turns them into public views."""
+def test_items_are_stored_prompts() -> None:
+    """Pages carry the stored prompts; the API turns them into public views."""
     prompts = sample_prompts()
-    lister = PromptLister(FakePromptRepository(prompts), secret)
+    lister = PromptLister(FakePrompts(prompts), secret)
     item = lister.page(ALICE, query_of({"orderBys": [{"field": "createdAt"}]}, limit=1)).items[0]
     first = next(p for p in prompts if p.userId == "alice")
-    assert (item["id"], item["userThread"], item["status"]) == (
-        first.id,
-        f"alice#{first.threadId}",
-        "scheduled",
-    )
+    assert item == first
 
 
 def test_an_item_that_changes_status_between_pages_is_listed_once() -> None:
     prompts = sample_prompts()
-    repo = FakePromptRepository(prompts)
+    repo = FakePrompts(prompts)
     lister = PromptLister(repo, secret)
     status_filter = {
         "filters": [{"op": "isInList", "fields": ["status"], "jsonValues": '["scheduled", "running"]'}]
@@ -287,13 +284,13 @@ def test_an_item_that_changes_status_between_pages_is_listed_once() -> None:
     expected = expected_ids(
         prompts, ADMIN, lambda p: p.status in ("scheduled", "running"), [("createdAt", True)]
     )
-    assert [i["id"] for i in first.items] == expected[:2]
+    assert [i.id for i in first.items] == expected[:2]
     moving = next(p for p in prompts if p.id == expected[-1])
     moving = repo.get(moving.userId, moving.id)
     assert moving is not None and moving.status is Status.SCHEDULED
-    assert repo.claim(moving, "2024-06-01T00:00:00.000000Z") is not None  # scheduled -> running
+    assert repo.claim(moving, "2024-06-01T00:00:00.000000Z", 0) is not None  # scheduled -> running
     rest = paged_ids(lister, ADMIN, replace(query, after=first.after))
-    assert [i["id"] for i in first.items] + rest == expected
+    assert [i.id for i in first.items] + rest == expected
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,7 +298,7 @@ def test_an_item_that_changes_status_between_pages_is_listed_once() -> None:
 
 
 def test_cursor_of_another_query_is_rejected() -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     after = lister.page(ALICE, query_of(limit=2)).after
     assert after is not None
     for other in (
@@ -314,16 +311,16 @@ def test_cursor_of_another_query_is_rejected() -> None:
 
 
 def test_cursor_survives_a_new_page_size() -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     first = lister.page(ALICE, query_of(limit=2))
     second = lister.page(ALICE, query_of({"jsonAfter": first.after}, limit=5))
     expected = expected_ids(sample_prompts(), ALICE, everything, [("createdAt", True)])
-    assert [i["id"] for i in first.items + second.items] == expected[:7]
+    assert [i.id for i in first.items + second.items] == expected[:7]
 
 
 @pytest.mark.parametrize(("owner", "thief"), [(ALICE, BOB), (ALICE, ADMIN), (ADMIN, ALICE)])
 def test_cursor_of_another_caller_is_rejected(owner: Principal, thief: Principal) -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     query = query_of(limit=2)
     after = lister.page(owner, query).after
     assert after is not None
@@ -333,18 +330,14 @@ def test_cursor_of_another_caller_is_rejected(owner: Principal, thief: Principal
 
 def test_cursor_signed_with_another_secret_is_rejected() -> None:
     prompts = sample_prompts()
-    after = (
-        PromptLister(FakePromptRepository(prompts), lambda: b"other" * 8).page(ALICE, query_of(limit=2)).after
-    )
+    after = PromptLister(FakePrompts(prompts), lambda: b"other" * 8).page(ALICE, query_of(limit=2)).after
     assert after is not None
     with pytest.raises(InvalidRequest):
-        PromptLister(FakePromptRepository(prompts), secret).page(
-            ALICE, query_of({"jsonAfter": after}, limit=2)
-        )
+        PromptLister(FakePrompts(prompts), secret).page(ALICE, query_of({"jsonAfter": after}, limit=2))
 
 
 def test_forged_cursor_is_rejected() -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     with pytest.raises(InvalidRequest):
         lister.page(ALICE, query_of({"jsonAfter": "eyJ2IjoxfQ.AAAA"}, limit=2))
 
@@ -357,7 +350,7 @@ def test_forged_cursor_is_rejected() -> None:
 @pytest.mark.parametrize("principal", [ALICE, BOB, ADMIN], ids=["alice", "bob", "admin"])
 def test_count_is_the_filtered_total(principal: Principal, filters: Case) -> None:
     prompts = sample_prompts()
-    lister = PromptLister(FakePromptRepository(prompts), secret)
+    lister = PromptLister(FakePrompts(prompts), secret)
     total = len(expected_ids(prompts, principal, filters.oracle, [("createdAt", True)]))
     first = lister.page(principal, query_of(filters.raw, limit=2, count=True))
     assert first.count == total
@@ -377,20 +370,20 @@ def test_count_agrees_with_the_items_when_a_key_field_has_a_non_key_filter(princ
             {"op": "equals", "fields": ["threadId"], "jsonValues": "[1]"},
         ]
     }
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     page = lister.page(principal, query_of(raw, limit=100, count=True))
     assert page.items == []
     assert page.count == 0
 
 
 def test_no_count_unless_asked() -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     assert lister.page(ALICE, query_of(limit=2)).count is None
 
 
 @pytest.mark.parametrize("order", ORDERS, ids=lambda c: c.name)
 def test_a_user_never_sees_another_users_items(order: Case) -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     for principal in (ALICE, BOB):
         ids = paged_ids(lister, principal, query_of(order.raw, limit=100))
         owners = {p.userId for p in sample_prompts() if p.id in ids}
@@ -408,7 +401,7 @@ def test_a_user_never_sees_another_users_items(order: Case) -> None:
     ids=["userId", "bobs-ids", "startsWith", "two-fields"],
 )
 def test_asking_for_another_users_items_finds_none(raw: dict[str, Any]) -> None:
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
     assert lister.page(ALICE, query_of(raw, limit=100, count=True)) == Page(items=[], after=None, count=0)
     assert lister.page(BOB, query_of(raw, limit=100)).items != []
 
@@ -416,17 +409,17 @@ def test_asking_for_another_users_items_finds_none(raw: dict[str, Any]) -> None:
 def test_ids_are_fetched_for_their_owner_only() -> None:
     """p000 and p003 are alice's, p001 is bob's."""
     raw = {"filters": [{"op": "isInList", "fields": ["id"], "jsonValues": '["p000", "p001", "p003"]'}]}
-    lister = PromptLister(FakePromptRepository(sample_prompts()), secret)
-    assert [i["id"] for i in lister.page(ALICE, query_of(raw, limit=10)).items] == ["p003", "p000"]
-    assert [i["id"] for i in lister.page(BOB, query_of(raw, limit=10)).items] == ["p001"]
-    assert [i["id"] for i in lister.page(ADMIN, query_of(raw, limit=10)).items] == ["p003", "p001", "p000"]
+    lister = PromptLister(FakePrompts(sample_prompts()), secret)
+    assert [i.id for i in lister.page(ALICE, query_of(raw, limit=10)).items] == ["p003", "p000"]
+    assert [i.id for i in lister.page(BOB, query_of(raw, limit=10)).items] == ["p001"]
+    assert [i.id for i in lister.page(ADMIN, query_of(raw, limit=10)).items] == ["p003", "p001", "p000"]
 
 
 def test_an_admin_sees_everyone() -> None:
     prompts = sample_prompts()
-    lister = PromptLister(FakePromptRepository(prompts), secret)
+    lister = PromptLister(FakePrompts(prompts), secret)
     page = lister.page(ADMIN, query_of(limit=100, count=True))
-    assert sorted(i["id"] for i in page.items) == sorted(p.id for p in prompts)
+    assert sorted(i.id for i in page.items) == sorted(p.id for p in prompts)
     assert page.count == len(prompts)
 
 
@@ -438,25 +431,24 @@ def test_index_order_reads_little_more_than_the_page() -> None:
     """Two status partitions of 100 items each; a page of 5 must not read a page per partition's worth
     of DynamoDB items beyond what the merge needs (at most twice the page plus one per partition)."""
     prompts = [make_prompt(n, "alice", "t1", STATUSES[n % 2], 0, second=n) for n in range(200)]
-    repo = FakePromptRepository(prompts)
+    repo = FakePrompts(prompts)
     lister = PromptLister(repo, secret)
     raw = {"filters": [{"op": "isInList", "fields": ["status"], "jsonValues": '["scheduled", "running"]'}]}
     first = lister.page(ALICE, query_of(raw, limit=5))
-    assert repo.items_read <= 2 * (5 + 1) + 2
+    assert repo.reads <= 2 * (5 + 1) + 2
     second = lister.page(ALICE, query_of(raw, {"jsonAfter": first.after}, limit=5))
-    assert repo.items_read <= 2 * (2 * (5 + 1) + 2)
-    assert [i["id"] for i in first.items + second.items] == [f"p{n:03d}" for n in range(199, 189, -1)]
-    assert repo.scans == 0
+    assert repo.reads <= 2 * (2 * (5 + 1) + 2)
+    assert [i.id for i in first.items + second.items] == [f"p{n:03d}" for n in range(199, 189, -1)]
 
 
 def test_index_order_reads_on_when_a_partition_runs_dry() -> None:
     """One partition holds a single item, so the other must supply the rest of the page."""
     prompts = [make_prompt(0, "alice", "t1", Status.RUNNING, 0, second=500)]
     prompts += [make_prompt(n, "alice", "t1", Status.SCHEDULED, 0, second=n) for n in range(1, 40)]
-    repo = FakePromptRepository(prompts)
+    repo = FakePrompts(prompts)
     lister = PromptLister(repo, secret)
     raw = {"filters": [{"op": "isInList", "fields": ["status"], "jsonValues": '["scheduled", "running"]'}]}
     page = lister.page(ALICE, query_of(raw, limit=10))
-    assert [i["id"] for i in page.items] == ["p000"] + [f"p{n:03d}" for n in range(39, 30, -1)]
+    assert [i.id for i in page.items] == ["p000"] + [f"p{n:03d}" for n in range(39, 30, -1)]
     assert page.after is not None
-    assert repo.items_read <= 2 * (10 + 1) + 2
+    assert repo.reads <= 2 * (10 + 1) + 2

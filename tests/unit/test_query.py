@@ -1,4 +1,4 @@
-"""The list query language: parsing, matching and planning (promptsvc.domain.query)."""
+"""The list query language: parsing, matching, the selection and ordering (promptsvc.domain.query)."""
 
 import json
 from typing import Any
@@ -8,7 +8,6 @@ from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.query import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    Access,
     Filter,
     Op,
     OrderBy,
@@ -17,8 +16,6 @@ from promptsvc.domain.query import (
     parse_filter,
     parse_order_by,
     parse_query,
-    partition_key,
-    plan,
     sort_items,
 )
 
@@ -373,114 +370,6 @@ class TestMatches:
         assert matches(item(status="running", runCount=0), [f])
         assert matches(item(status="scheduled", runCount=4), [f])
         assert not matches(item(status="scheduled", runCount=3), [f])
-
-
-# ----------------------------------------------------------------------------------------------
-# Planning
-
-
-class TestPlan:
-    @pytest.mark.parametrize(
-        "filters",
-        [
-            (),
-            (flt("containsSubstring", ["prompt"], "x"),),
-            (flt("equals", ["modelId"], "m"),),
-            (flt("equals", ["userId"], "bob"),),
-            (flt("equals", ["status", "threadId"], "running"),),
-        ],
-    )
-    def test_user_is_pinned_to_own_id_and_never_scans(self, filters: tuple[Filter, ...]) -> None:
-        p = plan(Query(filters=filters), "alice", is_admin=False)
-        assert p.access is not Access.SCAN
-        owner = Filter(op=Op.EQUALS, fields=("userId",), values=("alice",))
-        assert owner in p.filters
-        assert all(f in p.filters for f in filters)
-        assert all(k == "alice" or k.startswith("alice#") for k in p.keys)
-
-    def test_user_without_key_filter_reads_own_partition(self) -> None:
-        p = plan(Query(), "alice", is_admin=False)
-        assert (p.access, p.index and p.index.name, p.keys) == (Access.QUERY, "byUser", ("alice",))
-
-    def test_user_thread(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["threadId"], "t1"),)), "alice", is_admin=False)
-        assert (p.access, p.index and p.index.name, p.keys) == (Access.QUERY, "byUserThread", ("alice#t1",))
-
-    def test_user_status(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["status"], "running"),)), "alice", is_admin=False)
-        assert (p.index and p.index.name, p.keys) == ("byUserStatus", ("alice#running",))
-
-    def test_status_list_gives_one_partition_per_value(self) -> None:
-        q = Query(filters=(flt("isInList", ["status"], "running", "errored", "running"),))
-        p = plan(q, "alice", is_admin=False)
-        assert (p.index and p.index.name, p.keys) == ("byUserStatus", ("alice#running", "alice#errored"))
-        admin = plan(q, "root", is_admin=True)
-        assert (admin.index and admin.index.name, admin.keys) == ("byStatus", ("running", "errored"))
-
-    def test_id_filter_gets_items(self) -> None:
-        q = Query(filters=(flt("isInList", ["id"], "p1", "p2"),))
-        p = plan(q, "alice", is_admin=False)
-        assert (p.access, p.keys) == (Access.GET, ("alice#p1", "alice#p2"))  # ids are per user
-        # An admin naming no user: the id may be anyone's, so it is not a key lookup.
-        assert plan(q, "root", is_admin=True).access is Access.SCAN
-        both = Query(filters=(flt("isInList", ["id"], "p1"), flt("isInList", ["userId"], "bob", "carol")))
-        assert plan(both, "root", is_admin=True).keys == ("bob#p1", "carol#p1")
-
-    def test_admin_without_key_filter_scans(self) -> None:
-        p = plan(Query(filters=(flt("startsWith", ["prompt"], "x"),)), "root", is_admin=True)
-        assert (p.access, p.keys) == (Access.SCAN, ())
-        assert p.filters == Query(filters=(flt("startsWith", ["prompt"], "x"),)).filters
-
-    def test_admin_thread(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["threadId"], "t1"),)), "root", is_admin=True)
-        assert (p.access, p.index and p.index.name, p.keys) == (Access.QUERY, "byThread", ("t1",))
-
-    def test_admin_user_and_thread(self) -> None:
-        q = Query(filters=(flt("isInList", ["userId"], "a", "b"), flt("equals", ["threadId"], "t1")))
-        p = plan(q, "root", is_admin=True)
-        assert (p.index and p.index.name, p.keys) == ("byUserThread", ("a#t1", "b#t1"))
-
-    def test_admin_user(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["userId"], "bob"),)), "root", is_admin=True)
-        assert (p.index and p.index.name, p.keys) == ("byUser", ("bob",))
-
-    def test_user_asking_for_someone_else_reads_nothing(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["userId"], "bob"),)), "alice", is_admin=False)
-        assert (p.access, p.keys) == (Access.QUERY, ())
-
-    def test_user_listing_self_among_others_reads_only_own(self) -> None:
-        p = plan(Query(filters=(flt("isInList", ["userId"], "bob", "alice"),)), "alice", is_admin=False)
-        assert (p.access, p.keys) == (Access.QUERY, ("alice",))
-
-    def test_two_filters_on_one_field_intersect(self) -> None:
-        q = Query(
-            filters=(
-                flt("isInList", ["status"], "running", "errored", "scheduled"),
-                flt("isInList", ["status"], "completed", "errored", "running"),
-            )
-        )
-        assert set(plan(q, "root", is_admin=True).keys) == {"errored", "running"}
-        assert set(plan(q, "alice", is_admin=False).keys) == {"alice#errored", "alice#running"}
-
-    def test_disjoint_filters_on_one_field_read_nothing(self) -> None:
-        q = Query(filters=(flt("equals", ["threadId"], "t1"), flt("equals", ["threadId"], "t2")))
-        assert plan(q, "root", is_admin=True).keys == ()
-
-    @pytest.mark.parametrize(
-        "f",
-        [
-            flt("equals", ["threadId", "status"], "t1"),  # two fields: not a key condition
-            flt("startsWith", ["threadId"], "t1"),
-            flt("equals", ["threadId"], 1),
-        ],
-    )
-    def test_non_key_filters_do_not_choose_an_index(self, f: Filter) -> None:
-        assert plan(Query(filters=(f,)), "root", is_admin=True).access is Access.SCAN
-
-    def test_partition_key(self) -> None:
-        p = plan(Query(filters=(flt("equals", ["threadId"], "t1"),)), "alice", is_admin=False)
-        assert p.index is not None
-        assert partition_key(p.index, item(userId="alice", threadId="t1")) == "alice#t1"
 
 
 # ----------------------------------------------------------------------------------------------

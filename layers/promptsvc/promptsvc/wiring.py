@@ -1,7 +1,7 @@
 """The composition root: builds the services from settings. Handlers call these once per cold start."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from promptsvc.adapters.answer_bodies import S3AnswerBodies
@@ -11,13 +11,15 @@ from promptsvc.adapters.connection_table import DynamoConnectionStore
 from promptsvc.adapters.connections_api import ConnectionsApi
 from promptsvc.adapters.key_table import DynamoKeyRepository
 from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
-from promptsvc.adapters.prompt_table import DynamoPromptRepository
+from promptsvc.adapters.prompt_reads import DynamoPromptReader
+from promptsvc.adapters.prompt_table import DynamoPromptStore
 from promptsvc.adapters.registry_table import DynamoRegistryRepository
 from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
+from promptsvc.engines.base import Engine
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.services.connection_keys import ConnectionKeys
 from promptsvc.services.fanout import Fanout
@@ -30,8 +32,9 @@ from promptsvc.services.subscriptions import SubscriptionService
 from promptsvc.settings import Settings
 
 
-def prompt_repository(settings: Settings) -> DynamoPromptRepository:
-    return DynamoPromptRepository(settings.prompts_table, settings.prompt_retention_days)
+def prompt_store(settings: Settings) -> DynamoPromptStore:
+    """The prompts' lifecycle store."""
+    return DynamoPromptStore(settings.prompts_table, settings.prompt_retention_days)
 
 
 def thread_event_log(settings: Settings) -> DynamoThreadEventLog | None:
@@ -50,7 +53,7 @@ def catalog(settings: Settings) -> Catalog:
 
 def prompt_service(settings: Settings) -> PromptService:
     return PromptService(
-        prompt_repository(settings),
+        prompt_store(settings),
         SqsPromptQueue(settings.prompts_queue_url),
         catalog_source(settings).get,
         events=thread_event_log(settings),
@@ -68,7 +71,9 @@ def registry_service(settings: Settings) -> RegistryService:
 
 
 def prompt_lister(settings: Settings) -> PromptLister:
-    return PromptLister(prompt_repository(settings), partial(secret_bytes, settings.cursor_secret_arn))
+    return PromptLister(
+        DynamoPromptReader(settings.prompts_table), partial(secret_bytes, settings.cursor_secret_arn)
+    )
 
 
 def key_service(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> KeyService:
@@ -79,11 +84,24 @@ def key_service(settings: Settings, monotonic: Callable[[], float] = time.monoto
     )
 
 
-def prompt_runner(settings: Settings) -> PromptRunner:
+# Engines by name that runners use before the ones the settings make: none in a deployment; a
+# test sets them (`use_engines`) before it loads a handler, which builds its runner at import.
+_engines: dict[str, Engine] = {}
+
+
+def use_engines(engines: Mapping[str, Engine] | None) -> None:
+    """For tests: runners built from now on use these engines by name (a scripted engine as
+    "mock", say) instead of making them from the settings; None: the settings' engines again."""
+    _engines.clear()
+    _engines.update(engines or {})
+
+
+def prompt_runner(settings: Settings, engines: Mapping[str, Engine] | None = None) -> PromptRunner:
+    """The consumer core; `engines` by name before the settings' (default: those `use_engines` set)."""
     return PromptRunner(
-        prompt_repository(settings),
+        prompt_store(settings),
         catalog_source(settings).get,
-        EngineRegistry(settings),
+        EngineRegistry(settings.engines, _engines if engines is None else engines),
         lease_seconds=settings.lease_seconds,
         cancel_poll=settings.cancel_poll_seconds,
         crash_limit=settings.crash_limit,

@@ -12,13 +12,13 @@ from promptsvc.settings import get_settings
 
 
 def run(concurrency: int | None = None, drain_seconds: float | None = None) -> None:
-    settings = get_settings()
+    settings = get_settings().for_function("worker")
     options = WorkerOptions(
         queue_url=settings.prompts_queue_url,
-        concurrency=concurrency or settings.worker_concurrency,
-        drain_seconds=settings.worker_drain_seconds if drain_seconds is None else drain_seconds,
-        visibility_seconds=settings.worker_visibility_seconds,
-        lease_margin_seconds=settings.worker_lease_margin_seconds,
+        concurrency=concurrency or settings.worker.worker_concurrency,
+        drain_seconds=settings.worker.worker_drain_seconds if drain_seconds is None else drain_seconds,
+        visibility_seconds=settings.worker.worker_visibility_seconds,
+        lease_margin_seconds=settings.worker.worker_lease_margin_seconds,
     )
     worker = Worker(
         wiring.prompt_runner(settings),

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptsvc.adapters.clients import client
 from promptsvc.domain.thread_events import RemovalCheck
+from promptsvc.domain.validation import describe
 
 MAX_DELAY_SECONDS = 900  # SQS's largest DelaySeconds
 
@@ -50,9 +51,7 @@ def parse_body(body: str) -> QueuedWork:
     try:
         data = _Body.model_validate_json(body)
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "body"
-        raise ValueError(f"queue message: {where}: {problem['msg']}") from None
+        raise ValueError(f"queue message: {describe(error.errors(include_url=False))}") from None
     removal = None
     if data.removal is not None:
         removal = RemovalCheck(

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from promptsvc.api.errors import describe_validation
 from promptsvc.domain import bounded_json
 from promptsvc.domain.errors import InvalidRequest
+from promptsvc.domain.validation import describe
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,6 +36,6 @@ def json_body(
         try:
             return model.model_validate(data)
         except ValidationError as error:
-            raise invalid(describe_validation([dict(detail) for detail in error.errors()])) from None
+            raise invalid(describe(error.errors(include_url=False), skip=("body",))) from None
 
     return dependency

@@ -4,8 +4,6 @@ The shape follows the API a path belongs to: `{"error": "..."}` on /prompt-svc/*
 client's), `{"message": "..."}` on /v2/* (the orq SDK's), where body and query validation is a 422.
 """
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +23,7 @@ from promptsvc.domain.errors import (
     Unauthorized,
 )
 from promptsvc.domain.registry import Unprocessable
+from promptsvc.domain.validation import describe
 
 logger = Logger(child=True)
 
@@ -56,20 +55,6 @@ def error_response(status: int, message: str, path: str = "") -> JSONResponse:
     return JSONResponse({key: message}, status_code=status)
 
 
-def describe_validation(errors: list[dict[str, Any]], skip: tuple[str, ...] = ("body",)) -> str:
-    """One readable line per problem, each naming the field, e.g. `maxRetries: ...`."""
-    parts = []
-    for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p not in skip]
-        if error.get("type") == "json_invalid":
-            parts.append(f"invalid JSON body: {error.get('ctx', {}).get('error', 'malformed')}")
-            continue
-        where = ".".join(loc) or "body"
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts) or "invalid request"
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> JSONResponse:
@@ -81,10 +66,8 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         path = request.url.path
         if is_v2(path):
-            return error_response(
-                422, describe_validation(list(error.errors()), ("body", "query", "path")), path
-            )
-        return error_response(400, describe_validation(list(error.errors())))
+            return error_response(422, describe(error.errors(), skip=("body", "query", "path")), path)
+        return error_response(400, describe(error.errors(), skip=("body",)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.domain.clock import now_rfc3339
-from promptsvc.domain.ports import PromptRepository, ThreadEventLog
+from promptsvc.domain.ports import PromptStore, ThreadEventLog
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import status_event
 
@@ -28,7 +28,7 @@ class SweepReport:
 
 
 def abandon(
-    repository: PromptRepository,
+    repository: PromptStore,
     user_id: str,
     prompt_id: str,
     deliveries: int,
@@ -54,7 +54,7 @@ def abandon(
 
 
 def sweep(
-    repository: PromptRepository,
+    repository: PromptStore,
     dead_letter_url: str,
     *,
     events: ThreadEventLog | None = None,

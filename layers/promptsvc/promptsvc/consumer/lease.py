@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import PromptRepository
+from promptsvc.domain.ports import PromptStore
 from promptsvc.domain.prompt import Prompt
 
 logger = Logger(child=True)
@@ -39,7 +39,7 @@ def fence_of(lease_until_ms: int, lease: float) -> float:
 class LeaseKeeper:
     def __init__(
         self,
-        repository: PromptRepository,
+        repository: PromptStore,
         claimed: Prompt,
         lease: float,
         *,

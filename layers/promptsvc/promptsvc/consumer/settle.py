@@ -14,7 +14,8 @@ from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.consumer.lease import KeepAlive
-from promptsvc.consumer.runner import Outcome, PromptRunner
+from promptsvc.consumer.outcome import Outcome
+from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
 

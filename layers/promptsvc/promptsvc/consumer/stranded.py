@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.clock import now_rfc3339
-from promptsvc.domain.ports import PromptQueue, PromptRepository
+from promptsvc.domain.ports import PromptQueue, PromptStore
 
 logger = Logger(child=True)
 
@@ -30,7 +30,7 @@ class RequeueReport:
 
 
 def requeue_stranded(
-    repository: PromptRepository,
+    repository: PromptStore,
     queue: PromptQueue,
     *,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,

@@ -3,11 +3,18 @@ a dimension; no shared buffer, so concurrent runs in one process cannot mix thei
 
 Outcome counts also go to an all-models series (dimension `service` only) in the same document:
 a CloudWatch alarm watches one series and must name all its dimensions, so it cannot sum over
-the ModelId values (template.yaml's PromptsAbandonedAlarm reads that series)."""
+the ModelId values (template.yaml's PromptsAbandonedAlarm reads that series).
+
+Log lines of a run carry the prompt's keys (`log_keys`) for the same reason: the records of a
+batch run concurrently, so shared logger state would mix them."""
+
+from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from promptsvc.domain.prompt import Prompt
 
 tracer = Tracer()
 
@@ -53,3 +60,8 @@ def generation(
     _emit("GenerationTime", MetricUnit.Seconds, seconds, model_id)
     if seconds > 0 and completion_tokens:
         _emit("TokensPerSecond", MetricUnit.CountPerSecond, completion_tokens / seconds, model_id)
+
+
+def log_keys(prompt: Prompt) -> dict[str, Any]:
+    """Per-line keys of a run's log lines."""
+    return {"prompt_id": prompt.id, "thread_id": prompt.threadId, "model_id": prompt.modelId}

@@ -21,3 +21,8 @@ def seconds_until(moment_ms: int, now_ms: int) -> int:
 def parse_rfc3339(value: str) -> datetime:
     """The moment a `now_rfc3339` string names; ValueError for any other text."""
     return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
+
+
+def epoch_seconds(value: str) -> float:
+    """The epoch seconds of a stored moment (any ISO 8601 text with its offset)."""
+    return datetime.fromisoformat(value).timestamp()

@@ -11,9 +11,8 @@ one conditional write and, for a retry, the message's visibility.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, PromptChanges
 from promptsvc.domain.retry import BASE_SECONDS, CAP_SECONDS, backoff_seconds
 from promptsvc.domain.routing import TRANSPORT_CODE, RunPlan, StepKind, after_failure
 from promptsvc.domain.status import Status, status_after_failure
@@ -34,7 +33,8 @@ class NextStep:
     status: Status  # ERRORED (run again) or ABANDONED
     delay: int = 0  # seconds before the next run (its message's visibility)
     error: str = ""  # what the prompt's `error` says
-    changes: dict[str, Any] = field(default_factory=dict)  # the plan's place (routeIndex, routeStart)
+    # the plan's place (routeIndex, routeStart)
+    changes: PromptChanges = field(default_factory=lambda: PromptChanges())
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class FailurePolicy:
         if step.kind is StepKind.RETRY:
             return NextStep(Status.ERRORED, self._delay(model_attempts), message)
         if step.kind is StepKind.FALLBACK:
-            changes = {"routeIndex": step.model_index, "routeStart": prompt.runCount}
+            changes = PromptChanges(routeIndex=step.model_index, routeStart=prompt.runCount)
             return NextStep(Status.ERRORED, 0, message, changes)
         return NextStep(Status.ABANDONED, error=message)
 

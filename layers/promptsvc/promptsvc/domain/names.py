@@ -8,9 +8,14 @@ ids and names both match `ID_PATTERN` (no `#`), so a scoped key splits back unam
 SEPARATOR = "#"
 
 
+def composite(*parts: object) -> str:
+    """Every composite key (`owner#name`, `userId#status`, `createdAt#id`): the parts joined."""
+    return SEPARATOR.join(str(part) for part in parts)
+
+
 def scoped(owner: str, name: str) -> str:
     """The table key of `name` in `owner`'s namespace."""
-    return f"{owner}{SEPARATOR}{name}"
+    return composite(owner, name)
 
 
 def unscoped(key: str) -> tuple[str, str]:

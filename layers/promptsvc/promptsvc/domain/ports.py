@@ -2,18 +2,19 @@
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from promptsvc.domain.keys import ApiKeyRecord, Role
-from promptsvc.domain.prompt import Prompt, RunState
-from promptsvc.domain.query import Index
+from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
+from promptsvc.domain.query import Selection
 from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
 
 
-class PromptRepository(Protocol):
-    """Prompts, keyed by owner and id: prompt ids are per user (domain.names)."""
+class PromptStore(Protocol):
+    """Prompts through their life, keyed by owner and id: prompt ids are per user (domain.names).
+    Every write that changes a prompt is conditional on what it was read as."""
 
     def put_new(self, prompt: Prompt) -> Prompt | None:
         """Store a new prompt; None if its owner has one with that id (then `get` it)."""
@@ -35,9 +36,15 @@ class PromptRepository(Protocol):
         since `cutoff`; False otherwise."""
 
     def transition(
-        self, prompt: Prompt, target: Status, *, run_count: int | None = None, **fields: Any
+        self,
+        prompt: Prompt,
+        target: Status,
+        *,
+        run_count: int | None = None,
+        **changes: Unpack[PromptChanges],
     ) -> Prompt | None:
-        """Move to `target` if the current status allows it (and runCount matches); else None."""
+        """Move to `target` if the current status allows it (and runCount matches), setting
+        `changes` (`updatedAt` among them); else None."""
 
     def claim(self, prompt: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
         """Start a run of the prompt as read (running, runCount+1, lastRun, lease); None if it
@@ -51,28 +58,23 @@ class PromptRepository(Protocol):
     def release(self, prompt: Prompt, now: str) -> bool:
         """Back to scheduled with the run uncounted, if still on that run."""
 
-    def update_if(self, prompt: Prompt, status: Status, **fields: Any) -> Prompt | None:
+    def update_if(self, prompt: Prompt, status: Status, **changes: Unpack[PromptChanges]) -> Prompt | None:
         """Set fields while the prompt is in `status` on the same run; None otherwise."""
 
-    def get_many(self, keys: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The prompts with these scoped keys (`userId#id`), those that exist."""
 
-    def query_partition(
-        self,
-        index: Index,
-        key: str,
-        *,
-        after_sk: str | None,
-        desc: bool,
-        page_size: int,
-        next_page_size: Callable[[], int] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """One index partition in `sk` order, strictly past `after_sk`, read lazily in pages of
-        `page_size` items, later pages sized by `next_page_size()` when given."""
+class PromptReader(Protocol):
+    """Prompts as lists read them: a query's selection (domain.query.Selection) in creation order.
+    How the selection is read (which index, which key condition) is the store's own plan."""
 
-    def count_partition(self, index: Index, key: str) -> int: ...
+    def in_order(
+        self, selection: Selection, *, desc: bool, after: str | None, wanted: Callable[[], int]
+    ) -> Iterator[Prompt]:
+        """Every prompt the selection admits (maybe more: the caller re-checks the query's
+        filters), in `Prompt.sort_key` order, strictly past the sort key `after`. Read lazily: each
+        read asks `wanted()` how many more prompts the caller needs."""
 
-    def scan(self) -> Iterator[dict[str, Any]]: ...
+    def count(self, selection: Selection) -> int:
+        """How many prompts the selection admits."""
 
 
 class PromptQueue(Protocol):

@@ -4,9 +4,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.names import composite
 from promptsvc.domain.routing import RunPlan
 from promptsvc.domain.status import Status
 
@@ -56,6 +57,33 @@ def public_view(data: "dict[str, Any] | Prompt") -> dict[str, Any]:
     return view
 
 
+class PromptChanges(TypedDict, total=False):
+    """The fields a lifecycle write (a transition or a conditional update) may set besides the
+    status: the type checker checks every call, and the store refuses any other name
+    (`check_changes`), so a misspelt field cannot become a new attribute."""
+
+    updatedAt: str
+    lastRun: str
+    error: str
+    answer: str
+    answerRef: str
+    answeredBy: str
+    leaseUntil: int
+    crashCount: int
+    routeIndex: int
+    routeStart: int
+
+
+CHANGEABLE_FIELDS = frozenset(PromptChanges.__annotations__)
+
+
+def check_changes(changes: dict[str, Any]) -> None:
+    """ValueError naming the fields a lifecycle write may not set."""
+    unknown = sorted(set(changes) - CHANGEABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not changeable prompt fields: {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A queued prompt. Field names are the wire names of the spec's schema."""
@@ -92,7 +120,7 @@ class Prompt:
     @property
     def sort_key(self) -> str:
         """Unique, time-ordered position of the prompt: what indexes sort on and cursors hold."""
-        return f"{self.createdAt}#{self.id}"
+        return composite(self.createdAt, self.id)
 
     def with_status(self, status: Status, **changes: Any) -> "Prompt":
         return replace(self, status=status, **changes)

@@ -8,7 +8,17 @@ the prompt (and every list page holding it) for SDK users, not just the write th
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from promptsvc.domain.validation import describe, untagged
 
 ROUTING_KEYS = frozenset({"fallbacks", "retry", "cache", "load_balancer", "timeout"})
 
@@ -105,15 +115,13 @@ class _RedactedReasoningPart(_Open):
     data: str
 
 
-_PARTS: dict[str, type[BaseModel]] = {
-    "text": _TextPart,
-    "image_url": _ImagePart,
-    "input_audio": _AudioPart,
-    "file": _FilePart,
-    "refusal": _RefusalPart,
-    "reasoning": _ReasoningPart,
-    "redacted_reasoning": _RedactedReasoningPart,
-}
+# A message's content parts, told apart by `type`.
+_Part = Annotated[
+    _TextPart | _ImagePart | _AudioPart | _FilePart | _RefusalPart | _ReasoningPart | _RedactedReasoningPart,
+    Field(discriminator="type"),
+    untagged("type"),
+]
+_PARTS: TypeAdapter[list[_Part]] = TypeAdapter(list[_Part])
 
 # Which content parts each role may carry (the OpenAI chat schema, as the SDK models it).
 PART_TYPES: dict[str, tuple[str, ...]] = {
@@ -125,19 +133,19 @@ PART_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_part(role: str, index: int, part: dict[str, Any]) -> None:
-    kind = part.get("type")
-    allowed = PART_TYPES[role]
-    if kind not in allowed:
-        raise ValueError(
-            f"content.{index}.type must be one of {', '.join(allowed)} in a {role} message, not {kind!r}"
-        )
+def _check_parts(role: str, parts: list[dict[str, Any]]) -> None:
+    """Each part valid for its type, and of a type the role may carry; the parts stay as sent."""
     try:
-        _PARTS[kind].model_validate(part)
+        checked = _PARTS.validate_python(parts)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"content.{index}.{where}: {first['msg']}") from None
+        raise ValueError(describe(error.errors(include_url=False), where="content")) from None
+    allowed = PART_TYPES[role]
+    for index, part in enumerate(checked):
+        if part.type not in allowed:
+            raise ValueError(
+                f"content.{index}.type must be one of {', '.join(allowed)} in a {role} message, "
+                f"not {part.type!r}"
+            )
 
 
 class _AssistantAudio(_Open):
@@ -174,8 +182,7 @@ class Message(BaseModel):
                 raise ValueError("an assistant message needs content or tool_calls")
             raise ValueError(f"a {self.role} message needs content")
         if isinstance(self.content, list):
-            for index, part in enumerate(self.content):
-                _check_part(self.role, index, part)
+            _check_parts(self.role, self.content)
         return self
 
 

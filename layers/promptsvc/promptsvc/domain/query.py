@@ -1,7 +1,7 @@
-"""The list query language of `/prompt-svc/prompts`, and how a query maps onto DynamoDB.
+"""The list query language of `/prompt-svc/prompts`.
 
-Pure: parsing and validation, matching an item against filters, ordering, and the *plan*, i.e.
-which key access (GetItem, an index Query per partition, or a Scan) reads the fewest items.
+Pure: parsing and validation, matching a prompt's fields against filters, ordering, and the
+*selection* (which values the key fields may take), from which the storage adapter plans its reads.
 Semantics:
 
 - several filters AND together; several `fields` in one filter OR together;
@@ -16,14 +16,31 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from promptsvc.domain import bounded_json
+from promptsvc.domain.bounded_json import JsonRejected
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.prompt import PUBLIC_FIELDS
+from promptsvc.domain.validation import describe, quote, untagged, worded
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -118,162 +135,199 @@ def _filter_repr(f: Filter) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Parsing
+# Parsing: pydantic models of the request's `query` object, read into the dataclasses above.
+
+_FieldOp = Literal[
+    "equals",
+    "containsSubstring",
+    "startsWith",
+    "intersects",
+    "isInList",
+    "lessThan",
+    "lessThanOrEqual",
+    "greaterThan",
+    "greaterThanOrEqual",
+]
+_M = TypeVar("_M")
 
 
-def _first(raw: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if raw.get(name) is not None:
-            return raw[name]
-    return None
+def _known_field(name: str) -> str:
+    if name not in FIELDS:
+        raise ValueError(f"unknown field {quote(name)}; known fields: {', '.join(sorted(FIELDS))}")
+    return name
 
 
-def _decode_values(raw: Mapping[str, Any], where: str) -> tuple[Any, ...]:
-    encoded = _first(raw, "jsonValues", "valuesJson")
-    if encoded is None:
-        plain = raw.get("values")
-        if plain is None:
-            return ()
-        if not isinstance(plain, list):
-            raise InvalidRequest(f"{where}.values must be an array")
-        return tuple(plain)
+def _json_array(encoded: Any) -> Any:
+    """`jsonValues` (or `valuesJson`): a JSON-encoded array, decoded within bounded_json's bounds."""
     if not isinstance(encoded, str):
-        raise InvalidRequest(f"{where}.jsonValues must be a JSON-encoded array (a string)")
-    values = bounded_json.loads(encoded, f"{where}.jsonValues")
-    if not isinstance(values, list):
-        raise InvalidRequest(f"{where}.jsonValues must encode a JSON array")
-    return tuple(values)
-
-
-def _check_values(values: tuple[Any, ...], fields: list[str], op: Op, where: str) -> None:
-    if len(values) > MAX_VALUES:
-        raise InvalidRequest(f"{where}: op {op.value!r} takes at most {MAX_VALUES} values, not {len(values)}")
-    for value in values:
-        if value is not None and not isinstance(value, str | int | float | bool):
-            raise InvalidRequest(f"{where}: values must be strings, numbers, booleans or null")
-        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-            raise InvalidRequest(f"{where}: a value is longer than {MAX_VALUE_CHARS} characters")
-    empty_key = next((name for name in fields if name in KEY_FIELDS), None) if "" in values else None
-    if empty_key and op in MEMBERSHIP:
-        raise InvalidRequest(f"{where}: an empty {empty_key} matches no prompt")
-
-
-def parse_filter(raw: Any, where: str, budget: list[int] | None = None, depth: int = 0) -> Filter:
-    """One filter; `budget` holds how many more filters (subFilters included) the query may have."""
-    budget = budget if budget is not None else [MAX_FILTER_NODES]
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise InvalidRequest(f"{where}: a query has at most {MAX_FILTER_NODES} filters, subFilters included")
-    if not isinstance(raw, Mapping):
-        raise InvalidRequest(f"{where} must be an object")
-    op_name: Any = raw.get("op")
+        raise ValueError("must be a JSON-encoded array (a string)")
     try:
-        op = Op(op_name)
-    except (ValueError, TypeError):
-        known = ", ".join(o.value for o in Op)
-        raise InvalidRequest(f"{where}.op: unknown op {op_name!r:.100}; known ops: {known}") from None
-    if op is Op.OR:
-        subs = raw.get("subFilters")
-        if not isinstance(subs, list) or not subs:
-            raise InvalidRequest(f"{where}.subFilters must be a non-empty array for op 'or'")
-        if depth >= MAX_OR_DEPTH:
-            raise InvalidRequest(f"{where}.subFilters: 'or' filters nested more than {MAX_OR_DEPTH} deep")
-        parsed = tuple(
-            parse_filter(s, f"{where}.subFilters[{i}]", budget, depth + 1) for i, s in enumerate(subs)
-        )
-        return Filter(op=op, sub_filters=parsed)
+        values = bounded_json.loads(encoded)
+    except JsonRejected as error:
+        raise ValueError(str(error)) from None
+    if not isinstance(values, list):
+        raise ValueError("must encode a JSON array")
+    return values
 
-    fields = raw.get("fields")
-    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
-        raise InvalidRequest(f"{where}.fields must be a non-empty array of field names")
-    for name in fields:
-        if name not in FIELDS:
-            raise InvalidRequest(
-                f"{where}.fields: unknown field {name!r}; known fields: {', '.join(sorted(FIELDS))}"
-            )
-    values = _decode_values(raw, where)
-    if not values:
-        raise InvalidRequest(f"{where}: op {op.value!r} needs at least one value")
-    _check_values(values, fields, op, where)
-    if op in COMPARISONS and len(values) != 1:
-        raise InvalidRequest(f"{where}: op {op.value!r} takes exactly one value")
-    if op in (Op.CONTAINS_SUBSTRING, Op.STARTS_WITH) and not all(isinstance(v, str) for v in values):
-        raise InvalidRequest(f"{where}: op {op.value!r} takes string values")
-    temporal = op in COMPARISONS or op in MEMBERSHIP
-    if temporal and set(fields) <= TIME_FIELDS and any(instant(v) is None for v in values):
-        raise InvalidRequest(f"{where}: {', '.join(fields)} values must be RFC 3339 times")
-    return Filter(op=op, fields=tuple(fields), values=values)
+
+_FieldName = Annotated[str, AfterValidator(_known_field)]
+_Value = Annotated[
+    Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool | None,
+    worded(
+        "must be a string, a number, a boolean or null",
+        string_too_long=f"a value is longer than {MAX_VALUE_CHARS} characters",
+    ),
+]
+
+
+class _Input(BaseModel):
+    """Types as sent (`"5"` is no number, `1` no boolean); keys this service does not read are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _FieldFilter(_Input):
+    """Every op but `or`: `fields` (OR together) against `values`."""
+
+    op: _FieldOp
+    fields: list[_FieldName] = Field(min_length=1)
+    encoded: Annotated[list[_Value], BeforeValidator(_json_array)] | None = Field(
+        None, validation_alias=AliasChoices("jsonValues", "valuesJson")
+    )
+    values: list[_Value] | None = None
+
+    def filter(self) -> Filter:
+        values = self.encoded if self.encoded is not None else self.values or []
+        return Filter(op=Op(self.op), fields=tuple(self.fields), values=tuple(values))
+
+    def size(self) -> int:
+        return 1
+
+    @model_validator(mode="after")
+    def _op_rules(self) -> "_FieldFilter":
+        f = self.filter()
+        op = f"op {f.op.value!r}"
+        if not f.values:
+            raise ValueError(f"{op} needs at least one value")
+        if len(f.values) > MAX_VALUES:
+            raise ValueError(f"{op} takes at most {MAX_VALUES} values, not {len(f.values)}")
+        empty_key = next((name for name in f.fields if name in KEY_FIELDS), None) if "" in f.values else None
+        if empty_key and f.op in MEMBERSHIP:
+            raise ValueError(f"an empty {empty_key} matches no prompt")
+        if f.op in COMPARISONS and len(f.values) != 1:
+            raise ValueError(f"{op} takes exactly one value")
+        if f.op in (Op.CONTAINS_SUBSTRING, Op.STARTS_WITH) and not all(isinstance(v, str) for v in f.values):
+            raise ValueError(f"{op} takes string values")
+        temporal = f.op in COMPARISONS or f.op in MEMBERSHIP
+        if temporal and set(f.fields) <= TIME_FIELDS and any(instant(v) is None for v in f.values):
+            raise ValueError(f"{', '.join(f.fields)} values must be RFC 3339 times")
+        return self
+
+
+class _OrFilter(_Input):
+    """`or`: any of `subFilters` matches; nested at most MAX_OR_DEPTH deep."""
+
+    op: Literal["or"]
+    subFilters: list["_AnyFilter"] = Field(min_length=1, max_length=MAX_FILTER_NODES)
+    _depth: int = PrivateAttr(1)  # `or` filters inside each other, this one included
+
+    def filter(self) -> Filter:
+        return Filter(op=Op.OR, sub_filters=tuple(s.filter() for s in self.subFilters))
+
+    def size(self) -> int:
+        return 1 + sum(s.size() for s in self.subFilters)
+
+    @model_validator(mode="after")
+    def _shallow(self) -> "_OrFilter":
+        self._depth = 1 + max((s._depth for s in self.subFilters if isinstance(s, _OrFilter)), default=0)
+        if self._depth > MAX_OR_DEPTH:
+            raise ValueError(f"'or' filters nested more than {MAX_OR_DEPTH} deep in subFilters")
+        return self
+
+
+# A discriminated union on `op`: an unknown op is named as such, and each op's rules apply.
+_AnyFilter = Annotated[_FieldFilter | _OrFilter, Field(discriminator="op"), untagged("op")]
+_OrFilter.model_rebuild()
+_FILTER: TypeAdapter[_FieldFilter | _OrFilter] = TypeAdapter(_AnyFilter)
+
+
+class _OrderByInput(_Input):
+    sortingType: str | None = None
+    randomize: bool | None = None
+    field: str | None = None  # after the two above: whether a field is needed depends on them
+    desc: bool = False
+
+    @field_validator("sortingType")
+    @classmethod
+    def _sorting_type(cls, value: str | None) -> str | None:
+        if value and value not in SORTING_TYPES:
+            known = ", ".join(sorted(t for t in SORTING_TYPES if t))
+            raise ValueError(f"unknown sorting type {quote(value)}; known: {known}")
+        return value
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, value: str | None, info: ValidationInfo) -> str | None:
+        randomized = info.data.get("randomize") or info.data.get("sortingType") == "random"
+        if value and not randomized:
+            _known_field(value)
+        return value
+
+    def order_by(self) -> OrderBy:
+        randomize = bool(self.randomize) or self.sortingType == "random"
+        return OrderBy(field=self.field or DEFAULT_ORDER_FIELD, desc=self.desc, randomize=randomize)
+
+
+class _QueryInput(_Input):
+    """The request body's `query` (both client spellings of `jsonAfter`)."""
+
+    filters: list[_AnyFilter] | None = Field(None, max_length=MAX_FILTERS)
+    orderBys: list[_OrderByInput] | None = Field(None, max_length=MAX_ORDER_BYS)
+    limit: int | None = Field(None, ge=0, le=MAX_LIMIT)  # 0: the default, as generated clients send
+    count: bool = False
+    after: str | None = Field(None, validation_alias=AliasChoices("jsonAfter", "afterJson"))
+
+    @model_validator(mode="after")
+    def _budget(self) -> "_QueryInput":
+        if sum(f.size() for f in self.filters or ()) > MAX_FILTER_NODES:
+            raise ValueError(f"at most {MAX_FILTER_NODES} filters, subFilters included")
+        return self
+
+    def query(self) -> Query:
+        return Query(
+            filters=tuple(f.filter() for f in self.filters or ()),
+            order_bys=tuple(o.order_by() for o in self.orderBys or ()),
+            limit=self.limit or DEFAULT_LIMIT,
+            count=self.count,
+            after=self.after or None,
+        )
+
+
+def _read(validate: Callable[[Any], _M], raw: Any, where: str) -> _M:
+    """`validate(raw)`; InvalidRequest naming each problem at `where` when it does not hold."""
+    try:
+        return validate(raw)
+    except ValidationError as error:
+        raise InvalidRequest(describe(error.errors(include_url=False), where=where, brackets=True)) from None
+
+
+def parse_filter(raw: Any, where: str) -> Filter:
+    """One filter; its problems are located at `where` (e.g. `query.filters[0]`)."""
+    parsed = _read(_FILTER.validate_python, raw, where)
+    if parsed.size() > MAX_FILTER_NODES:
+        raise InvalidRequest(f"{where}: at most {MAX_FILTER_NODES} filters, subFilters included")
+    return parsed.filter()
 
 
 def parse_order_by(raw: Any, where: str) -> OrderBy:
-    if not isinstance(raw, Mapping):
-        raise InvalidRequest(f"{where} must be an object")
-    sorting_type = raw.get("sortingType") or ""
-    if not isinstance(sorting_type, str):
-        raise InvalidRequest(f"{where}.sortingType must be a string")
-    if sorting_type not in SORTING_TYPES:
-        raise InvalidRequest(
-            f"{where}.sortingType: unknown sorting type {sorting_type!r}; "
-            f"known: {', '.join(sorted(t for t in SORTING_TYPES if t))}"
-        )
-    randomize = raw.get("randomize") or False
-    if not isinstance(randomize, bool):
-        raise InvalidRequest(f"{where}.randomize must be a boolean")
-    randomize = randomize or sorting_type == "random"
-    name = raw.get("field") or DEFAULT_ORDER_FIELD
-    if not isinstance(name, str):
-        raise InvalidRequest(f"{where}.field must be a field name (a string)")
-    if not randomize and name not in FIELDS:
-        raise InvalidRequest(
-            f"{where}.field: unknown field {name!r}; known fields: {', '.join(sorted(FIELDS))}"
-        )
-    desc = raw.get("desc", False)
-    if not isinstance(desc, bool):
-        raise InvalidRequest(f"{where}.desc must be a boolean")
-    return OrderBy(field=name, desc=desc, randomize=randomize)
+    return _read(_OrderByInput.model_validate, raw, where).order_by()
 
 
 def parse_query(raw: Any) -> Query:
-    """A query from the request body's `query` object (both client spellings accepted)."""
+    """A query from the request body's `query` object; absent (None) is the default query."""
     if raw is None:
         return Query()
-    if not isinstance(raw, Mapping):
-        raise InvalidRequest("query must be an object")
-    filters_raw = raw.get("filters")
-    if filters_raw is None:
-        filters_raw = []
-    if not isinstance(filters_raw, list):
-        raise InvalidRequest("query.filters must be an array")
-    if len(filters_raw) > MAX_FILTERS:
-        raise InvalidRequest(f"query.filters: at most {MAX_FILTERS} filters, not {len(filters_raw)}")
-    orders_raw = raw.get("orderBys")
-    if orders_raw is None:
-        orders_raw = []
-    if not isinstance(orders_raw, list):
-        raise InvalidRequest("query.orderBys must be an array")
-    if len(orders_raw) > MAX_ORDER_BYS:
-        raise InvalidRequest(f"query.orderBys: at most {MAX_ORDER_BYS}, not {len(orders_raw)}")
-    limit = raw.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        raise InvalidRequest(f"query.limit must be an integer from 1 to {MAX_LIMIT}")
-    if not limit:  # absent or 0: the default, as generated clients send 0 for "unset"
-        limit = DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"query.limit must be an integer from 1 to {MAX_LIMIT}")
-    count = raw.get("count", False)
-    if not isinstance(count, bool):
-        raise InvalidRequest("query.count must be a boolean")
-    after = _first(raw, "jsonAfter", "afterJson")
-    if after is not None and not isinstance(after, str):
-        raise InvalidRequest("query.jsonAfter must be a string")
-    budget = [MAX_FILTER_NODES]
-    return Query(
-        filters=tuple(parse_filter(f, f"query.filters[{i}]", budget) for i, f in enumerate(filters_raw)),
-        order_bys=tuple(parse_order_by(o, f"query.orderBys[{i}]") for i, o in enumerate(orders_raw)),
-        limit=limit,
-        count=count,
-        after=after or None,
-    )
+    return _read(_QueryInput.model_validate, raw, "query").query()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,98 +402,61 @@ def matches(item: Mapping[str, Any], filters: Iterable[Filter]) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Planning
-
-
-class Access(StrEnum):
-    GET = "get"  # GetItem by table key (userId#id), one per value
-    QUERY = "query"  # an index Query, one per partition value
-    SCAN = "scan"  # a table Scan: admin queries with no key filter only
+# Selection: what a query's key filters pin. How a store reads that (which index, which key
+# condition, Query or Scan) is the storage adapter's business (adapters/prompt_reads.py).
 
 
 @dataclass(frozen=True)
-class Index:
-    """A global secondary index; every one sorts on `sk` (createdAt#id)."""
+class Selection:
+    """The prompts a query can match, as far as their key fields (`KEY_FIELDS`) tell.
 
-    name: str
-    partition: tuple[str, ...]  # the fields whose values, joined with '#', make the partition key
-    key_attribute: str
+    `pinned`: for each pinned key field, the values it may take (none: the query matches nothing);
+    a key field not pinned may take any value. A store may yield a superset of the selection: the
+    lister re-checks `filters` (all the query's filters, plus the owner for a non-admin) on every
+    prompt. `exact`: the pinned values are the whole filter, so counting the selection counts
+    the answer.
+    """
 
+    pinned: Mapping[str, tuple[str, ...]]
+    filters: tuple[Filter, ...] = ()
+    exact: bool = False
 
-INDEXES: tuple[Index, ...] = (
-    Index("byUserThread", ("userId", "threadId"), "userThread"),
-    Index("byUserStatus", ("userId", "status"), "userStatus"),
-    Index("byThread", ("threadId",), "threadId"),
-    Index("byStatus", ("status",), "status"),
-    Index("byUser", ("userId",), "userId"),
-)
-SORT_ATTRIBUTE = "sk"
-
-
-@dataclass(frozen=True)
-class Plan:
-    access: Access
-    index: Index | None = None
-    keys: tuple[str, ...] = ()  # partition key values (QUERY) or table keys userId#id (GET)
-    filters: tuple[Filter, ...] = field(default_factory=tuple)  # re-checked on every item read
+    def admits(self, fields: Mapping[str, Any]) -> bool:
+        """The prompt's key fields take pinned values."""
+        return all(str(fields.get(name)) in values for name, values in self.pinned.items())
 
 
 def key_values(f: Filter) -> tuple[str, tuple[str, ...]] | None:
-    """(field, values) when the filter pins one field to a set of string values."""
-    if f.op in MEMBERSHIP and len(f.fields) == 1 and all(isinstance(v, str) for v in f.values):
+    """(field, values) when the filter pins one key field to a set of string values."""
+    if (
+        f.op in MEMBERSHIP
+        and len(f.fields) == 1
+        and f.fields[0] in KEY_FIELDS
+        and all(isinstance(v, str) for v in f.values)
+    ):
         return f.fields[0], tuple(dict.fromkeys(f.values))
     return None
 
 
-def plan(query: Query, user_id: str, is_admin: bool) -> Plan:
-    """Choose the cheapest access for a query, constrained to the caller's own prompts.
+def select(query: Query, user_id: str, is_admin: bool) -> Selection:
+    """The query's selection, constrained to the caller's own prompts unless an admin asks.
 
-    A non-admin is always pinned to their userId, so a user's query is never a Scan. All the
-    query's filters (plus the owner constraint) are re-applied to every item read, so the access
-    only has to be a superset of the answer.
+    A non-admin is always pinned to their userId, so a user's query never reads another's prompts.
     """
+    filters = list(query.filters)
+    if not is_admin:
+        filters.append(Filter(op=Op.EQUALS, fields=("userId",), values=(user_id,)))
     pinned: dict[str, tuple[str, ...]] = {}
-    for f in query.filters:
+    exact = True
+    for f in filters:
         kv = key_values(f)
         if kv is None:
+            exact = False
             continue
         name, values = kv
         # Two filters on one field AND together: keep the intersection.
         pinned[name] = tuple(v for v in values if v in pinned[name]) if name in pinned else values
-
-    filters = list(query.filters)
-    if not is_admin:
-        owner = Filter(op=Op.EQUALS, fields=("userId",), values=(user_id,))
-        filters.append(owner)
-        allowed = pinned.get("userId", (user_id,))
-        pinned["userId"] = tuple(v for v in allowed if v == user_id)
-
-    if "id" in pinned and "userId" in pinned:  # ids are per user: the table key is userId#id
-        keys = _partition_keys([pinned["userId"], pinned["id"]])
-        if len(keys) <= MAX_VALUES:
-            return Plan(Access.GET, keys=keys, filters=tuple(filters))
-    # The first index (the most selective) whose partitions are few; else the one with fewest.
-    candidates = [
-        (index, _partition_keys([pinned[name] for name in index.partition]))
-        for index in INDEXES
-        if all(name in pinned for name in index.partition)
-    ]
-    if candidates:
-        few = [c for c in candidates if len(c[1]) <= MAX_KEY_PARTITIONS]
-        index, keys = few[0] if few else min(candidates, key=lambda c: len(c[1]))
-        return Plan(Access.QUERY, index=index, keys=keys, filters=tuple(filters))
-    return Plan(Access.SCAN, filters=tuple(filters))
-
-
-def _partition_keys(values: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
-    keys: list[str] = [""]
-    for i, options in enumerate(values):
-        keys = [f"{k}#{o}" if i else o for k in keys for o in options]
-    return tuple(keys)
-
-
-def partition_key(index: Index, item: Mapping[str, Any]) -> str:
-    return "#".join(str(item[name]) for name in index.partition)
+    return Selection(pinned=pinned, filters=tuple(filters), exact=exact)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,10 +511,20 @@ def comparator(query: Query) -> Callable[[Sequence[Any], Sequence[Any]], int]:
     return compare
 
 
-def sort_items(items: list[dict[str, Any]], query: Query, seed: str | None) -> list[dict[str, Any]]:
+T = TypeVar("T")
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def sort_items(
+    items: list[T], query: Query, seed: str | None, fields: Callable[[T], Mapping[str, Any]] = _identity
+) -> list[T]:
+    """`items` in the query's order; `fields(item)` gives an item's fields (the item itself by default)."""
     compare = comparator(query)
 
-    def order(a: dict[str, Any], b: dict[str, Any]) -> int:
-        return compare(position(a, query, seed), position(b, query, seed))
+    def order(a: T, b: T) -> int:
+        return compare(position(fields(a), query, seed), position(fields(b), query, seed))
 
     return sorted(items, key=functools.cmp_to_key(order))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.prompt_settings import PromptSettings, prompt_config
+from promptsvc.domain.validation import describe
 
 MAX_DISPLAY_NAME = 128
 MAX_PAGE = 200
@@ -176,11 +177,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], field: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            where = ".".join([field, *(str(p) for p in problem["loc"])])
-            problems.append(f"{where}: {str(problem['msg']).removeprefix('Value error, ')}")
-        raise Unprocessable("; ".join(problems)) from None
+        raise Unprocessable(describe(error.errors(include_url=False), where=field)) from None
 
 
 # -- records ------------------------------------------------------------------------------------

@@ -1,31 +1,24 @@
 """The OpenAI-compatible engine: streams from vLLM, TGI, SGLang, llama.cpp server, Ollama or OpenAI.
 
-It speaks the streaming `/chat/completions` and `/completions` APIs over Server-Sent Events and
-maps every failure to an `EngineError` whose `retryable` flag tells the runner whether another
-attempt may succeed. Call and stall timeouts are the runner's job; this module only bounds the
-connection setup, so a long prefill or a slow model is never cut short here.
+It speaks the streaming `/chat/completions` and `/completions` APIs over Server-Sent Events (each
+event's chunk read by engines/chunks.py, as the SageMaker engine's are) and maps every failure to
+an `EngineError` whose `retryable` flag tells the runner whether another attempt may succeed.
+Call and stall timeouts are the runner's job; this module only bounds the connection setup, so a
+long prefill or a slow model is never cut short here.
 """
 
 import functools
 import json
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 
-from promptsvc.engines.base import (
-    Delta,
-    EngineError,
-    EngineEvent,
-    EngineRequest,
-    Finish,
-    is_retryable_status,
-)
-
-_ERROR_TEXT_LIMIT = 300
+from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.chunks import ChunkReader, error_message, truncate
 
 
 @functools.cache
@@ -79,7 +72,6 @@ class OpenAIEngine:
         headers = {"Accept": "text/event-stream"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        chat = request.model.api == "chat"
         async with AsyncExitStack() as stack:
             client = self._http
             if client is None:
@@ -97,27 +89,27 @@ class OpenAIEngine:
             if response.status_code >= 300:
                 raise await _status_error(response, url)
 
-            state = _StreamState(chat)
+            reader = ChunkReader(url)
             try:
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server or gateway that ignored `stream` (or reports an error with a 200).
                     await response.aread()
-                    for event in state.consume_all([response.text], url):
+                    for event in _deltas(reader, [response.text]):
                         yield event
-                    state.done = True
+                    reader.done = True
                 else:
                     decoder = SSEDecoder()
                     async for chunk in response.aiter_bytes():
-                        for event in state.consume_all(decoder.feed(chunk), url):
+                        for event in _deltas(reader, decoder.feed(chunk)):
                             yield event
-                        if state.done:
+                        if reader.done:
                             break
                     else:
-                        for event in state.consume_all(decoder.close(), url):
+                        for event in _deltas(reader, decoder.close()):
                             yield event
             except httpx.RequestError as error:  # read errors, a body cut mid-chunk, bad encoding
                 raise EngineError(f"stream from {url} broke: {_describe(error)}", retryable=True) from error
-            yield state.finish(url)
+            yield _finish(reader, url)
 
     def _prepare(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
         """The URL and JSON body for one request; configuration errors are never retryable."""
@@ -140,71 +132,24 @@ class OpenAIEngine:
         return base + path, body
 
 
-class _StreamState:
-    """Folds decoded SSE payloads into events, remembering the finish reason and the usage."""
-
-    def __init__(self, chat: bool) -> None:
-        self._chat = chat
-        self.done = False  # `data: [DONE]` was seen
-        self._reason: str | None = None
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
-
-    def consume_all(self, payloads: list[str], url: str) -> list[Delta]:
-        """The deltas of decoded SSE payloads, up to `[DONE]` (anything after it is ignored)."""
-        deltas: list[Delta] = []
-        for data in payloads:
-            if self.done:
-                break
-            deltas.extend(self._consume(data, url))
-        return deltas
-
-    def _consume(self, data: str, url: str) -> list[Delta]:
-        if data.strip() == "[DONE]":
-            self.done = True
-            return []
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise EngineError(
-                f"malformed stream chunk from {url}: {_truncate(data)}", retryable=True
-            ) from None
-        if not isinstance(chunk, dict):
-            raise EngineError(f"unexpected stream chunk from {url}: {_truncate(data)}", retryable=True)
-        if chunk.get("error") is not None or chunk.get("object") == "error":
-            raise _stream_error(chunk, url)
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self._prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            self._completion_tokens = int(usage.get("completion_tokens") or 0)
-        choice = _first_choice(chunk.get("choices"))
-        if choice is None:
-            return []
-        if choice.get("finish_reason"):
-            self._reason = str(choice["finish_reason"])
-        if self._chat:
-            text = (choice.get("delta") or choice.get("message") or {}).get("content")
-        else:
-            text = choice.get("text")
-        return [Delta(text)] if isinstance(text, str) and text else []
-
-    def finish(self, url: str) -> Finish:
-        if not self.done and self._reason is None:
-            raise EngineError(
-                f"stream from {url} ended before the answer was complete (no finish_reason, no [DONE])",
-                retryable=True,
-            )
-        return Finish(self._reason or "stop", self._prompt_tokens, self._completion_tokens)
+def _deltas(reader: ChunkReader, payloads: list[str]) -> Iterator[Delta]:
+    """The deltas of decoded SSE payloads, up to `[DONE]` (anything after it is ignored); each
+    one before a bad payload is out before the error, as when they come in separate reads."""
+    for data in payloads:
+        if reader.done:
+            return
+        text = reader.read(data)
+        if text:
+            yield Delta(text)
 
 
-def _first_choice(choices: Any) -> dict[str, Any] | None:
-    """Choice 0: `n > 1` is not used, but servers may still interleave other indexes."""
-    if not isinstance(choices, list):
-        return None
-    for choice in choices:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
+def _finish(reader: ChunkReader, url: str) -> Finish:
+    if not reader.done and reader.reason is None:
+        raise EngineError(
+            f"stream from {url} ended before the answer was complete (no finish_reason, no [DONE])",
+            retryable=True,
+        )
+    return reader.finish()
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -273,53 +218,15 @@ async def _status_error(response: httpx.Response, url: str) -> EngineError:
     except httpx.HTTPError as error:
         text = f"(body unreadable: {_describe(error)})"
     try:
-        detail = _error_message(json.loads(text))
+        detail = error_message(json.loads(text))
     except ValueError:
         detail = None
     reason = response.reason_phrase or ""
-    message = f"HTTP {response.status_code} {reason}".rstrip() + f" from {url}: {_truncate(detail or text)}"
+    message = f"HTTP {response.status_code} {reason}".rstrip() + f" from {url}: {truncate(detail or text)}"
     return EngineError.from_status(response.status_code, message)
-
-
-def _stream_error(chunk: dict[str, Any], url: str) -> EngineError:
-    """An error object sent inside the stream: retryable unless its code is a client error."""
-    error = chunk.get("error", chunk)
-    if isinstance(error, dict) and isinstance(error.get("error"), dict):
-        error = error["error"]  # vLLM wraps its ErrorResponse in {"error": ...}
-    code = error.get("code") if isinstance(error, dict) else None
-    status = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
-    retryable = status is None or not 400 <= status < 500 or is_retryable_status(status)
-    detail = _error_message(chunk) or json.dumps(chunk)
-    label = f"error {code}" if code is not None else "error"
-    return EngineError(
-        f"{label} in stream from {url}: {_truncate(detail)}", retryable=retryable, status_code=status
-    )
-
-
-def _error_message(body: Any) -> str | None:
-    if isinstance(body, str):
-        return body or None
-    if not isinstance(body, dict):
-        return None
-    for key in ("error", "message", "detail"):
-        value = body.get(key)
-        if isinstance(value, dict):
-            found = _error_message(value)
-            if found:
-                return found
-        elif isinstance(value, str) and value:
-            return value
-        elif isinstance(value, list) and value:
-            return json.dumps(value)
-    return None
 
 
 def _describe(error: Exception) -> str:
     """httpx errors often have an empty message (e.g. a read timeout): name the type as well."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _truncate(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _ERROR_TEXT_LIMIT else text[: _ERROR_TEXT_LIMIT - 3] + "..."

@@ -4,10 +4,10 @@ from collections.abc import Callable, Mapping
 
 from promptsvc.domain.catalog import Model
 from promptsvc.engines.base import Engine, EngineError
-from promptsvc.settings import Settings
+from promptsvc.settings import EngineSettings
 
 
-def _mock(settings: Settings) -> Engine:
+def _mock(settings: EngineSettings) -> Engine:
     from promptsvc.engines.mock import MockEngine, MockFaults
 
     faults = MockFaults(
@@ -29,19 +29,19 @@ def _mock(settings: Settings) -> Engine:
     )
 
 
-def _openai(settings: Settings) -> Engine:
+def _openai(settings: EngineSettings) -> Engine:
     from promptsvc.engines.openai import OpenAIEngine
 
     return OpenAIEngine(settings.openai_base_url, settings.openai_api_key or None)
 
 
-def _sagemaker(settings: Settings) -> Engine:
+def _sagemaker(settings: EngineSettings) -> Engine:
     from promptsvc.engines.sagemaker import SageMakerEngine
 
     return SageMakerEngine(streaming=settings.sagemaker_streaming)
 
 
-FACTORIES: dict[str, Callable[[Settings], Engine]] = {
+FACTORIES: dict[str, Callable[[EngineSettings], Engine]] = {
     "mock": _mock,
     "openai": _openai,
     "sagemaker": _sagemaker,
@@ -52,7 +52,7 @@ class EngineRegistry:
     """Engines are made on first use (an ECS worker never imports what only Lambda uses), unless
     given by name (`engines`: e.g. a test's scripted engine as "mock")."""
 
-    def __init__(self, settings: Settings, engines: Mapping[str, Engine] | None = None) -> None:
+    def __init__(self, settings: EngineSettings, engines: Mapping[str, Engine] | None = None) -> None:
         self._settings = settings
         self._engines: dict[str, Engine] = dict(engines or {})
 

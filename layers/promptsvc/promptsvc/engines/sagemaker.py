@@ -11,6 +11,9 @@ so the bytes are buffered and split on newlines. Three line formats are understo
   `data:{"token":{"text":...,"special":...},"generated_text":...,"details":{"finish_reason":...}}`;
 - LMI's jsonlines stream: `{"token": {"text": ...}, "details"?: {...}}` lines.
 
+Each line's chunk is read by engines/chunks.py, as the OpenAI engine's are: a malformed one is a
+retryable EngineError from both.
+
 Non-streaming (`SageMakerEngine(streaming=False)`) calls InvokeEndpoint and reads a
 chat.completion object, `[{"generated_text": ...}]` (TGI) or `{"generated_text": ...}` (LMI).
 
@@ -48,6 +51,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from promptsvc.adapters import clients
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
+from promptsvc.engines.chunks import ChunkReader, chunk_error, finish_reason
 
 # Error codes worth a retry whatever their HTTP status (throttling is a 400 in some AWS services).
 _RETRYABLE_CODES = frozenset(
@@ -70,9 +74,6 @@ _STREAM_ERRORS = frozenset({"ModelStreamError", "InternalStreamFailure"})
 # Sampling parameter names: the Messages API speaks OpenAI's, TGI/LMI's native schema its own.
 _TO_CHAT = {"max_new_tokens": "max_tokens"}
 _TO_NATIVE = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens"}
-
-# TGI/LMI finish reasons in OpenAI's words.
-_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "stop": "stop", "length": "length"}
 
 
 class SageMakerEngine:
@@ -107,7 +108,7 @@ class SageMakerEngine:
 
     async def _stream(self, endpoint: str, kwargs: dict[str, Any]) -> AsyncGenerator[EngineEvent, None]:
         call = _Call(endpoint, lambda call: _read_stream(call, self._client(), kwargs))
-        parser = StreamParser()
+        parser = StreamParser(f"SageMaker endpoint {endpoint!r}")
         try:
             while True:
                 item = await call.next(endpoint)
@@ -152,14 +153,12 @@ def request_body(request: EngineRequest, *, stream: bool) -> dict[str, Any]:
 
 
 class StreamParser:
-    """Turns the container's streaming bytes, fed in any cuts, into text pieces and a Finish."""
+    """Turns the container's streaming bytes, fed in any cuts, into text pieces and a Finish: the
+    lines are cut here, each line's chunk is read by engines/chunks.py (as the OpenAI engine's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "the endpoint") -> None:
         self._buffer = b""
-        self._reason: str | None = None
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
-        self._tokens = 0  # token events seen (TGI, LMI jsonlines), for when no count is given
+        self._reader = ChunkReader(source)
 
     def feed(self, data: bytes) -> list[str]:
         self._buffer += data
@@ -174,11 +173,7 @@ class StreamParser:
         return self._line(rest)
 
     def finish(self) -> Finish:
-        return Finish(
-            self._reason or "stop",
-            prompt_tokens=self._prompt_tokens,
-            completion_tokens=self._completion_tokens or self._tokens,
-        )
+        return self._reader.finish()
 
     def _line(self, raw: bytes) -> list[str]:
         line = raw.decode("utf-8", errors="replace").strip()  # whole lines: UTF-8 sequences are whole
@@ -188,51 +183,8 @@ class StreamParser:
             line = line[5:].strip()
         elif line.startswith(("event:", "id:", "retry:")):
             return []
-        if line == "[DONE]":
-            return []
-        try:
-            data = json.loads(line)
-        except ValueError:
-            raise EngineError(
-                f"unexpected line in the endpoint's stream: {line[:200]!r}", retryable=False
-            ) from None
-        if not isinstance(data, dict):
-            return []
-        if data.get("error"):
-            raise _payload_error(data)
-        return self._chat_chunk(data) if "choices" in data else self._token_line(data)
-
-    def _chat_chunk(self, data: dict[str, Any]) -> list[str]:
-        self._usage(data.get("usage"))
-        texts = []
-        for choice in data.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            content = (choice.get("delta") or {}).get("content") or choice.get("text")
-            if content:
-                texts.append(content)
-            if choice.get("finish_reason"):
-                self._reason = _REASONS.get(choice["finish_reason"], choice["finish_reason"])
-        return texts
-
-    def _token_line(self, data: dict[str, Any]) -> list[str]:
-        details = data.get("details") or {}
-        if details.get("finish_reason"):
-            self._reason = _REASONS.get(details["finish_reason"], details["finish_reason"])
-        if details.get("generated_tokens"):
-            self._completion_tokens = int(details["generated_tokens"])
-        self._usage(data.get("usage"))
-        token = data.get("token")
-        if not isinstance(token, dict):
-            return []
-        self._tokens += 1
-        # TGI streams the end-of-sequence token too, flagged special; it is not part of the text.
-        return [token["text"]] if token.get("text") and not token.get("special") else []
-
-    def _usage(self, usage: Any) -> None:
-        if isinstance(usage, dict):
-            self._prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            self._completion_tokens = int(usage.get("completion_tokens") or 0)
+        text = self._reader.read(line)
+        return [text] if text else []
 
 
 def parse_response(body: bytes, endpoint: str = "") -> tuple[str, Finish]:
@@ -246,14 +198,14 @@ def parse_response(body: bytes, endpoint: str = "") -> tuple[str, Finish]:
     if isinstance(data, list) and data:
         data = data[0]
     if isinstance(data, dict) and data.get("error"):
-        raise _payload_error(data)
+        raise chunk_error(data, f"SageMaker endpoint {endpoint!r}")
     if isinstance(data, dict) and data.get("choices"):
         choice = data["choices"][0]
         text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
         usage = data.get("usage") or {}
         reason = choice.get("finish_reason") or "stop"
         finish = Finish(
-            _REASONS.get(reason, reason),
+            finish_reason(reason),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
@@ -262,21 +214,9 @@ def parse_response(body: bytes, endpoint: str = "") -> tuple[str, Finish]:
         details = data.get("details") or {}
         reason = details.get("finish_reason") or "stop"
         return data["generated_text"], Finish(
-            _REASONS.get(reason, reason), completion_tokens=int(details.get("generated_tokens") or 0)
+            finish_reason(reason), completion_tokens=int(details.get("generated_tokens") or 0)
         )
     raise EngineError(f"endpoint {endpoint!r} answered an unknown shape: {body[:200]!r}", retryable=False)
-
-
-def _payload_error(data: dict[str, Any]) -> EngineError:
-    """An error the container put in its body: TGI's `{"error", "error_type"}`, OpenAI's
-    `{"error": {"message", "code"}}`, LMI's `{"code", "message"}`."""
-    error = data["error"]
-    message = str(error.get("message", error) if isinstance(error, dict) else error)
-    code = error.get("code") if isinstance(error, dict) else data.get("code")
-    if isinstance(code, int) and 400 <= code < 600:
-        return EngineError.from_status(code, f"model error: {message}")
-    retryable = data.get("error_type") not in ("validation",)  # TGI: overloaded, generation, ...
-    return EngineError(f"model error: {message}", retryable=retryable)
 
 
 def engine_error(error: BaseException, endpoint: str) -> EngineError:

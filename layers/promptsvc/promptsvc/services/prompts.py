@@ -10,7 +10,7 @@ from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.clock import now_rfc3339, seconds_until
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptRepository, ThreadEventLog
+from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, request_hash
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, thread_key_of
@@ -28,7 +28,7 @@ class AddResult:
 class PromptService:
     def __init__(
         self,
-        repository: PromptRepository,
+        repository: PromptStore,
         queue: PromptQueue,
         catalog: Callable[[], Catalog],
         *,

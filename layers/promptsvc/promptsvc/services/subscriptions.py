@@ -8,12 +8,12 @@ Frames to the client (all JSON):
 - thread events, as `ThreadEvent.wire()`.
 """
 
-import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from promptsvc.domain import bounded_json
 from promptsvc.domain.bounded_json import JsonRejected
@@ -27,6 +27,7 @@ from promptsvc.domain.ports import (
 )
 from promptsvc.domain.prompt import ID_PATTERN
 from promptsvc.domain.thread_events import MAX_SEQ
+from promptsvc.domain.validation import TAG_ERRORS, describe, quote, untagged, worded
 from promptsvc.services.connection_keys import ConnectionKeys
 from promptsvc.services.fanout import Fanout, Outcome, forget_connection
 from promptsvc.services.keys import KeyService
@@ -35,11 +36,65 @@ logger = Logger(child=True)
 
 ACTIONS = ("subscribe", "unsubscribe", "ping")
 REVOKED = "the API key of this connection was revoked: the connection is closed"
-_THREAD_ID = re.compile(ID_PATTERN)
+_ID_RULE = "(letters, digits and ._:@-, up to 128)"
 
 
 class BadRequest(Exception):
     """A message the client must fix; `str()` is shown to it in an error frame."""
+
+
+# -- the client's frames: a discriminated union on `action` -------------------------------------
+
+ThreadId = Annotated[str, Field(pattern=ID_PATTERN), worded(f"threadId must be a thread id {_ID_RULE}")]
+Owner = Annotated[str | None, Field(pattern=ID_PATTERN), worded(f"userId must be a user id {_ID_RULE}")]
+Seq = Annotated[
+    int | None,
+    Field(ge=0, le=MAX_SEQ),
+    worded("after must be a seq, 0 or more", less_than_equal=f"after must be at most {MAX_SEQ}"),
+]
+
+
+class _Frame(BaseModel):
+    """Types as sent (`"5"` is no seq); keys this service does not read are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Ping(_Frame):
+    action: Literal["ping"]
+
+
+class _OnThread(_Frame):
+    # Validated when absent too, so a missing threadId reads as what it is not: a thread id.
+    threadId: ThreadId = Field(None, validate_default=True)
+    userId: Owner = None  # an admin's: whose thread
+
+
+class _Unsubscribe(_OnThread):
+    action: Literal["unsubscribe"]
+
+
+class _Subscribe(_OnThread):
+    action: Literal["subscribe"]
+    after: Seq = None  # replay the stored events after this seq; absent: live events only
+
+
+_FRAMES: TypeAdapter[_Ping | _Unsubscribe | _Subscribe] = TypeAdapter(
+    Annotated[_Ping | _Unsubscribe | _Subscribe, Field(discriminator="action"), untagged("action")]
+)
+
+
+def _frame(request: dict[str, Any]) -> _Ping | _Unsubscribe | _Subscribe:
+    """The client's request; BadRequest naming every problem when it is not one."""
+    try:
+        return _FRAMES.validate_python(request)
+    except ValidationError as error:
+        problems = error.errors(include_url=False)
+        if any(problem["type"] in TAG_ERRORS for problem in problems):
+            action = request.get("action")
+            problem = "no action" if action is None else f"unknown action {quote(action)}"
+            raise BadRequest(f"{problem}: use one of {', '.join(ACTIONS)}") from None
+        raise BadRequest(describe(problems)) from None
 
 
 class SubscriptionService:
@@ -93,15 +148,13 @@ class SubscriptionService:
         try:
             request = _parse(body)
             action = request.get("action")
-            if action not in ACTIONS:
-                problem = "no action" if action is None else f"unknown action {action!r}"
-                raise BadRequest(f"{problem}: use one of {', '.join(ACTIONS)}")
-            if action == "ping":
-                self._send(connection_id, {"type": "pong"})
-            elif action == "unsubscribe":
-                self.unsubscribe(connection_id, _thread_id(request), _owner(request))
-            else:
-                self.subscribe(connection_id, _thread_id(request), _after(request), _owner(request))
+            match _frame(request):
+                case _Ping():
+                    self._send(connection_id, {"type": "pong"})
+                case _Unsubscribe(threadId=thread_id, userId=owner):
+                    self.unsubscribe(connection_id, thread_id, owner)
+                case _Subscribe(threadId=thread_id, after=after, userId=owner):
+                    self.subscribe(connection_id, thread_id, after, owner)
         except BadRequest as error:
             named = action if isinstance(action, str) else None
             self._send(connection_id, {"type": "error", "action": named, "error": str(error)})
@@ -165,33 +218,6 @@ def _thread_key(connection: Connection, thread_id: str, owner: str | None) -> st
     if owner and owner != connection.user_id and not connection.is_admin:
         raise BadRequest("userId: only an admin may name another user's thread")
     return scoped(owner or connection.user_id, thread_id)
-
-
-def _owner(request: dict[str, Any]) -> str | None:
-    value = request.get("userId")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _THREAD_ID.match(value):
-        raise BadRequest("userId must be a user id (letters, digits and ._:@-, up to 128)")
-    return value
-
-
-def _thread_id(request: dict[str, Any]) -> str:
-    value = request.get("threadId")
-    if not isinstance(value, str) or not _THREAD_ID.match(value):
-        raise BadRequest("threadId must be a thread id (letters, digits and ._:@-, up to 128)")
-    return value
-
-
-def _after(request: dict[str, Any]) -> int | None:
-    value = request.get("after")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest("after must be a seq, 0 or more")
-    if value > MAX_SEQ:
-        raise BadRequest(f"after must be at most {MAX_SEQ}")
-    return value
 
 
 def credential(query: dict[str, str] | None, authorization: str | None) -> str | None:

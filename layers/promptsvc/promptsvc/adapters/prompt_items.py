@@ -1,0 +1,80 @@
+"""The prompts table's item format (DynamoDB). An item holds the prompt plus derived keys:
+
+- `pk` = userId#id, the table's key: prompt ids are per user (domain.names);
+- `sk` = createdAt#id: the sort key of every index, a unique time-ordered position;
+- `userThread` = userId#threadId and `userStatus` = userId#status: a user's thread or status is one
+  index partition, so filtering by them reads only the matching items;
+- `expiresAt`: epoch seconds, set once a prompt is terminal (the table's TTL attribute).
+
+Every composite key is built by `domain.names.composite`, here and nowhere else in the adapters.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from promptsvc.domain.names import composite
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.status import Status
+
+PROMPT_FIELDS = tuple(Prompt.__dataclass_fields__)
+SORT_ATTRIBUTE = "sk"
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index of the table; every one sorts on `sk` (createdAt#id)."""
+
+    name: str
+    partition: tuple[str, ...]  # the prompt fields whose values, joined, make the partition key
+    key_attribute: str
+
+    def key_of(self, fields: Mapping[str, Any]) -> str:
+        return composite(*(fields[name] for name in self.partition))
+
+
+# Most selective first: the read plan takes the first whose partitions are few.
+INDEXES: tuple[Index, ...] = (
+    Index("byUserThread", ("userId", "threadId"), "userThread"),
+    Index("byUserStatus", ("userId", "status"), "userStatus"),
+    Index("byThread", ("threadId",), "threadId"),
+    Index("byStatus", ("status",), "status"),
+    Index("byUser", ("userId",), "userId"),
+)
+
+
+def table_key(user_id: str, prompt_id: str) -> dict[str, str]:
+    return {"pk": composite(user_id, prompt_id)}
+
+
+def derived_keys(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The key attributes an item derives from its prompt's fields (all of them, or the ones a
+    status change touches when `fields` holds only userId and status)."""
+    keys: dict[str, str] = {}
+    if "id" in fields:
+        keys["pk"] = composite(fields["userId"], fields["id"])
+        keys[SORT_ATTRIBUTE] = composite(fields["createdAt"], fields["id"])
+    for index in INDEXES:
+        if len(index.partition) > 1 and all(name in fields for name in index.partition):
+            keys[index.key_attribute] = index.key_of(fields)
+    return keys
+
+
+def to_item(prompt: Prompt) -> dict[str, Any]:
+    item: dict[str, Any] = {name: getattr(prompt, name) for name in PROMPT_FIELDS}
+    item["status"] = str(prompt.status)
+    item.update(derived_keys(item))
+    return item
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def to_prompt(item: Mapping[str, Any]) -> Prompt:
+    data = {name: _plain(item[name]) for name in PROMPT_FIELDS if name in item}
+    data["status"] = Status(data["status"])
+    return Prompt(**data)

@@ -1,0 +1,79 @@
+"""Closing events a stopped consumer never wrote: every prompt's thread events end with its final
+status (`completed`, `abandoned`, `canceled`, `removed`), and a consumer that dies between
+finishing a prompt and storing that event, or before it notices a removal, leaves the thread
+without one. Both repairs come with a queue message: the finished prompt's own message coming back,
+or the check a removal queued for the end of the run's lease (consumer/removal_check.py)."""
+
+import asyncio
+import math
+from collections.abc import Callable
+
+from aws_lambda_powertools import Logger
+
+from promptsvc.consumer.outcome import Outcome, RunResult
+from promptsvc.consumer.removal_check import closing_event_needed
+from promptsvc.consumer.telemetry import log_keys
+from promptsvc.domain.clock import epoch_seconds, now_rfc3339, seconds_until
+from promptsvc.domain.ports import ThreadEventLog
+from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.thread_events import (
+    HOLE_SECONDS,
+    RemovalCheck,
+    closing_event_missing,
+    status_event,
+    thread_key_of,
+)
+
+logger = Logger(child=True)
+
+REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
+CLOSE_GRACE_SECONDS = 10  # how long the consumer that finished a prompt may take to write its closing event
+
+
+class ClosingEvents:
+    def __init__(self, events: ThreadEventLog | None, clock: Callable[[], float]) -> None:
+        self._events = events
+        self._clock = clock
+
+    async def close_removed(self, check: RemovalCheck) -> RunResult:
+        """A removal's check: once the removed run's lease is over, end the thread's events with
+        `removed` unless its consumer did."""
+        if self._events is None:
+            return RunResult(Outcome.SKIPPED)
+        now_ms = int(self._clock() * 1000)
+        if now_ms < check.lease_until_ms:  # early (SQS delays 15 minutes at most): the run may still write
+            return RunResult(Outcome.BUSY, retry_after=seconds_until(check.lease_until_ms, now_ms))
+        needed = await asyncio.to_thread(closing_event_needed, self._events, check)
+        if needed is None:
+            return RunResult(Outcome.BUSY, retry_after=math.ceil(HOLE_SECONDS))
+        if needed:
+            await asyncio.to_thread(self._events.append, check.removed_event(now_rfc3339()))
+            logger.warning(
+                "ended a removed prompt's thread events: its consumer stopped before it could",
+                prompt_id=check.prompt_id,
+                thread_id=check.thread_id,
+            )
+        return RunResult(Outcome.SKIPPED)
+
+    async def close_if_missing(self, prompt: Prompt) -> RunResult:
+        """A finished prompt's message came back: maybe its consumer died after finishing it but
+        before storing the thread's closing status event (the events follow the status change).
+        If the thread's recent events hold no closing event of this prompt, store it now. Within
+        `CLOSE_GRACE_SECONDS` of the finish the consumer that finished it may still be writing it
+        (this is a duplicate delivery racing it): then the message is kept, to look again once
+        that time has passed."""
+        if self._events is None:
+            return RunResult(Outcome.SKIPPED)
+        try:
+            recent = await asyncio.to_thread(self._events.recent, thread_key_of(prompt), REPAIR_LOOKBACK)
+            if not closing_event_missing(prompt, recent, complete=len(recent) < REPAIR_LOOKBACK):
+                return RunResult(Outcome.SKIPPED)
+            waited = self._clock() - epoch_seconds(prompt.updatedAt)
+            if waited < CLOSE_GRACE_SECONDS:
+                return RunResult(Outcome.BUSY, retry_after=max(1, math.ceil(CLOSE_GRACE_SECONDS - waited)))
+            event = status_event(prompt, str(prompt.status), now_rfc3339(), prompt.error)
+            await asyncio.to_thread(self._events.append, event)
+            logger.warning("stored a finished prompt's missing closing event", **log_keys(prompt))
+        except Exception:
+            logger.exception("could not check the thread's closing event", **log_keys(prompt))
+        return RunResult(Outcome.SKIPPED)

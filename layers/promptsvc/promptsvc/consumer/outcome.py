@@ -1,0 +1,27 @@
+"""What a run of a prompt tells its host to do with the prompt's message (consumer/settle.py):
+delete it, keep it until `retry_after` has passed, or move it to the dead-letter queue."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    CANCELED = "canceled"  # canceled while running: stopped, partial answer kept
+    SKIPPED = "skipped"  # nothing to do: gone, terminal, or changed under us (duplicate delivery)
+    DISCARDED = "discarded"  # the prompt was removed or changed while the engine ran
+    BUSY = "busy"  # running elsewhere under a live lease: look again when it runs out
+    RETRY = "retry"  # errored: run again after the backoff
+    ABANDONED = "abandoned"
+    DEAD_LETTER = "dead-letter"  # abandoned because consumers kept dying on it
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    retry_after: int = 0  # seconds until the message should come back (BUSY, RETRY)
+    error: str = ""
+
+    @property
+    def keep_message(self) -> bool:
+        return self.outcome in (Outcome.BUSY, Outcome.RETRY)
