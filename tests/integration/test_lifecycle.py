@@ -71,7 +71,7 @@ def test_a_duplicate_delivered_while_running_is_kept_until_the_lease_ends(
     aws_client("sqs").send_message(
         QueueUrl=queue_url, MessageBody=message_body(prompt["id"], prompt["userId"])
     )
-    settings_engine = FACTORIES["mock"](settings)
+    settings_engine = FACTORIES["mock"](settings.engines)
     original_run = PromptRunner.run
     outcomes: list[Outcome] = []
 
