@@ -1,13 +1,14 @@
 """HTTP API function: the FastAPI app behind Mangum (API Gateway HTTP API, payload v2)."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
+from promptsvc import tracing
 from promptsvc.api.app import create_app
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 asgi = Mangum(create_app(get_settings().for_function("api")), lifespan="off")
 

@@ -5,7 +5,7 @@ holds) is reported as a batch item failure after its visibility was set; all oth
 Lambda deletes them.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
@@ -14,12 +14,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import wiring
+from promptsvc import tracing, wiring
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 settings = get_settings().for_function("consumer")

@@ -3,17 +3,17 @@ re-queues stranded ones (stored `scheduled`, their message never sent: consumer/
 
 from dataclasses import asdict
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import wiring
+from promptsvc import tracing, wiring
 from promptsvc.adapters.prompt_queue import SqsPromptQueue
 from promptsvc.consumer.dead_letters import sweep
 from promptsvc.consumer.stranded import requeue_stranded
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("deadletter")
 repository = wiring.prompt_store(settings)

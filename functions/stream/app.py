@@ -5,7 +5,7 @@ given (other than because it is gone) is reported as a batch item failure: the s
 and the connections that got it already skip it.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
@@ -13,12 +13,12 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import wiring
+from promptsvc import tracing, wiring
 from promptsvc.adapters.thread_event_table import is_event_item, item_to_event
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 settings = get_settings().for_function("stream")

@@ -4,17 +4,17 @@ Answers go to the client as frames through the Management API; the return value 
 Gateway whether to accept a handshake ($connect: 200, or 401 to refuse it).
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import wiring
+from promptsvc import tracing, wiring
 from promptsvc.domain.errors import Unauthorized
 from promptsvc.services.subscriptions import credential
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("ws")
 service = wiring.subscription_service(settings)

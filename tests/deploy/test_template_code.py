@@ -199,10 +199,16 @@ def test_every_table_has_the_keys_the_code_uses(template: dict[str, Any]) -> Non
 def test_the_prompts_table_has_every_index_the_query_planner_uses(template: dict[str, Any]) -> None:
     props = table(template, "PromptsTable")
     assert indexes(props) == {
-        index.name: {"HASH": index.key_attribute, "RANGE": SORT_ATTRIBUTE} for index in INDEXES
+        index.name: {"HASH": index.key_attribute, "RANGE": index.sort_attribute} for index in INDEXES
     }
     types = attribute_types(props)
     assert all(types[index.key_attribute] == "S" for index in INDEXES)
+    assert all(types[index.sort_attribute] == "S" for index in INDEXES)
+    # sk is createdAt#id; an index sorting on another time field sorts on that field itself.
+    assert {(i.sort_field, i.sort_attribute) for i in INDEXES} == {
+        ("createdAt", SORT_ATTRIBUTE),
+        ("updatedAt", "updatedAt"),
+    }
 
 
 def test_the_other_indexes_match_their_adapters(template: dict[str, Any]) -> None:

@@ -213,7 +213,7 @@ def test_a_write_dynamodb_would_refuse_is_refused_by_the_size_check_before_it_is
 ) -> None:
     prompt = add(client, keys["alice"], prompt=LARGE_PROMPT)
     repository = wiring.prompt_store(settings)
-    claimed = repository.claim_waiting(prompt["id"], "alice", now_rfc3339(), 2**42)
+    claimed = repository.claim_waiting(prompt["id"], "alice", now_rfc3339(), 2**42).claimed
     assert claimed is not None
     before = item_of(local_stack, prompt["id"])
     aws_calls.clear()

@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from promptsvc.adapters import clients
+from promptsvc.adapters.prompt_reads import DynamoPromptReader
+from promptsvc.services.listing import PromptLister, ReadLimits
+from promptsvc.settings import Settings
 from promptsvc_dev.sqs_source import SqsEventSource
 
 from tests.conftest import auth
@@ -244,3 +247,63 @@ def test_an_empty_body_lists_with_defaults(client: TestClient, keys: dict[str, s
 
     assert response.status_code == 200
     assert len(response.json()["prompts"]) == 12
+
+
+def test_time_ranges_and_update_order(client: TestClient, keys: dict[str, str], seeded: dict) -> None:
+    everything = list_all(client, keys["alice"], limit=100)
+    newest_first = [p["id"] for p in everything]
+    middle = everything[3]["createdAt"]
+    older = list_all(
+        client, keys["alice"], limit=2,
+        filters=[{"fields": ["createdAt"], "op": "lessThanOrEqual", "jsonValues": values(middle)}],
+    )  # fmt: skip
+    by_change = list_all(client, keys["alice"], limit=3, orderBys=[{"field": "updatedAt", "desc": True}])
+    changed = [(p["updatedAt"], p["id"]) for p in by_change]
+
+    assert [p["id"] for p in older] == newest_first[3:]
+    assert changed == sorted(changed, reverse=True) and len(changed) == 12
+
+
+@pytest.fixture
+def small_limits(client: TestClient, settings: Settings) -> None:
+    """The app's lister with reads bounded to 10 items a request (the service's are 1,000)."""
+    limits = ReadLimits(budget=10, sort_ceiling=10, count_ceiling=10)
+    client.app.state.lister = PromptLister(  # type: ignore[attr-defined]
+        DynamoPromptReader(settings.prompts_table), lambda: b"k" * 32, limits
+    )
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_past_the_read_ceilings_a_query_is_a_400_saying_why(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
+    """Alice has 12 prompts; sorting or counting more than 10 is refused, naming what to narrow."""
+    by_runs = client.post(
+        "/prompt-svc/prompts",
+        json={"query": {"orderBys": [{"field": "maxRetries"}]}},
+        headers=auth(keys["alice"]),
+    )
+    counted = client.post("/prompt-svc/prompts", json={"query": {"count": True}}, headers=auth(keys["alice"]))
+    narrowed = list_page(
+        client, keys["alice"], count=True, orderBys=[{"field": "maxRetries"}],
+        filters=[{"fields": ["threadId"], "op": "equals", "jsonValues": values("a")}],
+    )  # fmt: skip
+
+    assert by_runs.status_code == 400
+    assert "query.orderBys" in by_runs.json()["error"] and "at most 10" in by_runs.json()["error"]
+    assert counted.status_code == 400 and "query.count" in counted.json()["error"]
+    assert narrowed["count"] == 7 and [p["maxRetries"] for p in narrowed["prompts"]] == list(range(7))
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_filter_no_key_serves_may_answer_a_short_page_with_a_cursor(
+    client: TestClient, keys: dict[str, str], seeded: dict
+) -> None:
+    """Each request reads at most 10 of alice's 12 prompts: the first page ends after 10 read, with
+    what matched among them and a cursor; all pages together are the answer."""
+    where = [{"fields": ["prompt"], "op": "startsWith", "jsonValues": values("banana")}]
+    first = list_page(client, keys["alice"], limit=5, filters=where)
+    listed = list_all(client, keys["alice"], limit=5, filters=where)
+
+    assert len(first["prompts"]) < 5 and first["after"]  # a short page, and more to come
+    assert [p["id"] for p in listed] == list(reversed(seeded["b"]))

@@ -3,8 +3,9 @@
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -15,9 +16,8 @@ from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.domain.clock import now_rfc3339
-from promptsvc.domain.ports import Deadline
 from promptsvc.domain.prompt import Prompt
-from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent
+from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, EventType, RemovalCheck, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, EngineRequest, Finish
 from promptsvc.engines.registry import EngineRegistry
@@ -339,16 +339,16 @@ def test_a_removal_check_before_the_lease_ends_waits_and_after_a_live_consumer_w
 
 
 class SlowDeltaLog(DynamoThreadEventLog):
-    """The thread events table, with each delta write held up `hold` seconds."""
+    """The thread events table, with each write of deltas held up `hold` seconds."""
 
     def __init__(self, table_name: str, hold: float) -> None:
         super().__init__(table_name)
         self.hold = hold
 
-    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
-        if event.type is EventType.DELTA:
+    def append_many(self, events: Sequence[ThreadEvent], **options: Any) -> list[ThreadEvent]:
+        if any(event.type is EventType.DELTA for event in events):
             time.sleep(self.hold)
-        return super().append(event, deadline=deadline)
+        return super().append_many(events, **options)
 
 
 def test_a_run_whose_events_land_past_its_lease_fence_neither_stores_them_nor_completes(
@@ -410,10 +410,10 @@ def test_a_run_keeps_its_lease_while_its_last_deltas_are_written(
 class DiesBeforeClosing(DynamoThreadEventLog):
     """The thread events table, in a process that dies as it is about to store a closing event."""
 
-    def append(self, event: ThreadEvent, *, deadline: Deadline | None = None) -> ThreadEvent:
-        if event.type is EventType.STATUS and event.status == "completed":
+    def append_many(self, events: Sequence[ThreadEvent], **options: Any) -> list[ThreadEvent]:
+        if any(event.type is EventType.STATUS and event.status == "completed" for event in events):
             raise mock.ConsumerKilled("died between completing the prompt and its closing event")
-        return super().append(event, deadline=deadline)
+        return super().append_many(events, **options)
 
 
 def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repaired_once(
@@ -441,11 +441,11 @@ def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repair
     )
 
     at_once = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
-    clock[0] += 11  # past the grace the finishing consumer has to write it
+    clock[0] += CLOSE_GRACE_SECONDS + 1  # past the grace the finishing consumer has to write it
     later = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
     again = asyncio.run(redelivered.run(prompt["id"], user_id="alice"))
 
-    assert at_once.outcome is Outcome.BUSY and 1 <= at_once.retry_after <= 10
+    assert at_once.outcome is Outcome.BUSY and 1 <= at_once.retry_after <= CLOSE_GRACE_SECONDS
     assert later.outcome is Outcome.SKIPPED and again.outcome is Outcome.SKIPPED
     body = client.get(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"])).json()
     assert body["prompt"]["status"] == "completed" and body["prompt"]["runCount"] == 1

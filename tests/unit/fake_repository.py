@@ -1,13 +1,14 @@
 """In-memory prompts implementing the ports (domain.ports.PromptStore's writes the tests use, and
 PromptReader) with the DynamoDB adapters' semantics: conditional status changes, ids per user,
-reads in `sort_key` order past a cursor, lazily, as many as the caller still wants."""
+reads in the order of a time field past a cursor, lazily, as many as the caller's `Reads` grant."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import Any, Unpack
 
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.query import Selection
+from promptsvc.domain.reads import Reads
 from promptsvc.domain.status import Status, sources_for
 
 
@@ -75,18 +76,33 @@ class FakePrompts:
 
     # -- PromptReader --------------------------------------------------------------------------
 
+    def orders(self, selection: Selection) -> frozenset[str]:
+        """Creation order always; last change for one user's prompts (as the table's indexes)."""
+        return frozenset({"createdAt", "updatedAt"} if "userId" in selection.pinned else {"createdAt"})
+
     def in_order(
-        self, selection: Selection, *, desc: bool, after: str | None, wanted: Callable[[], int]
+        self, selection: Selection, *, by: str, desc: bool, after: tuple[str, str] | None, reads: Reads
     ) -> Iterator[Prompt]:
+        assert by in self.orders(selection), f"no index reads this selection by {by}"
+
+        def where(p: Prompt) -> tuple[str, str]:
+            return (str(getattr(p, by)), p.id)
+
+        # The selection's keys and time ranges are key conditions: what they exclude is never read.
         chosen = [p for p in self._prompts.values() if selection.admits(_fields(p))]
-        chosen.sort(key=lambda p: p.sort_key, reverse=desc)
+        chosen.sort(key=where, reverse=desc)
         if after is not None:
-            chosen = [p for p in chosen if (p.sort_key < after if desc else p.sort_key > after)]
+            chosen = [p for p in chosen if (where(p) < after if desc else where(p) > after)]
         while chosen:
-            size = max(1, wanted())
+            size = reads.grant(1)
+            if size <= 0:
+                return
             page, chosen = chosen[:size], chosen[size:]
+            reads.took(size, len(page))
             self.reads += len(page)
             yield from page
 
-    def count(self, selection: Selection) -> int:
-        return sum(1 for p in self._prompts.values() if selection.admits(_fields(p)))
+    def count(self, selection: Selection, *, most: int) -> int | None:
+        admitted = sum(1 for p in self._prompts.values() if selection.admits(_fields(p)))
+        self.reads += min(admitted, most + 1)
+        return admitted if admitted <= most else None

@@ -1,10 +1,18 @@
 """The rule that decides whether a finished prompt's closing thread event is missing (a consumer
 died between finishing the prompt and storing the event): never a second closing event."""
 
+from dataclasses import replace
+
 from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import EventType, RemovalCheck, ThreadEvent, closing_event_missing
+from promptsvc.domain.thread_events import (
+    EventType,
+    RemovalCheck,
+    ThreadEvent,
+    closing_event_missing,
+    writes_in_flight,
+)
 
 DONE = Prompt(
     id="p1", prompt="x", modelId="m", template="", threadId="t", userId="alice",
@@ -93,3 +101,18 @@ def test_a_removal_check_waits_while_a_later_write_is_in_flight() -> None:
         5: event("p2", EventType.DELTA, "00:04.000000"),
     })  # fmt: skip
     assert closing_event_needed(log, CHECK) is None  # type: ignore[arg-type]
+
+
+def numbered(*seqs: int) -> list[ThreadEvent]:
+    """Stored events with these seqs, newest first."""
+    return [replace(event("p2", EventType.DELTA, "00:09.000000"), seq=seq) for seq in seqs]
+
+
+def test_a_seq_taken_but_not_stored_is_a_write_in_flight() -> None:
+    """The repair of a missing closing event waits while the thread's counter is past its stored
+    events, or a seq among them is missing: that write may be the closing event."""
+    assert writes_in_flight(numbered(7, 6, 5), last_seq=7) is False
+    assert writes_in_flight(numbered(7, 6, 5), last_seq=8) is True  # the newest seq not stored yet
+    assert writes_in_flight(numbered(7, 5, 4), last_seq=7) is True  # 6 taken, not stored yet
+    assert writes_in_flight([], last_seq=0) is False
+    assert writes_in_flight([], last_seq=3) is True

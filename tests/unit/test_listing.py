@@ -18,10 +18,10 @@ from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal, Role
 from promptsvc.domain.prompt import Prompt
-from promptsvc.domain.query import Query, parse_query, random_rank
+from promptsvc.domain.query import Query, parse_query, random_rank, select
 from promptsvc.domain.status import Status
 from promptsvc.services import listing
-from promptsvc.services.listing import Page, PromptLister
+from promptsvc.services.listing import Page, PromptLister, ReadLimits
 
 from tests.unit.fake_repository import FakePrompts
 
@@ -32,11 +32,17 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 STATUSES = list(Status)
 
 
+def at(second: int) -> str:
+    """The stored time `second` seconds after T0."""
+    return now_rfc3339(T0 + timedelta(seconds=second))
+
+
 def secret() -> bytes:
     return b"k" * 32
 
 
 def make_prompt(n: int, user: str, thread: str, status: Status, run_count: int, second: int) -> Prompt:
+    """Updated a few seconds after creation (so update order differs, and ties happen)."""
     stamp = now_rfc3339(T0 + timedelta(seconds=second))
     return Prompt(
         id=f"p{n:03d}",
@@ -48,7 +54,7 @@ def make_prompt(n: int, user: str, thread: str, status: Status, run_count: int, 
         status=status,
         runCount=run_count,
         createdAt=stamp,
-        updatedAt=stamp,
+        updatedAt=now_rfc3339(T0 + timedelta(seconds=second + n * 7 % 5)),
     )
 
 
@@ -142,6 +148,26 @@ FILTERS = [
         {"filters": [{"op": "isInList", "fields": ["userId"], "jsonValues": '["alice", "carol"]'}]},
         lambda p: p.userId in ("alice", "carol"),
     ),
+    Case(
+        "created-range",
+        {
+            "filters": [
+                {"op": "greaterThanOrEqual", "fields": ["createdAt"], "jsonValues": f'["{at(3)}"]'},
+                {"op": "lessThan", "fields": ["createdAt"], "jsonValues": f'["{at(11)}"]'},
+            ]
+        },
+        lambda p: at(3) <= p.createdAt < at(11),
+    ),
+    Case(
+        "updated-after-in-thread",
+        {
+            "filters": [
+                {"op": "greaterThan", "fields": ["updatedAt"], "jsonValues": f'["{at(6)}"]'},
+                {"op": "equals", "fields": ["threadId"], "jsonValues": '["t0"]'},
+            ]
+        },
+        lambda p: p.updatedAt > at(6) and p.threadId == "t0",
+    ),
 ]
 
 ORDERS = [
@@ -158,6 +184,8 @@ ORDERS = [
         {"orderBys": [{"field": "threadId", "desc": True}, {"field": "runCount"}]},
         [("threadId", True), ("runCount", False)],
     ),
+    Case("updatedAt-desc", {"orderBys": [{"field": "updatedAt", "desc": True}]}, [("updatedAt", True)]),
+    Case("updatedAt-asc", {"orderBys": [{"field": "updatedAt"}]}, [("updatedAt", False)]),
     Case("random", {"orderBys": [{"sortingType": "random"}]}, None),
     Case("randomize", {"orderBys": [{"field": "createdAt", "randomize": True}]}, None),
 ]
@@ -452,3 +480,169 @@ def test_index_order_reads_on_when_a_partition_runs_dry() -> None:
     assert [i.id for i in page.items] == ["p000"] + [f"p{n:03d}" for n in range(39, 30, -1)]
     assert page.after is not None
     assert repo.reads <= 2 * (10 + 1) + 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Every request reads a bounded number of items (small limits here; domain.query's in service)
+
+SMALL = ReadLimits(budget=10, sort_ceiling=10, count_ceiling=10)
+
+
+def pages_reading(
+    repo: FakePrompts, lister: PromptLister, principal: Principal, query: Query
+) -> tuple[list[str], list[int], list[int]]:
+    """Every id across all pages, the items each request read, and each page's size. A page may be
+    short, even empty, with a cursor: its filters left it short when its reads ran out."""
+    ids: list[str] = []
+    reads: list[int] = []
+    sizes: list[int] = []
+    after = None
+    for _ in range(500):
+        before = repo.reads
+        page = lister.page(principal, replace(query, after=after))
+        reads.append(repo.reads - before)
+        sizes.append(len(page.items))
+        ids.extend(item.id for item in page.items)
+        after = page.after
+        if after is None:
+            return ids, reads, sizes
+    raise AssertionError("paging does not terminate")
+
+
+def many(count: int, user: str = "alice") -> list[Prompt]:
+    return [make_prompt(n, user, f"t{n % 3}", STATUSES[n % 6], n % 4, second=n) for n in range(count)]
+
+
+def test_a_filter_no_key_serves_reads_at_most_the_budget_per_page_and_goes_on() -> None:
+    """Two prompts of 200 match: a page reads 10 items and answers what matched among them."""
+    prompts = many(200)
+    repo = FakePrompts(prompts)
+    lister = PromptLister(repo, secret, SMALL)
+    rare = {"filters": [{"op": "containsSubstring", "fields": ["prompt"], "jsonValues": '["77"]'}]}
+    ids, reads, sizes = pages_reading(repo, lister, ALICE, query_of(rare, limit=3))
+    assert ids == ["p177", "p077"]
+    assert max(reads) <= SMALL.budget
+    assert 0 in sizes[:-1]  # empty pages with a cursor: the contract DynamoDB's own Query has
+
+
+def test_key_filters_and_time_ranges_read_little_more_than_the_page() -> None:
+    prompts = many(300)
+    repo = FakePrompts(prompts)
+    lister = PromptLister(repo, secret, SMALL)
+    for raw in [
+        {"filters": [{"op": "equals", "fields": ["threadId"], "jsonValues": '["t1"]'}]},
+        {"filters": [{"op": "greaterThanOrEqual", "fields": ["createdAt"], "jsonValues": f'["{at(250)}"]'}]},
+        {"filters": [{"op": "lessThan", "fields": ["updatedAt"], "jsonValues": f'["{at(40)}"]'}],
+         "orderBys": [{"field": "updatedAt", "desc": True}]},
+    ]:  # fmt: skip
+        _, reads, sizes = pages_reading(repo, lister, ALICE, query_of(raw, limit=7))
+        assert all(size == 7 for size in sizes[:-1])
+        assert max(reads) <= 7 + 1, raw
+
+
+def test_an_order_no_index_serves_is_refused_past_the_ceiling() -> None:
+    lister = PromptLister(FakePrompts(many(11)), secret, SMALL)
+    by_runs = {"orderBys": [{"field": "runCount"}]}
+    with pytest.raises(InvalidRequest, match=r"query\.orderBys: ordering by runCount .* at most 10"):
+        lister.page(ALICE, query_of(by_runs, limit=5))
+    # Narrowed by a key (thread t1: 4 prompts), it is sorted in memory.
+    thread = {"filters": [{"op": "equals", "fields": ["threadId"], "jsonValues": '["t1"]'}]}
+    assert len(lister.page(ALICE, query_of(by_runs, thread, limit=5)).items) == 4
+    # An admin's update order (no index across users) is one of those orders.
+    with pytest.raises(InvalidRequest, match="updatedAt"):
+        lister.page(ADMIN, query_of({"orderBys": [{"field": "updatedAt"}]}, limit=5))
+
+
+def test_random_order_shuffles_blocks_and_lists_each_prompt_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "new_seed", lambda: "fixed-seed")
+    prompts = many(47)
+    repo = FakePrompts(prompts)
+    lister = PromptLister(repo, secret, SMALL)
+    ids, reads, _ = pages_reading(repo, lister, ALICE, query_of({"orderBys": [{"randomize": True}]}, limit=4))
+    assert sorted(ids) == sorted(p.id for p in prompts)
+    assert max(reads) <= SMALL.sort_ceiling + 1
+    newest = [p.id for p in sorted(prompts, key=lambda p: p.sort_key, reverse=True)]
+    for block in range(0, 47, 10):  # each block of 10 (newest first) in its own random order
+        members = newest[block : block + 10]
+        assert ids[block : block + 10] == sorted(members, key=lambda i: random_rank("fixed-seed", i))
+
+
+def test_prompts_added_while_paging_a_random_order_cost_it_nothing() -> None:
+    """The first block is read again from just above its top: 30 prompts added between pages
+    are not read, and every prompt of the first page's time is listed once."""
+    prompts = many(25)
+    repo = FakePrompts(prompts)
+    lister = PromptLister(repo, secret, SMALL)
+    query = query_of({"orderBys": [{"sortingType": "random"}]}, limit=3)
+    ids: list[str] = []
+    after = None
+    for turn in range(100):
+        before = repo.reads
+        page = lister.page(ALICE, replace(query, after=after))
+        assert repo.reads - before <= SMALL.sort_ceiling + 1
+        ids.extend(item.id for item in page.items)
+        for n in range(3):  # newer than everything listed so far
+            repo.put_new(
+                make_prompt(100 + 3 * turn + n, "alice", "t0", Status.SCHEDULED, 0, second=1000 + turn)
+            )
+        after = page.after
+        if after is None:
+            break
+    assert sorted(ids) == sorted(p.id for p in prompts)
+
+
+def test_a_count_past_its_ceiling_is_refused() -> None:
+    lister = PromptLister(FakePrompts(many(11)), secret, SMALL)
+    with pytest.raises(InvalidRequest, match=r"query\.count: .* more than 10 prompts"):
+        lister.page(ALICE, query_of(limit=5, count=True))
+    substring = {"filters": [{"op": "containsSubstring", "fields": ["prompt"], "jsonValues": '["1"]'}]}
+    with pytest.raises(InvalidRequest, match=r"query\.count"):
+        lister.page(ALICE, query_of(substring, limit=5, count=True))
+    thread = {"op": "equals", "fields": ["threadId"], "jsonValues": '["t1"]'}
+    both = {"filters": [thread, *substring["filters"]]}
+    assert lister.page(ALICE, query_of(both, limit=5, count=True)).count == 2  # p001, p010
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob"]),
+            st.sampled_from(["t0", "t1"]),
+            st.sampled_from(STATUSES),
+            st.integers(0, 3),
+            st.integers(0, 30),
+        ),
+        max_size=40,
+    ),
+    principal=st.sampled_from([ALICE, ADMIN]),
+    filters=st.sampled_from(FILTERS),
+    order=st.sampled_from(ORDERS),
+    limit=st.integers(1, 6),
+)
+def test_paging_property_with_small_limits(
+    rows: list[tuple[str, str, Status, int, int]],
+    principal: Principal,
+    filters: Case,
+    order: Case,
+    limit: int,
+) -> None:
+    """Reads bounded to 10 items a request: all pages together are still exactly the answer (in
+    order), or the query is refused because its order sorts more than 10 prompts in memory."""
+    prompts = [make_prompt(n, *row) for n, row in enumerate(rows)]
+    repo = FakePrompts(prompts)
+    lister = PromptLister(repo, secret, SMALL)
+    query = query_of(filters.raw, order.raw, limit=limit)
+    selection = select(query, principal.user_id, principal.is_admin)
+    served = query.sort_field in repo.orders(selection)
+    selected = sum(1 for p in prompts if selection.admits({**p.__dict__, "status": str(p.status)}))
+    if not served and not query.is_random and selected > SMALL.sort_ceiling:
+        with pytest.raises(InvalidRequest, match="orderBys"):
+            lister.page(principal, query)
+        return
+    ids, reads, _ = pages_reading(repo, lister, principal, query)
+    assert max(reads) <= SMALL.budget + 1
+    if order.oracle is None:
+        assert sorted(ids) == sorted(expected_ids(prompts, principal, filters.oracle, [("id", False)]))
+    else:
+        assert ids == expected_ids(prompts, principal, filters.oracle, order.oracle)

@@ -12,10 +12,12 @@ from promptsvc.domain.query import (
     Op,
     OrderBy,
     Query,
+    TimeRange,
     matches,
     parse_filter,
     parse_order_by,
     parse_query,
+    select,
     sort_items,
 )
 
@@ -218,22 +220,27 @@ class TestParseQuery:
 class TestQueryProperties:
     def test_default_order_is_newest_first(self) -> None:
         assert Query().order == (OrderBy("createdAt", desc=True),)
-        assert Query().index_ordered
+        assert Query().sort_field == "createdAt"
 
     @pytest.mark.parametrize(
-        ("orders", "index_ordered", "is_random"),
+        ("orders", "sort_field", "is_random"),
         [
-            ((OrderBy("createdAt"),), True, False),
-            ((OrderBy("runCount"),), False, False),
-            ((OrderBy("createdAt"), OrderBy("id")), False, False),
-            ((OrderBy("createdAt", randomize=True),), False, True),
+            ((OrderBy("createdAt"),), "createdAt", False),
+            ((OrderBy("updatedAt", desc=True),), "updatedAt", False),
+            (
+                (OrderBy("runCount"),),
+                "runCount",
+                False,
+            ),  # one field; whether an index serves it is the store's
+            ((OrderBy("createdAt"), OrderBy("id")), None, False),
+            ((OrderBy("createdAt", randomize=True),), None, True),
         ],
     )
-    def test_index_ordered_and_random(
-        self, orders: tuple[OrderBy, ...], index_ordered: bool, is_random: bool
+    def test_sort_field_and_random(
+        self, orders: tuple[OrderBy, ...], sort_field: str | None, is_random: bool
     ) -> None:
         q = Query(order_bys=orders)
-        assert (q.index_ordered, q.is_random) == (index_ordered, is_random)
+        assert (q.sort_field, q.is_random) == (sort_field, is_random)
 
     def test_fingerprint_binds_caller_filters_and_order_only(self) -> None:
         base = Query(filters=(flt("equals", ["status"], "running"),), limit=5)
@@ -406,3 +413,90 @@ class TestSortItems:
         assert first == [i["id"] for i in sort_items(list(reversed(items)), q, "s1")]
         assert sorted(first) == sorted(i["id"] for i in items)
         assert first != [i["id"] for i in sort_items(items, q, "s2")]
+
+
+# ----------------------------------------------------------------------------------------------
+# The selection: key values pinned, time ranges in the stored form (string order is time order)
+
+
+def selection_of(*filters: Filter, admin: bool = True) -> Any:
+    return select(Query(filters=filters), "alice", is_admin=admin)
+
+
+class TestSelectionRanges:
+    @pytest.mark.parametrize(
+        ("op", "value", "low", "high"),
+        [
+            ("greaterThanOrEqual", "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000000Z", None),
+            ("greaterThan", "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000001Z", None),
+            ("lessThan", "2024-05-01T12:00:00Z", None, "2024-05-01T11:59:59.999999Z"),
+            ("lessThanOrEqual", "2024-05-01T14:00:00+02:00", None, "2024-05-01T12:00:00.000000Z"),
+            (
+                "equals",
+                "2024-05-01T12:00:00.5Z",
+                "2024-05-01T12:00:00.500000Z",
+                "2024-05-01T12:00:00.500000Z",
+            ),
+        ],
+    )
+    def test_a_comparison_is_an_exact_range(
+        self, op: str, value: str, low: str | None, high: str | None
+    ) -> None:
+        s = selection_of(flt(op, ["createdAt"], value))
+        assert s.ranges == {"createdAt": TimeRange(low, high)}
+        assert s.exact
+
+    def test_ranges_on_one_field_intersect_and_each_field_keeps_its_own(self) -> None:
+        s = selection_of(
+            flt("greaterThanOrEqual", ["createdAt"], "2024-05-01T00:00:00Z"),
+            flt("lessThan", ["createdAt"], "2024-05-03T00:00:00Z"),
+            flt("greaterThan", ["createdAt"], "2024-05-02T00:00:00Z"),
+            flt("lessThanOrEqual", ["updatedAt"], "2024-06-01T00:00:00Z"),
+        )
+        assert s.ranges == {
+            "createdAt": TimeRange("2024-05-02T00:00:00.000001Z", "2024-05-02T23:59:59.999999Z"),
+            "updatedAt": TimeRange(None, "2024-06-01T00:00:00.000000Z"),
+        }
+
+    def test_a_list_of_times_spans_them_and_is_not_exact(self) -> None:
+        s = selection_of(flt("isInList", ["updatedAt"], "2024-05-03T00:00:00Z", "2024-05-01T00:00:00Z"))
+        assert s.ranges == {
+            "updatedAt": TimeRange("2024-05-01T00:00:00.000000Z", "2024-05-03T00:00:00.000000Z")
+        }
+        assert not s.exact
+
+    def test_disjoint_ranges_are_empty_and_admit_nothing(self) -> None:
+        s = selection_of(
+            flt("greaterThan", ["createdAt"], "2024-05-02T00:00:00Z"),
+            flt("lessThan", ["createdAt"], "2024-05-01T00:00:00Z"),
+        )
+        assert s.ranges["createdAt"].empty
+        assert not s.admits({"createdAt": "2024-05-01T12:00:00.000000Z"})
+
+    @pytest.mark.parametrize(
+        "f",
+        [
+            flt("greaterThan", ["lastRun"], "2024-05-01T00:00:00Z"),  # no index sorts by lastRun
+            flt("greaterThan", ["createdAt", "updatedAt"], "2024-05-01T00:00:00Z"),  # either: no range
+            flt("startsWith", ["createdAt"], "2024"),
+            flt("lessThan", ["createdAt"], "0001-01-01T00:00:00Z"),  # before the calendar: the filter's
+        ],
+    )
+    def test_other_time_filters_leave_no_range(self, f: Filter) -> None:
+        s = selection_of(f)
+        assert s.ranges == {}
+        assert not s.exact
+
+    def test_admits_checks_pins_and_ranges(self) -> None:
+        s = selection_of(flt("greaterThanOrEqual", ["createdAt"], "2024-05-01T00:00:00Z"), admin=False)
+        assert s.admits({"userId": "alice", "createdAt": "2024-05-01T00:00:00.000000Z"})
+        assert not s.admits({"userId": "alice", "createdAt": "2024-04-30T23:59:59.999999Z"})
+        assert not s.admits({"userId": "bob", "createdAt": "2024-05-02T00:00:00.000000Z"})
+
+    def test_a_range_and_the_matcher_agree_at_the_edges(self) -> None:
+        edge = "2024-05-01T12:00:00.000000Z"
+        for op in ("lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual"):
+            f = flt(op, ["updatedAt"], "2024-05-01T14:00:00+02:00")
+            s = selection_of(f)
+            for moment in ("2024-05-01T11:59:59.999999Z", edge, "2024-05-01T12:00:00.000001Z"):
+                assert s.admits({"updatedAt": moment}) == matches({"updatedAt": moment}, [f]), (op, moment)

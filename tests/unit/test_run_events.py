@@ -24,6 +24,16 @@ class MemoryLog:
         self.events.append(stored)
         return stored
 
+    def append_many(
+        self,
+        events: list[ThreadEvent],
+        *,
+        deadline: Deadline | None = None,
+        after: int | None = None,
+        final: bool = False,
+    ) -> list[ThreadEvent]:
+        return [self.append(event, deadline=deadline) for event in events]
+
     def after(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         return [e for e in self.events if e.seq > after_seq][:limit]
 

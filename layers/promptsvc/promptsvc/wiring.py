@@ -3,33 +3,34 @@
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING
 
-from promptsvc.adapters.answer_bodies import S3AnswerBodies
 from promptsvc.adapters.catalog_source import CatalogSource
 from promptsvc.adapters.clients import secret_bytes
-from promptsvc.adapters.connection_table import DynamoConnectionStore
-from promptsvc.adapters.connections_api import ConnectionsApi
 from promptsvc.adapters.key_table import DynamoKeyRepository
-from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
-from promptsvc.adapters.prompt_reads import DynamoPromptReader
 from promptsvc.adapters.prompt_table import DynamoPromptStore
-from promptsvc.adapters.registry_table import DynamoRegistryRepository
-from promptsvc.adapters.response_cache_table import DynamoResponseCache
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
-from promptsvc.consumer.runner import PromptRunner
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
-from promptsvc.engines.base import Engine
-from promptsvc.engines.registry import EngineRegistry
-from promptsvc.services.connection_keys import ConnectionKeys
-from promptsvc.services.fanout import Fanout
 from promptsvc.services.keys import KeyService
-from promptsvc.services.listing import PromptLister
-from promptsvc.services.prompt_intake import PromptIntake
-from promptsvc.services.prompts import PromptService
-from promptsvc.services.registry import RegistryService
-from promptsvc.services.subscriptions import SubscriptionService
 from promptsvc.settings import Settings
+
+# What only some functions use is imported by the factory that builds it, so each function's cold
+# start imports what its requests use and no more (benchmarks/cold_start.py; tests/deploy/
+# test_built_artifacts.py checks which packages each function imports).
+if TYPE_CHECKING:
+    from promptsvc.adapters.connection_table import DynamoConnectionStore
+    from promptsvc.adapters.connections_api import ConnectionsApi
+    from promptsvc.adapters.prompt_queue import SqsMessages
+    from promptsvc.consumer.runner import PromptRunner
+    from promptsvc.engines.base import Engine
+    from promptsvc.services.connection_keys import ConnectionKeys
+    from promptsvc.services.fanout import Fanout
+    from promptsvc.services.listing import PromptLister
+    from promptsvc.services.prompt_intake import PromptIntake
+    from promptsvc.services.prompts import PromptService
+    from promptsvc.services.registry import RegistryService
+    from promptsvc.services.subscriptions import SubscriptionService
 
 
 def prompt_store(settings: Settings) -> DynamoPromptStore:
@@ -51,7 +52,10 @@ def catalog(settings: Settings) -> Catalog:
     return catalog_source(settings).get()
 
 
-def prompt_service(settings: Settings) -> PromptService:
+def prompt_service(settings: Settings) -> "PromptService":
+    from promptsvc.adapters.prompt_queue import SqsPromptQueue
+    from promptsvc.services.prompts import PromptService
+
     return PromptService(
         prompt_store(settings),
         SqsPromptQueue(settings.prompts_queue_url),
@@ -61,16 +65,24 @@ def prompt_service(settings: Settings) -> PromptService:
     )
 
 
-def prompt_intake(settings: Settings) -> PromptIntake:
+def prompt_intake(settings: Settings) -> "PromptIntake":
+    from promptsvc.services.prompt_intake import PromptIntake
+
     return PromptIntake(catalog_source(settings).get, registry_service(settings))
 
 
-def registry_service(settings: Settings) -> RegistryService:
+def registry_service(settings: Settings) -> "RegistryService":
     """The prompt registry (/v2/prompts); also what runs of stored prompts read versions from."""
+    from promptsvc.adapters.registry_table import DynamoRegistryRepository
+    from promptsvc.services.registry import RegistryService
+
     return RegistryService(DynamoRegistryRepository(settings.registry_table))
 
 
-def prompt_lister(settings: Settings) -> PromptLister:
+def prompt_lister(settings: Settings) -> "PromptLister":
+    from promptsvc.adapters.prompt_reads import DynamoPromptReader
+    from promptsvc.services.listing import PromptLister
+
     return PromptLister(
         DynamoPromptReader(settings.prompts_table), partial(secret_bytes, settings.cursor_secret_arn)
     )
@@ -86,18 +98,21 @@ def key_service(settings: Settings, monotonic: Callable[[], float] = time.monoto
 
 # Engines by name that runners use before the ones the settings make: none in a deployment; a
 # test sets them (`use_engines`) before it loads a handler, which builds its runner at import.
-_engines: dict[str, Engine] = {}
+_engines: "dict[str, Engine]" = {}
 
 
-def use_engines(engines: Mapping[str, Engine] | None) -> None:
+def use_engines(engines: "Mapping[str, Engine] | None") -> None:
     """For tests: runners built from now on use these engines by name (a scripted engine as
     "mock", say) instead of making them from the settings; None: the settings' engines again."""
     _engines.clear()
     _engines.update(engines or {})
 
 
-def prompt_runner(settings: Settings, engines: Mapping[str, Engine] | None = None) -> PromptRunner:
+def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = None) -> "PromptRunner":
     """The consumer core; `engines` by name before the settings' (default: those `use_engines` set)."""
+    from promptsvc.consumer.runner import PromptRunner
+    from promptsvc.engines.registry import EngineRegistry
+
     return PromptRunner(
         prompt_store(settings),
         catalog_source(settings).get,
@@ -117,26 +132,36 @@ def prompt_runner(settings: Settings, engines: Mapping[str, Engine] | None = Non
 
 def answer_bodies(settings: Settings) -> AnswerBodies | None:
     """The answers bucket (claim check for answers too large for an item); None when unset."""
+    from promptsvc.adapters.answer_bodies import S3AnswerBodies
+
     if not settings.answers_bucket:
         return None
     return S3AnswerBodies(settings.answers_bucket)
 
 
 def response_cache(settings: Settings) -> ResponseCache | None:
+    from promptsvc.adapters.response_cache_table import DynamoResponseCache
+
     if not settings.response_cache_table:
         return None
     return DynamoResponseCache(settings.response_cache_table)
 
 
-def queue_messages(settings: Settings) -> SqsMessages:
+def queue_messages(settings: Settings) -> "SqsMessages":
+    from promptsvc.adapters.prompt_queue import SqsMessages
+
     return SqsMessages(settings.prompts_queue_url, settings.prompts_dlq_url)
 
 
-def connection_store(settings: Settings) -> DynamoConnectionStore:
+def connection_store(settings: Settings) -> "DynamoConnectionStore":
+    from promptsvc.adapters.connection_table import DynamoConnectionStore
+
     return DynamoConnectionStore(settings.connections_table, settings.subscriptions_table)
 
 
-def connections_api(settings: Settings) -> ConnectionsApi:
+def connections_api(settings: Settings) -> "ConnectionsApi":
+    from promptsvc.adapters.connections_api import ConnectionsApi
+
     return ConnectionsApi(settings.websocket_endpoint)
 
 
@@ -149,8 +174,10 @@ def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
 
 def connection_keys(
     settings: Settings, keys: KeyService | None = None, close: Callable[[str], None] | None = None
-) -> ConnectionKeys:
+) -> "ConnectionKeys":
     """Checks open connections' keys (`keys`, `close`: another key cache or way to close, for tests)."""
+    from promptsvc.services.connection_keys import ConnectionKeys
+
     return ConnectionKeys(
         keys or key_service(settings), connection_store(settings), close or connections_api(settings).close
     )
@@ -161,8 +188,10 @@ def fanout(
     poster: FramePoster | None = None,
     keys: KeyService | None = None,
     close: Callable[[str], None] | None = None,
-) -> Fanout:
+) -> "Fanout":
     """The fan-out to WebSocket connections (`poster`: another way to send frames, e.g. a fake)."""
+    from promptsvc.services.fanout import Fanout
+
     return Fanout(
         connection_store(settings),
         poster or connections_api(settings),
@@ -177,7 +206,10 @@ def subscription_service(
     poster: FramePoster | None = None,
     keys: KeyService | None = None,
     close: Callable[[str], None] | None = None,
-) -> SubscriptionService:
+) -> "SubscriptionService":
+    from promptsvc.services.fanout import Fanout
+    from promptsvc.services.subscriptions import SubscriptionService
+
     store = connection_store(settings)
     poster = poster or connections_api(settings)
     log = _required_event_log(settings)

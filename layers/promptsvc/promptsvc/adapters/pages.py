@@ -11,7 +11,8 @@ def pages(
 ) -> Iterator[dict[str, Any]]:
     """Every page of `operation(**kwargs)` (a table's `query` or `scan`), each fetched only when
     wanted. A page stops at 1 MB (or `Limit`), so a short page is not the end unless it says so.
-    `next_page_size`: the `Limit` of each next page (what the caller still needs)."""
+    `next_page_size`: the `Limit` of each next page (what the caller still needs); 0 stops, though
+    the last page said there was more."""
     while True:
         page = operation(**kwargs)
         yield page
@@ -19,7 +20,10 @@ def pages(
             return
         kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
         if next_page_size is not None:
-            kwargs["Limit"] = max(1, next_page_size())
+            size = next_page_size()
+            if size <= 0:
+                return
+            kwargs["Limit"] = size
 
 
 def items(operation: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:

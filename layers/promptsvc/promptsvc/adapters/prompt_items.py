@@ -1,9 +1,11 @@
 """The prompts table's item format (DynamoDB). An item holds the prompt plus derived keys:
 
 - `pk` = userId#id, the table's key: prompt ids are per user (domain.names);
-- `sk` = createdAt#id: the sort key of every index, a unique time-ordered position;
+- `sk` = createdAt#id: the sort key of every index but one, a unique time-ordered position;
 - `userThread` = userId#threadId and `userStatus` = userId#status: a user's thread or status is one
   index partition, so filtering by them reads only the matching items;
+- `updatedAt` itself sorts `byUserUpdated` (a user's prompts by their last change), so it needs no
+  derived attribute that every lifecycle write would have to keep up (ties are the reader's care);
 - `expiresAt`: epoch seconds, set once a prompt is terminal (the table's TTL attribute).
 
 Every composite key is built by `domain.names.composite`, here and nowhere else in the adapters.
@@ -14,33 +16,56 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from promptsvc.domain.names import composite
+from promptsvc.domain.names import SEPARATOR, composite
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
 
 PROMPT_FIELDS = tuple(Prompt.__dataclass_fields__)
 SORT_ATTRIBUTE = "sk"
+_PAST_SEPARATOR = chr(ord(SEPARATOR) + 1)  # after `createdAt#` and any id: `createdAt$`
 
 
 @dataclass(frozen=True)
 class Index:
-    """A global secondary index of the table; every one sorts on `sk` (createdAt#id)."""
+    """A global secondary index of the table, sorted by a time field of the prompt: `sk`
+    (createdAt#id, unique) or the field itself (`updatedAt`: prompts may tie)."""
 
     name: str
     partition: tuple[str, ...]  # the prompt fields whose values, joined, make the partition key
     key_attribute: str
+    sort_field: str = "createdAt"  # the prompt field it orders by
+    sort_attribute: str = SORT_ATTRIBUTE
+
+    @property
+    def unique_sort(self) -> bool:
+        """Its sort key is unique (createdAt#id): no two prompts tie."""
+        return self.sort_attribute == SORT_ATTRIBUTE
 
     def key_of(self, fields: Mapping[str, Any]) -> str:
         return composite(*(fields[name] for name in self.partition))
 
+    def sort_value(self, value: str, prompt_id: str) -> str:
+        """The sort attribute of the prompt at position (`value` of the sort field, id)."""
+        return composite(value, prompt_id) if self.unique_sort else value
 
-# Most selective first: the read plan takes the first whose partitions are few.
+    def sort_bounds(self, low: str | None, high: str | None) -> tuple[str | None, str | None]:
+        """Inclusive bounds of the sort attribute holding exactly the prompts whose sort field is
+        within [low, high] (stored times: fixed width, so `t#id` starts with `t` and sorts below
+        `t$`, and any other time differs within the width)."""
+        if not self.unique_sort:
+            return low, high
+        return low, None if high is None else high + _PAST_SEPARATOR
+
+
+# Most selective first: the read plan takes the first (of those sorting by the order it reads)
+# whose partitions are few.
 INDEXES: tuple[Index, ...] = (
     Index("byUserThread", ("userId", "threadId"), "userThread"),
     Index("byUserStatus", ("userId", "status"), "userStatus"),
     Index("byThread", ("threadId",), "threadId"),
     Index("byStatus", ("status",), "status"),
     Index("byUser", ("userId",), "userId"),
+    Index("byUserUpdated", ("userId",), "userId", sort_field="updatedAt", sort_attribute="updatedAt"),
 )
 
 

@@ -14,13 +14,15 @@ MAX_DELAY_SECONDS = 900  # SQS's largest DelaySeconds
 
 
 class _Removal(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on the first message, not at import
+
     threadId: str = Field(min_length=1)
     afterSeq: int = Field(ge=0)
     leaseUntil: int = Field(ge=0)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
 
     promptId: str = Field(min_length=1)
     userId: str = Field(min_length=1)
@@ -89,6 +91,12 @@ class SqsMessages:
 
     def delete(self, receipt_handle: str) -> None:
         client("sqs").delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt_handle)
+
+    def delete_many(self, receipt_handles: list[str]) -> list[str]:
+        """Delete up to 10 messages in one call (DeleteMessageBatch); the handles not deleted."""
+        entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(receipt_handles)]
+        answer = client("sqs").delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        return [receipt_handles[int(failed["Id"])] for failed in answer.get("Failed", [])]
 
     def dead_letter(self, body: str, reason: str) -> None:
         """Put a copy on the dead-letter queue; the caller then deletes the original."""

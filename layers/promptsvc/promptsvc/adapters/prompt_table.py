@@ -3,23 +3,44 @@ conditional writes of a prompt's life. The item format is adapters/prompt_items.
 are adapters/prompt_reads.py."""
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
 from promptsvc.domain.item_size import check_item_size
+from promptsvc.domain.ports import Claim
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
+
+_BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+_RUN_STATE_READ = {
+    "ConsistentRead": True,
+    "ProjectionExpression": "pk, #status, runCount",
+    "ExpressionAttributeNames": {"#status": "status"},
+}
+_PLAIN = TypeDeserializer()
 
 
 def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _run_states_in(answer: dict[str, Any], table: str) -> tuple[dict[str, RunState], set[str]]:
+    """A BatchGetItem answer's run states by pk, and the pks it left unprocessed."""
+    found = {
+        item["pk"]: RunState(Status(item["status"]), int(item["runCount"]))
+        for item in answer.get("Responses", {}).get(table, [])
+    }
+    unprocessed = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    return found, {key["pk"] for key in unprocessed}
 
 
 def _status_keys(user_id: str, status: Status) -> dict[str, str]:
@@ -66,6 +87,21 @@ class DynamoPromptStore:
             ExpressionAttributeNames={"#status": "status"},
         ).get("Item")
         return RunState(Status(item["status"]), int(item["runCount"])) if item else None
+
+    def run_states(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunState | None]:
+        """BatchGetItem, consistent and projected, 100 keys a call (the Table resource's client
+        takes and gives plain values); keys DynamoDB left unprocessed (it may, under load) are
+        left out."""
+        by_pk = {table_key(user_id, prompt_id)["pk"]: (user_id, prompt_id) for user_id, prompt_id in keys}
+        pks = list(by_pk)
+        states: dict[tuple[str, str], RunState | None] = {}
+        for start in range(0, len(pks), _BATCH_GET_KEYS):
+            asked = pks[start : start + _BATCH_GET_KEYS]
+            request = {"Keys": [{"pk": pk} for pk in asked], **_RUN_STATE_READ}
+            answer = self._table.meta.client.batch_get_item(RequestItems={self._table_name: request})
+            found, skipped = _run_states_in(answer, self._table_name)
+            states.update({by_pk[pk]: found.get(pk) for pk in asked if pk not in skipped})
+        return states
 
     def waiting_since(self, cutoff: str, limit: int) -> list[Prompt]:
         """The byStatus index's `scheduled` partition, oldest first, up to `cutoff`."""
@@ -128,13 +164,19 @@ class DynamoPromptStore:
         run = _start_run(prompt.userId, now, lease_until_ms, condition, prompt.status is Status.RUNNING)
         return self._apply((prompt.userId, prompt.id), run)
 
-    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Prompt | None:
-        """Claim a scheduled or errored prompt in one conditional write, without reading it first."""
+    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Claim:
+        """Claim a scheduled or errored prompt in one conditional write, without reading it first;
+        a refused write returns the prompt as it found it (ReturnValuesOnConditionCheckFailure),
+        so the claimer needs no read to decide what else to do."""
         condition = _Write(
             condition="(#status = :scheduled OR #status = :errored) AND userId = :user",
             values={":scheduled": str(Status.SCHEDULED), ":errored": str(Status.ERRORED), ":user": user_id},
         )
-        return self._apply((user_id, prompt_id), _start_run(user_id, now, lease_until_ms, condition, False))
+        found: list[Prompt] = []
+        claimed = self._apply(
+            (user_id, prompt_id), _start_run(user_id, now, lease_until_ms, condition, False), found
+        )
+        return Claim(claimed, found[0] if found else None)
 
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool:
         """Extend the lease of the run `prompt` describes; False once that run is over."""
@@ -143,6 +185,16 @@ class DynamoPromptStore:
     def release(self, prompt: Prompt, now: str) -> bool:
         """Give an unfinished run back (a draining consumer): scheduled again, the run uncounted."""
         return self._apply(prompt, _release(prompt, now)) is not None
+
+    def claim_repair(self, prompt: Prompt, now_ms: int, stale_before_ms: int) -> bool:
+        condition = (
+            "#status = :status AND runCount = :runs "
+            "AND (attribute_not_exists(repairClaimedAt) OR repairClaimedAt < :stale)"
+        )
+        values = {":status": str(prompt.status), ":runs": prompt.runCount, ":now": now_ms}
+        values[":stale"] = stale_before_ms
+        write = _Write("SET repairClaimedAt = :now", condition, {}, values)
+        return self._apply(prompt, write) is not None
 
     def update_if(self, prompt: Prompt, status: Status, **changes: Unpack[PromptChanges]) -> Prompt | None:
         """Set fields only while the prompt is in `status` on the same run (runCount)."""
@@ -161,9 +213,13 @@ class DynamoPromptStore:
         check_changes(fields)
         check_item_size({**to_item(prompt), **fields})
 
-    def _apply(self, which: Prompt | tuple[str, str], write: "_Write") -> Prompt | None:
-        """The conditional UpdateItem; the prompt as it is after it, None if the condition failed."""
+    def _apply(
+        self, which: Prompt | tuple[str, str], write: "_Write", found: list[Prompt] | None = None
+    ) -> Prompt | None:
+        """The conditional UpdateItem; the prompt as it is after it, None if the condition failed
+        (then, with `found`, the prompt as the write found it is added to it, if there is one)."""
         user_id, prompt_id = (which.userId, which.id) if isinstance(which, Prompt) else which
+        refused = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"} if found is not None else {}
         try:
             result = self._table.update_item(
                 Key=table_key(user_id, prompt_id),
@@ -172,11 +228,15 @@ class DynamoPromptStore:
                 ExpressionAttributeNames={"#status": "status", **write.names},
                 ExpressionAttributeValues=write.values,
                 ReturnValues="ALL_NEW",
+                **refused,
             )
         except ClientError as error:
-            if _condition_failed(error):
-                return None
-            raise
+            if not _condition_failed(error):
+                raise
+            item = error.response.get("Item")  # typed: the error is not deserialized for a resource
+            if found is not None and item:
+                found.append(to_prompt({name: _PLAIN.deserialize(value) for name, value in item.items()}))
+            return None
         return to_prompt(result["Attributes"])
 
 

@@ -17,6 +17,7 @@ import argparse
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 
 from promptsvc.api.registry_schemas import RegistryError
 from promptsvc.api.schemas import QueueError
@@ -66,14 +68,56 @@ def contract(
     bounded = (408, 413) if body is not None else ()  # api/body_limit.py, for any route that reads a body
     for code in sorted({*errors, *_ALWAYS, *bounded}):
         responses[code] = {"model": error_model, "description": _MEANING[code]}
-    arguments: dict[str, Any] = {"response_model": None, "status_code": status, "responses": responses}
+    # The route gets the responses without their models (FastAPI would build each model's
+    # validator when the route is made: cold start time for documentation); `document()` documents
+    # a twin of the route that has them.
+    described = {code: {"description": r["description"]} for code, r in responses.items()}
+    extra: dict[str, Any] = {_DOCUMENTED: responses}
+    arguments: dict[str, Any] = {"response_model": None, "status_code": status, "responses": described}
     if body is not None:
         _REQUEST_MODELS[body.__name__] = body
         schema = {"$ref": _placeholder(body.__name__)}  # the schema's name is FastAPI's to choose
-        arguments["openapi_extra"] = {
-            "requestBody": {"required": body_required, "content": {"application/json": {"schema": schema}}}
+        extra["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": schema}},
         }
+    arguments["openapi_extra"] = extra
     return arguments
+
+
+_DOCUMENTED = "x-promptsvc-responses"  # a route's responses with their models (in no document)
+
+
+def _routes_of(routes: Any) -> Any:
+    """Every route, those of included routers too (FastAPI keeps an included router whole)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from _routes_of(included.routes) if included is not None else (route,)
+
+
+def _documented(route: Any) -> Any:
+    """The route as the document shows it: a twin made with its responses' models."""
+    if not isinstance(route, APIRoute) or _DOCUMENTED not in (route.openapi_extra or {}):
+        return route
+    extra = dict(route.openapi_extra or {})
+    responses = extra.pop(_DOCUMENTED)
+    return APIRoute(
+        route.path,
+        route.endpoint,
+        methods=sorted(route.methods or ()),
+        status_code=route.status_code,
+        response_model=None,
+        response_class=route.response_class,
+        responses=responses,
+        dependencies=route.dependencies,
+        openapi_extra=extra or None,
+        name=route.name,
+        summary=route.summary,
+        description=route.description,
+        tags=route.tags,
+        operation_id=route.operation_id,
+        include_in_schema=route.include_in_schema,
+    )
 
 
 def _placeholder(name: str) -> str:
@@ -84,12 +128,17 @@ def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document (what it serves at /openapi.json), built once."""
     if app.openapi_schema is None:
         models = _documentation_routes()
-        doc = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=[*app.routes, *models.values()],
-        )
+        with warnings.catch_warnings():
+            # pydantic, building a request model (deferred, api/schemas.py) for its documentation
+            # route, warns that the body parameter's alias FastAPI sets has no effect there: true,
+            # and nothing to act on.
+            warnings.simplefilter("ignore", UnsupportedFieldAttributeWarning)
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=[*map(_documented, _routes_of(app.routes)), *models.values()],
+            )
         _link_request_bodies(doc, models)
         _validation_errors(doc)
         _integral_bounds(doc)

@@ -12,14 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptsvc.domain.prompt_settings import PromptSettings, Role
 
 
-class RegistryError(BaseModel):
+class _Model(BaseModel):
+    """Built on first use, not at import: most are read only to write the OpenAPI document."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class RegistryError(_Model):
     """Every error of the /v2 API (the orq SDK's shape)."""
 
     message: str = Field(description="what went wrong, naming the field or the rule")
 
 
-class MirroredMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class MirroredMessage(_Model):
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     role: Role
     content: str | list[dict[str, Any]] | None
@@ -27,7 +33,7 @@ class MirroredMessage(BaseModel):
     tool_call_id: str | None = None
 
 
-class PromptConfig(BaseModel):
+class PromptConfig(_Model):
     """The spec's deprecated mirror of `prompt` (camelCase `model_parameters`), kept in step."""
 
     messages: list[MirroredMessage]
@@ -42,7 +48,7 @@ class StoredPrompt(PromptSettings):
     """The stored `prompt`: `version` is the id of the version it is."""
 
 
-class RegistryPromptView(BaseModel):
+class RegistryPromptView(_Model):
     """A stored prompt entity."""
 
     id: str = Field(alias="_id", description="a ULID")
@@ -61,7 +67,7 @@ class RegistryPromptView(BaseModel):
     metadata: dict[str, Any]
 
 
-class RegistryVersionView(BaseModel):
+class RegistryVersionView(_Model):
     """An immutable snapshot of a stored prompt."""
 
     id: str = Field(alias="_id", description="a ULID: the version id")
@@ -74,13 +80,13 @@ class RegistryVersionView(BaseModel):
     metadata: dict[str, Any]
 
 
-class RegistryPromptList(BaseModel):
+class RegistryPromptList(_Model):
     object: Literal["list"]
     data: list[RegistryPromptView]
     has_more: bool
 
 
-class RegistryVersionList(BaseModel):
+class RegistryVersionList(_Model):
     object: Literal["list"]
     data: list[RegistryVersionView]
     has_more: bool

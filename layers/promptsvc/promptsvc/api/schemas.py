@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from promptsvc.domain.keys import Role
 from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
 from promptsvc.domain.query import (
+    COUNT_CEILING,
     MAX_FILTER_NODES,
     MAX_FILTERS,
     MAX_LIMIT,
@@ -21,10 +22,16 @@ from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import REMOVED, EventType
 
 
-class _Request(BaseModel):
+class _Model(BaseModel):
+    """Built on first use, not at import: most are read only to write the OpenAPI document."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Request(_Model):
     # strict: "5" is not an integer and 1 is not a boolean; unknown fields are ignored because the
     # published client sends more than this service reads.
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
 
 class TextToTextParameters(_Request):
@@ -142,17 +149,17 @@ PromptField = Literal[PUBLIC_FIELDS]  # type: ignore[valid-type]
 QueryValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool | None
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Doc(_Model):
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
-class QueueError(BaseModel):
+class QueueError(_Model):
     """Every error of the /prompt-svc API."""
 
     error: str = Field(description="what went wrong, naming the field or the rule")
 
 
-class PromptView(BaseModel):
+class PromptView(_Model):
     """A prompt as the API shows it: the spec's schema fields, plus where it came from and who answered."""
 
     id: str
@@ -174,7 +181,7 @@ class PromptView(BaseModel):
     answeredBy: str = Field(description="the model whose answer it is (routing may fall back)")
 
 
-class ResponseMessage(BaseModel):
+class ResponseMessage(_Model):
     """The answer as a chat message (`ChatSvcMessage` of the JS client)."""
 
     id: str
@@ -185,7 +192,7 @@ class ResponseMessage(BaseModel):
     updatedAt: str
 
 
-class PromptResponse(BaseModel):
+class PromptResponse(_Model):
     """The add and get answer."""
 
     answer: str
@@ -193,14 +200,14 @@ class PromptResponse(BaseModel):
     responseMessage: ResponseMessage | None = Field(None, description="there once the prompt is completed")
 
 
-class CanceledPrompt(BaseModel):
+class CanceledPrompt(_Model):
     prompt: PromptView
 
 
-class Empty(BaseModel):
+class Empty(_Model):
     """An empty JSON object."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class QueryFilter(_Doc):
@@ -237,13 +244,21 @@ class ListPromptsRequest(_Doc):
     query: PromptQuery | None = None
 
 
-class PromptPage(BaseModel):
+class PromptPage(_Model):
     prompts: list[PromptView]
-    after: str | None = Field(None, description="a cursor for the next page; absent on the last page")
-    count: int | None = Field(None, description="the filtered total, when the query asked for it")
+    after: str | None = Field(
+        None,
+        description="a cursor for the next page; absent on the last page. A page may hold fewer than "
+        "`limit` prompts, even none, and a cursor: filters no key serves read a bounded number of items",
+    )
+    count: int | None = Field(
+        None,
+        description=f"the filtered total, when the query asked for it (a 400 past {COUNT_CEILING:,} "
+        "items to read)",
+    )
 
 
-class ThreadEvent(BaseModel):
+class ThreadEvent(_Model):
     seq: int
     threadId: str
     promptId: str
@@ -254,24 +269,24 @@ class ThreadEvent(BaseModel):
     text: str | None = None
 
 
-class ThreadEvents(BaseModel):
+class ThreadEvents(_Model):
     events: list[ThreadEvent]
     after: int = Field(description="pass back as `after` for the next page")
 
 
-class CatalogModel(BaseModel):
+class CatalogModel(_Model):
     id: str
     name: str
     template: str
     engine: str
 
 
-class Models(BaseModel):
+class Models(_Model):
     defaultModelId: str
     models: list[CatalogModel]
 
 
-class CreatedKey(BaseModel):
+class CreatedKey(_Model):
     key: str = Field(description="the API key, shown only here")
     keyId: str
     userId: str

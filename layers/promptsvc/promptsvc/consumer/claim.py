@@ -48,17 +48,19 @@ class Claims:
     async def claim(self, prompt_id: str, user_id: str, lease: float) -> Prompt | RunResult:
         """The prompt, claimed under a lease of `lease` seconds; or, when it is not to run here,
         what to do with its message."""
-        # The common case, a waiting prompt: one write, no read.
+        # The common case, a waiting prompt: one write, no read. A refused write says what it found.
         lease_until = self._now_ms() + int(lease * 1000)
-        claimed = await asyncio.to_thread(
+        claim = await asyncio.to_thread(
             self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until
         )
-        if claimed is not None:
-            return claimed
+        if claim.claimed is not None:
+            return claim.claimed
         # The message of an unfinished prompt is never let go: a claim that loses a race (another
         # delivery of the same prompt changed it between our read and our write) reads it again.
-        for _ in range(CLAIM_ROUNDS):
-            prompt = await asyncio.to_thread(self._repo.get, user_id, prompt_id)
+        prompt = claim.found
+        for round_ in range(CLAIM_ROUNDS):
+            if round_ or prompt is None:
+                prompt = await asyncio.to_thread(self._repo.get, user_id, prompt_id)
             if prompt is None:
                 return RunResult(Outcome.SKIPPED)
             taken = await self._claim_as_read(prompt, lease)

@@ -14,24 +14,26 @@ from promptsvc.consumer.outcome import Outcome, RunResult
 from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.clock import epoch_seconds, now_rfc3339, seconds_until
-from promptsvc.domain.ports import ThreadEventLog
+from promptsvc.domain.ports import PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import (
+    CLOSE_GRACE_SECONDS,
     HOLE_SECONDS,
     RemovalCheck,
     closing_event_missing,
     status_event,
     thread_key_of,
+    writes_in_flight,
 )
 
 logger = Logger(child=True)
 
 REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
-CLOSE_GRACE_SECONDS = 10  # how long the consumer that finished a prompt may take to write its closing event
 
 
 class ClosingEvents:
-    def __init__(self, events: ThreadEventLog | None, clock: Callable[[], float]) -> None:
+    def __init__(self, store: PromptStore, events: ThreadEventLog | None, clock: Callable[[], float]) -> None:
+        self._store = store
         self._events = events
         self._clock = clock
 
@@ -61,7 +63,8 @@ class ClosingEvents:
         If the thread's recent events hold no closing event of this prompt, store it now. Within
         `CLOSE_GRACE_SECONDS` of the finish the consumer that finished it may still be writing it
         (this is a duplicate delivery racing it): then the message is kept, to look again once
-        that time has passed."""
+        that time has passed; past it, that consumer can take no seq for it any more
+        (`CLOSING_WRITE_SECONDS`), so only a write already in flight can still land."""
         if self._events is None:
             return RunResult(Outcome.SKIPPED)
         try:
@@ -71,6 +74,16 @@ class ClosingEvents:
             waited = self._clock() - epoch_seconds(prompt.updatedAt)
             if waited < CLOSE_GRACE_SECONDS:
                 return RunResult(Outcome.BUSY, retry_after=max(1, math.ceil(CLOSE_GRACE_SECONDS - waited)))
+            # Past the grace the finishing run takes no seq (its closing write is fenced), but one
+            # it took in time may still be landing: look again once it has (or was filled).
+            last = await asyncio.to_thread(self._events.last_seq, thread_key_of(prompt))
+            if writes_in_flight(recent, last):
+                return RunResult(Outcome.BUSY, retry_after=math.ceil(HOLE_SECONDS))
+            # Copies of the message repair at once: one claims it; the others look again later.
+            now_ms = int(self._clock() * 1000)
+            stale = now_ms - int(CLOSE_GRACE_SECONDS * 1000)
+            if not await asyncio.to_thread(self._store.claim_repair, prompt, now_ms, stale):
+                return RunResult(Outcome.BUSY, retry_after=math.ceil(CLOSE_GRACE_SECONDS))
             event = status_event(prompt, str(prompt.status), now_rfc3339(), prompt.error)
             await asyncio.to_thread(self._events.append, event)
             logger.warning("stored a finished prompt's missing closing event", **log_keys(prompt))

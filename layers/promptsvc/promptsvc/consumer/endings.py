@@ -16,6 +16,7 @@ every delta stored; a run whose deltas were fenced off (past its lease) does not
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -28,13 +29,13 @@ from promptsvc.consumer.outcome import Outcome, RunResult
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import answer_key, answer_size
-from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.clock import epoch_seconds, now_rfc3339
 from promptsvc.domain.errors import ItemTooLarge
 from promptsvc.domain.failure_policy import Failure, FailurePolicy
 from promptsvc.domain.ports import AnswerBodies, PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
 from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import REMOVED, reset_event
+from promptsvc.domain.thread_events import CLOSING_WRITE_SECONDS, REMOVED, reset_event
 from promptsvc.engines.base import EngineError
 
 logger = Logger(child=True)
@@ -82,7 +83,7 @@ class Endings:
             return await self.failed(claimed, progress, error, attempt)
         if done is None:
             return await self.stopped(claimed, await self._state(claimed), progress)
-        events.fence(None)  # finished by our own conditional write: nobody else runs it now
+        events.fence(_closing_fence(done.updatedAt))  # finished by our own write: nobody else runs it
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
         return RunResult(Outcome.COMPLETED)
@@ -103,7 +104,7 @@ class Endings:
         )
         if moved is None:  # canceled or removed meanwhile: a cancel still keeps what was generated
             return await self.stopped(prompt, await self._state(prompt), progress)
-        progress.events.fence(None)  # the run ended by our own conditional write
+        progress.events.fence(_closing_fence(moved.updatedAt))  # the run ended by our own write
         progress.events.status(str(step.status), step.error)
         telemetry.outcome(str(step.status), prompt.modelId)
         if attempt is not None and attempt.plan is not None and "routeIndex" in step.changes:
@@ -124,13 +125,14 @@ class Endings:
             return RunResult(Outcome.DISCARDED)
         if current.status is Status.CANCELED and current.runCount == claimed.runCount:
             keep = partial(self._repo.update_if, claimed, Status.CANCELED)
+            kept = None
             try:
-                await self._write_answer(claimed, progress.text, keep)
+                kept = await self._write_answer(claimed, progress.text, keep)
             except Exception:
                 logger.exception(
                     "could not keep the partial answer of a canceled prompt", **log_keys(claimed)
                 )
-            progress.events.fence(None)  # canceled is final: no other run will write after this
+            progress.events.fence(_closing_fence(kept.updatedAt if kept else None))  # canceled is final
             progress.events.status(str(Status.CANCELED))
             telemetry.outcome("canceled", claimed.modelId)
             logger.info("prompt canceled while running; partial answer kept", **log_keys(claimed))
@@ -196,3 +198,11 @@ class Endings:
             seconds=self._clock() - progress.started,
             completion_tokens=progress.finish.completion_tokens if progress.finish else 0,
         )
+
+
+def _closing_fence(finished_at: str | None) -> float:
+    """Where a finished run's writes stop: its closing event takes a seq within
+    `CLOSING_WRITE_SECONDS` of the finish or is left to the repair after `CLOSE_GRACE_SECONDS`
+    (consumer/closing_events.py), so the two never both store one."""
+    base = epoch_seconds(finished_at) if finished_at else time.time()
+    return base + CLOSING_WRITE_SECONDS

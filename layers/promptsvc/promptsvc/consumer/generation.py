@@ -1,7 +1,8 @@
 """One attempt against the engine: its stream drained into the run's progress, bounded by the
 model's call timeout and stall timeout (both retryable) and by the maximum answer size (final),
-while a watcher reads the prompt every `cancel_poll` seconds, so a cancel, a removal or a lost
-lease stops the generation within about that time, even while the engine is silent.
+while a watcher looks at the prompt every `cancel_poll` seconds (one read for all the runs of the
+process: consumer/run_watch.py), so a cancel, a removal or a lost lease stops the generation within
+about that time, even while the engine is silent.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from promptsvc.consumer import telemetry
 from promptsvc.consumer.attempt import Attempt
 from promptsvc.consumer.lease import LeaseKeeper
 from promptsvc.consumer.run_events import NoEvents, RunEvents
+from promptsvc.consumer.run_watch import RunWatch, Unread
 from promptsvc.domain.answers import answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Model
 from promptsvc.domain.ports import PromptStore, ResponseCache
@@ -74,7 +76,7 @@ class Generation:
         max_answer_bytes: int,
         clock: Callable[[], float],
     ) -> None:
-        self._repo = repository
+        self._runs = RunWatch(repository, cancel_poll)
         self._engines = engines
         self._cache = cache
         self._cancel_poll = cancel_poll
@@ -103,28 +105,36 @@ class Generation:
         return engine
 
     async def _watch(self, claimed: Prompt, generation: "asyncio.Task[None]", keeper: LeaseKeeper) -> None:
-        """Read the prompt every `cancel_poll` seconds until the generation is done."""
-        while True:
-            done, _ = await asyncio.wait({generation}, timeout=self._cancel_poll)
-            if done:
-                return
-            # The read must not hold up noticing the end of the generation: under load it can
-            # wait its turn for a thread, and the engine slot would sit idle meanwhile.
-            read = asyncio.ensure_future(self._state(claimed))
-            either: set[asyncio.Task[Any]] = {generation, read}
-            done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if generation in done:
-                read.cancel()  # its answer no longer matters (a late cancel finds the prompt done)
-                return
-            current = read.result()
-            if keeper.lost or not _still_ours(current, claimed):
-                raise Stopped(current)
-            if keeper.past_fence():
-                raise LeaseLost()  # another consumer may claim it now: stop writing at once
+        """Look at the prompt each round of the process's watch until the generation is done."""
+        with self._runs.watching(claimed) as watched:
+            state: asyncio.Task[RunState | Unread | None] | None = None
+            try:
+                while True:
+                    state = state or asyncio.ensure_future(watched.next())
+                    # The read must not hold up noticing the end of the generation: under load it
+                    # can wait its turn for a thread, and the engine slot would sit idle meanwhile.
+                    either: set[asyncio.Future[Any]] = {generation, state}
+                    done, _ = await asyncio.wait(
+                        either, timeout=self._cancel_poll, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if generation in done:
+                        return
+                    if state in done:
+                        self._check(claimed, state.result(), keeper)
+                        state = None
+                    if keeper.past_fence():
+                        raise LeaseLost()  # another consumer may claim it now: stop writing at once
+            finally:
+                if state is not None:
+                    state.cancel()  # its answer no longer matters (a late cancel finds the prompt done)
 
-    async def _state(self, prompt: Prompt) -> RunState | None:
-        """What the watcher needs of the stored prompt (status and run), not the whole item."""
-        return await asyncio.to_thread(self._repo.run_state, prompt.userId, prompt.id)
+    @staticmethod
+    def _check(claimed: Prompt, current: RunState | Unread | None, keeper: LeaseKeeper) -> None:
+        """Stopped when the prompt read is no longer in the run that claimed it."""
+        if isinstance(current, Unread):
+            return  # not read this round: the next one tells
+        if keeper.lost or not _still_ours(current, claimed):
+            raise Stopped(current)
 
     @tracer.capture_method(capture_response=False)
     async def _consume(self, events: AsyncIterator[EngineEvent], model: Model, progress: Progress) -> None:

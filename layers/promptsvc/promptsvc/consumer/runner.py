@@ -26,7 +26,8 @@ Rules (DESIGN.md, "Prompt lifecycle"), each kept by one part:
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
@@ -56,6 +57,17 @@ __all__ = ["Outcome", "PromptRunner", "RunResult"]
 
 logger = Logger(child=True)
 
+Slot = Callable[[], Awaitable[None]]  # waits for a free engine slot
+
+
+@dataclass(frozen=True)
+class _Host:
+    """What the host gives a run (PromptRunner.run)."""
+
+    keep_alive: KeepAlive | None = None
+    on_generated: Callable[[], None] | None = None
+    slot: Slot | None = None
+
 
 class PromptRunner:
     def __init__(
@@ -83,7 +95,7 @@ class PromptRunner:
         self._delta_interval = delta_interval
         self._caching = cache is not None
         self._clock = clock
-        self._closing = ClosingEvents(events, clock)
+        self._closing = ClosingEvents(repository, events, clock)
         self._claims = Claims(repository, events, self._closing, crash_limit=crash_limit, clock=clock)
         self._generation = Generation(
             repository,
@@ -103,6 +115,7 @@ class PromptRunner:
         keep_alive: KeepAlive | None = None,
         lease_seconds: float | None = None,
         on_generated: Callable[[], None] | None = None,
+        slot: Slot | None = None,
     ) -> RunResult:
         """Run the prompt if it is due.
 
@@ -110,33 +123,30 @@ class PromptRunner:
         `keep_alive` is called as the lease is renewed (the ECS worker extends the message's
         visibility there); `lease_seconds` overrides the lease (the Lambda host uses its
         remaining time); `on_generated` is called once the engine is done with the prompt, before
-        the answer is written (the ECS worker gives the engine slot to the next prompt then).
+        the answer is written (the ECS worker gives the engine slot to the next prompt then);
+        `slot` is awaited once the prompt is claimed, before the engine is called (the ECS worker
+        claims a few prompts ahead of a free engine slot, so a freed slot waits for no claim; a
+        run cancelled while it waits is released, uncounted).
         """
         lease = lease_seconds or self._lease_seconds
         claimed = await self._claims.claim(prompt_id, user_id, lease)
         if isinstance(claimed, RunResult):
             return claimed
-        return await self._started(claimed, lease, keep_alive, on_generated)
+        return await self._started(claimed, lease, _Host(keep_alive, on_generated, slot))
 
     async def close_removed(self, check: RemovalCheck) -> RunResult:
         """A removal's check (consumer/removal_check.py): once the removed run's lease is over,
         end the thread's events with `removed` unless its consumer did."""
         return await self._closing.close_removed(check)
 
-    async def _started(
-        self,
-        claimed: Prompt,
-        lease: float,
-        keep_alive: KeepAlive | None,
-        on_generated: Callable[[], None] | None,
-    ) -> RunResult:
+    async def _started(self, claimed: Prompt, lease: float, host: _Host) -> RunResult:
         """Run the claimed prompt under its lease, kept by a LeaseKeeper for as long as the run
         lasts, with the run's thread events."""
         if claimed.runCount == 1:
             telemetry.queued(self._clock() - epoch_seconds(claimed.createdAt), claimed.modelId)
         events = self._run_events(claimed)
         keeper = LeaseKeeper(
-            self._repo, claimed, lease, clock=self._clock, on_renewed=events.fence, keep_alive=keep_alive
+            self._repo, claimed, lease, clock=self._clock, on_renewed=events.fence, keep_alive=host.keep_alive
         )
         events.fence(keeper.fence)
         keeping = asyncio.create_task(keeper.keep())
@@ -148,7 +158,7 @@ class PromptRunner:
             events.reset()
         events.status(str(Status.RUNNING))
         try:
-            return await self._run_claimed(claimed, keeper, on_generated, events)
+            return await self._run_claimed(claimed, keeper, host, events)
         finally:
             keeping.cancel()
             await events.close()
@@ -162,7 +172,7 @@ class PromptRunner:
         self,
         claimed: Prompt,
         keeper: LeaseKeeper,
-        on_generated: Callable[[], None] | None,
+        host: _Host,
         events: "RunEvents | NoEvents",
     ) -> RunResult:
         """One attempt, then its ending; every way it can go maps to one of `Endings`."""
@@ -170,11 +180,14 @@ class PromptRunner:
         attempt: Attempt | None = None
         try:
             attempt = attempt_for(claimed, self._catalog(), caching=self._caching)
+            if host.slot is not None:
+                await host.slot()
+                progress.started = self._clock()
             try:
                 await self._generation.run(claimed, attempt, progress, keeper)
             finally:
-                if on_generated is not None:
-                    on_generated()
+                if host.on_generated is not None:
+                    host.on_generated()
         except asyncio.CancelledError:
             await self._endings.released(claimed, events)
             raise

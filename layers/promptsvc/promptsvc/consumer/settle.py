@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.consumer.lease import KeepAlive
 from promptsvc.consumer.outcome import Outcome
-from promptsvc.consumer.runner import PromptRunner
+from promptsvc.consumer.runner import PromptRunner, Slot
 from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
 
@@ -43,6 +43,7 @@ async def settle(
     lease_seconds: float | None = None,
     keep_alive: KeepAlive | None = None,
     on_generated: Callable[[], None] | None = None,
+    slot: Slot | None = None,
 ) -> Settlement:
     try:
         work = parse_body(message.body)
@@ -62,6 +63,7 @@ async def settle(
                 keep_alive=keep_alive,
                 lease_seconds=lease_seconds,
                 on_generated=on_generated,
+                slot=slot,
             )
     except Exception:
         # A fault outside the engine (a throttled table, a network blip): try again later.

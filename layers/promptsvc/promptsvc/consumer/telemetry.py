@@ -10,13 +10,13 @@ batch run concurrently, so shared logger state would mix them."""
 
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from promptsvc import tracing
 from promptsvc.domain.prompt import Prompt
 
-tracer = Tracer()
+tracer = tracing.tracer()
 
 OUTCOME_METRICS = {
     "completed": "PromptsCompleted",

@@ -3,12 +3,14 @@
 It long-polls the prompts queue and keeps up to `concurrency` prompts generating at once (one
 asyncio task each), so a continuous-batching engine such as vLLM always has a full batch. A
 prompt gives its slot back as soon as the engine is done with it: the answer write and the
-message delete of one prompt overlap the next prompt's claim, and a few messages are received
-ahead of a free slot (`prefetch`), so a freed slot starts its next prompt without a queue round trip. While a
-prompt runs, its message's visibility is extended with the lease. On SIGTERM (ECS stopping the
-task, e.g. on scale-in) it stops receiving, lets in-flight prompts finish for up to
-`drain_seconds`, then releases the rest: each goes back to `scheduled`, uncounted, and its message
-becomes visible at once for another worker.
+message delete of one prompt overlap the next prompt's work (settled messages are deleted ten to
+a call: consumer/message_deletes.py), and a few prompts are received and claimed ahead of a free
+slot (`prefetch`), so a freed slot starts its next prompt's generation without a queue or table
+round trip. While a prompt
+runs, its message's visibility is extended with the lease. On SIGTERM (ECS stopping the task,
+e.g. on scale-in) it stops receiving, lets in-flight prompts finish for up to `drain_seconds`,
+then releases the rest: each goes back to `scheduled`, uncounted, and its message becomes visible
+at once for another worker.
 """
 
 import asyncio
@@ -16,6 +18,7 @@ import collections
 import contextlib
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +27,16 @@ from aws_lambda_powertools import Logger
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.ecs_task_protection import TaskProtection
 from promptsvc.adapters.prompt_queue import SqsMessages
+from promptsvc.consumer.engine_slots import EngineSlots, SlotUse
+from promptsvc.consumer.message_deletes import MessageDeletes
 from promptsvc.consumer.runner import PromptRunner
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 
 logger = Logger(child=True)
+
+# The long poll gets a thread of its own: waiting on an empty queue (20 s), it must not hold one
+# of the threads the prompts' claims and answers run on.
+_RECEIVING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receive")
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,10 @@ class WorkerOptions:
     drain_seconds: float = 100.0
     visibility_seconds: int = 60  # what each keep-alive extends the message's visibility to
     wait_seconds: int = 20  # SQS long poll
-    # Messages received ahead of a free slot (at most a quarter of `concurrency`): at 32 slots a
-    # slot frees every fraction of a second, so they wait briefly; one that waits past half its
-    # visibility, or is still waiting when the worker stops, goes back to the queue at once.
+    # Prompts received and claimed ahead of a free slot (at most a quarter of `concurrency`;
+    # consumer/engine_slots.py): at 32 slots a slot frees every fraction of a second, so they wait
+    # briefly, under their lease; one still waiting when the worker stops is released, uncounted,
+    # and its message goes back to the queue at once.
     prefetch: int = 8
     # The prompt's lease outlives the message's visibility by this much, so when a worker dies
     # the message reappears first and finds the prompt busy only briefly.
@@ -57,18 +67,28 @@ class Worker:
     ) -> None:
         self._runner = runner
         self._messages = messages
+        self._deletes = MessageDeletes(messages)
         self.options = options
         self._protection = protection
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._slots_used = 0  # prompts started and not yet done generating
-        # Received, waiting for a slot: a slot the engine frees takes one at once instead of
-        # waiting a queue round trip (answers of one length end together and free slots in bursts).
+        # Engine slots, and a few runs claimed ahead of them: a slot the engine frees goes to a
+        # claimed prompt at once instead of waiting a claim (answers of one length end together
+        # and free slots in bursts).
+        self._slots = EngineSlots(options.concurrency, min(options.prefetch, options.concurrency // 4))
+        # Received, not started yet (a moment, unless the worker is full).
         self._ready: collections.deque[tuple[dict[str, Any], float]] = collections.deque()
-        self._slot_freed = asyncio.Event()
-        self.received = 0
         self.settled: dict[str, int] = {}
-        self.peak_inflight = 0
+
+    @property
+    def received(self) -> int:
+        """Prompts that took an engine slot."""
+        return self._slots.started
+
+    @property
+    def peak_inflight(self) -> int:
+        """The most engine slots taken at once."""
+        return self._slots.peak
 
     def stop(self) -> None:
         """Stop receiving and drain (what SIGTERM and SIGINT do)."""
@@ -83,18 +103,21 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         stopping = asyncio.create_task(self._stopping.wait())
         protecting = asyncio.create_task(self._protect_while_busy()) if self._protection else None
-        receiving: asyncio.Task[list[dict[str, Any]]] | None = None
+        receiving: asyncio.Future[list[dict[str, Any]]] | None = None
         try:
             while not self._stopping.is_set():
                 self._start_ready()
-                ahead = min(self.options.prefetch, self.options.concurrency // 4)
-                wanted = self.options.concurrency + ahead - self._slots_used - len(self._ready)
+                wanted = self._slots.room() - len(self._ready)
                 if receiving is None and wanted > 0:
-                    receiving = asyncio.create_task(asyncio.to_thread(self._receive, min(10, wanted)))
-                self._slot_freed.clear()
-                freed = asyncio.create_task(self._slot_freed.wait())
-                waits = {freed, stopping} | ({receiving} if receiving is not None else set())
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    loop = asyncio.get_running_loop()
+                    receiving = loop.run_in_executor(_RECEIVING, self._receive, min(10, wanted))
+                self._slots.changed.clear()
+                freed = asyncio.create_task(self._slots.changed.wait())
+                waits: set[asyncio.Future[Any]] = {freed, stopping}
+                await asyncio.wait(
+                    waits | ({receiving} if receiving is not None else set()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 freed.cancel()
                 if receiving is not None and receiving.done():
                     now = time.monotonic()
@@ -104,7 +127,9 @@ class Worker:
                 # Stopped during a long poll: whatever it still returns goes straight back.
                 receiving.add_done_callback(self._release_unstarted)
             self._release_ready()
+            self._slots.close()  # runs claimed ahead of a slot are released, not started
             await self._drain()
+            await self._deletes.close()
         finally:
             stopping.cancel()
             if protecting is not None:
@@ -113,9 +138,9 @@ class Worker:
                 await self._protection.set(False)
 
     def _start_ready(self) -> None:
-        """Start received messages in the free slots. One that waited so long its visibility may
+        """Start received messages while there is room. One that waited so long its visibility may
         run out before the run's first keep-alive goes back to the queue instead."""
-        while self._ready and self._slots_used < self.options.concurrency:
+        while self._ready and self._slots.room() > 0:
             raw, received_at = self._ready.popleft()
             if time.monotonic() - received_at > self.options.visibility_seconds / 2:
                 self._release([raw])
@@ -143,10 +168,7 @@ class Worker:
         return response.get("Messages", [])
 
     def _start(self, raw: dict[str, Any]) -> None:
-        self.received += 1
-        self._slots_used += 1
-        self.peak_inflight = max(self.peak_inflight, self._slots_used)
-        task = asyncio.create_task(self._work(raw))
+        task = asyncio.create_task(self._work(raw, self._slots.run()))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -157,16 +179,7 @@ class Worker:
             await self._protection.set(bool(self._inflight))
             await asyncio.sleep(1.0)
 
-    async def _work(self, raw: dict[str, Any]) -> None:
-        released = False
-
-        def release_slot() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._slots_used -= 1
-                self._slot_freed.set()
-
+    async def _work(self, raw: dict[str, Any], slot: SlotUse) -> None:
         message = ReceivedMessage(
             message_id=raw["MessageId"],
             receipt_handle=raw["ReceiptHandle"],
@@ -186,13 +199,15 @@ class Worker:
                 message,
                 lease_seconds=self.options.visibility_seconds + self.options.lease_margin_seconds,
                 keep_alive=keep_alive,
-                on_generated=release_slot,
+                on_generated=slot.done,
+                slot=slot.take,
             )
             if settlement is Settlement.DONE:
-                await asyncio.to_thread(self._messages.delete, message.receipt_handle)
+                self._deletes.delete(message.receipt_handle)
             self.settled[str(settlement)] = self.settled.get(str(settlement), 0) + 1
         except asyncio.CancelledError:
-            # Drain time is over: the runner released the prompt; let the message go now.
+            # Drain time is over, or the worker stopped while the run waited for a slot: the
+            # runner released the prompt; let the message go now.
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     asyncio.to_thread(self._messages.change_visibility, message.receipt_handle, 0)
@@ -201,7 +216,7 @@ class Worker:
         except Exception:
             logger.exception("settling a message failed; it comes back after its visibility timeout")
         finally:
-            release_slot()
+            slot.done()
 
     async def _drain(self) -> None:
         if not self._inflight:

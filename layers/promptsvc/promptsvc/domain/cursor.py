@@ -4,6 +4,8 @@ A cursor holds a *position* in the query's order (the last returned item's sort 
 not a DynamoDB LastEvaluatedKey, so it survives merging several index partitions and in-memory
 ordering, and a page never repeats or skips an item. It is bound to the caller and the query and
 signed with HMAC-SHA256, so a cursor the service did not issue, or one from another query, is a 400.
+A random order's cursor also holds its `window`: the block of the selection being shuffled
+(services/listing.py).
 """
 
 import base64
@@ -24,6 +26,7 @@ class Cursor:
     fingerprint: str
     position: list[Any]
     seed: str | None = None
+    window: list[Any] | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -39,11 +42,10 @@ def _unb64(text: str) -> bytes:
 
 
 def encode(cursor: Cursor, secret: bytes) -> str:
-    body = json.dumps(
-        {"v": VERSION, "q": cursor.fingerprint, "p": cursor.position, "s": cursor.seed},
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode()
+    fields = {"v": VERSION, "q": cursor.fingerprint, "p": cursor.position, "s": cursor.seed}
+    if cursor.window is not None:
+        fields["w"] = cursor.window
+    body = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     signature = hmac.new(secret, body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(signature)}"
 
@@ -63,7 +65,10 @@ def decode(token: str, secret: bytes, fingerprint: str) -> Cursor:
     data = json.loads(body)
     if data.get("v") != VERSION or data.get("q") != fingerprint or not isinstance(data.get("p"), list):
         raise invalid
-    return Cursor(fingerprint=data["q"], position=data["p"], seed=data.get("s"))
+    window = data.get("w")
+    if window is not None and not isinstance(window, list):
+        raise invalid
+    return Cursor(fingerprint=data["q"], position=data["p"], seed=data.get("s"), window=window)
 
 
 def _unwrap(token: str) -> str:

@@ -1,15 +1,33 @@
-"""The small interfaces the services use; adapters implement them against AWS."""
+"""The small interfaces the services use; adapters implement them against AWS.
 
-from collections.abc import Callable, Iterator
+The types the interfaces name are imported for the type checker only: importing a port costs a
+function's cold start nothing beyond what it uses (benchmarks/cold_start.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
-from promptsvc.domain.keys import ApiKeyRecord, Role
-from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
-from promptsvc.domain.query import Selection
-from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
-from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
+from promptsvc.domain.keys import Role
+
+if TYPE_CHECKING:
+    from promptsvc.domain.keys import ApiKeyRecord
+    from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
+    from promptsvc.domain.query import Selection
+    from promptsvc.domain.reads import Reads
+    from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
+    from promptsvc.domain.status import Status
+    from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim's write came to: the prompt it claimed, or, refused, the prompt as it found
+    it (`found`; None: not known, read it)."""
+
+    claimed: Prompt | None
+    found: Prompt | None = None
 
 
 class PromptStore(Protocol):
@@ -25,7 +43,11 @@ class PromptStore(Protocol):
         """Delete the prompt; the prompt as it was, None if there was none."""
 
     def run_state(self, user_id: str, prompt_id: str) -> RunState | None:
-        """Only the prompt's status and run count (a small read, made every poll of a run)."""
+        """Only the prompt's status and run count (a small read)."""
+
+    def run_states(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunState | None]:
+        """`run_state` of many prompts (owner, id) in one read: what a consumer's runs watch each
+        poll. A prompt that is gone maps to None; one the read did not get to is left out."""
 
     def waiting_since(self, cutoff: str, limit: int) -> list[Prompt]:
         """Up to `limit` `scheduled` prompts, oldest first, neither changed nor re-queued since
@@ -50,31 +72,52 @@ class PromptStore(Protocol):
         """Start a run of the prompt as read (running, runCount+1, lastRun, lease); None if it
         changed since it was read. Claiming a running prompt whose lease expired counts a crash."""
 
-    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Prompt | None:
-        """Claim in one write a prompt that is scheduled or errored; None otherwise (then read it)."""
+    def claim_waiting(self, prompt_id: str, user_id: str, now: str, lease_until_ms: int) -> Claim:
+        """Claim in one write a prompt that is scheduled or errored; else the prompt as the write
+        found it, when the store says (no read after the refused write)."""
 
     def renew_lease(self, prompt: Prompt, lease_until_ms: int) -> bool: ...
 
     def release(self, prompt: Prompt, now: str) -> bool:
         """Back to scheduled with the run uncounted, if still on that run."""
 
+    def claim_repair(self, prompt: Prompt, now_ms: int, stale_before_ms: int) -> bool:
+        """The right to store the finished prompt's missing closing event: True for the one caller
+        whose claim lands while the prompt is as read and nobody else claimed it since
+        `stale_before_ms` (consumer/closing_events.py)."""
+
     def update_if(self, prompt: Prompt, status: Status, **changes: Unpack[PromptChanges]) -> Prompt | None:
         """Set fields while the prompt is in `status` on the same run; None otherwise."""
 
 
 class PromptReader(Protocol):
-    """Prompts as lists read them: a query's selection (domain.query.Selection) in creation order.
-    How the selection is read (which index, which key condition) is the store's own plan."""
+    """Prompts as lists read them: a query's selection (domain.query.Selection) in the order of a
+    time field, within what the caller grants (domain.reads.Reads). How the selection is read
+    (which index, which key condition) is the store's own plan."""
+
+    def orders(self, selection: Selection) -> frozenset[str]:
+        """The fields (of domain.query.RANGE_FIELDS) the store reads this selection in order of;
+        always `createdAt`."""
 
     def in_order(
-        self, selection: Selection, *, desc: bool, after: str | None, wanted: Callable[[], int]
+        self,
+        selection: Selection,
+        *,
+        by: str,
+        desc: bool,
+        after: tuple[str, str] | None,
+        reads: Reads,
     ) -> Iterator[Prompt]:
         """Every prompt the selection admits (maybe more: the caller re-checks the query's
-        filters), in `Prompt.sort_key` order, strictly past the sort key `after`. Read lazily: each
-        read asks `wanted()` how many more prompts the caller needs."""
+        filters), in (`by`, id) order, strictly past the position `after`. Read lazily: before each
+        read (or each n reads made together, one per partition) the store asks `reads.grant(n)` how
+        many items each may take, and tells `reads.took` what it read; a lookup by table key (at
+        most 100 items) is read at once. When a grant is 0 the reads stop, and so do the prompts
+        yielded: none is yielded past a position some unread prompt may come before."""
 
-    def count(self, selection: Selection) -> int:
-        """How many prompts the selection admits."""
+    def count(self, selection: Selection, *, most: int) -> int | None:
+        """How many prompts the selection admits; None when counting them would read more than
+        `most` items."""
 
 
 class PromptQueue(Protocol):
@@ -114,6 +157,19 @@ class ThreadEventLog(Protocol):
         """Store the event with the thread's next seq; the stored event. With a `deadline` (called
         as it is needed: the writer's deadline may move while it waits) no seq is taken at or after
         it: DeadlinePassed."""
+
+    def append_many(
+        self,
+        events: Sequence[ThreadEvent],
+        *,
+        deadline: Deadline | None = None,
+        after: int | None = None,
+        final: bool = False,
+    ) -> list[ThreadEvent]:
+        """Store events of one thread in order, at consecutive seqs (cheaper than one by one);
+        the stored events. The deadline as for `append`. `after`: the writer's own last seq, when
+        its last write found nobody else writing (its events then go right after it, if still
+        free); `final`: the writer's last write. A failure once some are stored: PartlyStored."""
 
     def after(self, thread_key: str, after_seq: int, limit: int) -> list[ThreadEvent]:
         """Stored events of the thread with seq > after_seq, in order."""

@@ -31,13 +31,13 @@ Role = Literal["system", "user", "assistant", "tool", "developer"]
 class _Strict(BaseModel):
     """Nested settings objects: a misspelt key is an error, not a silently ignored setting."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class _Open(BaseModel):
     """Nested objects whose shape belongs to a provider: known keys checked, others kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Message(BaseModel):
     """One chat message. A tool message answers a tool call (`tool_call_id`); an assistant message
     may carry `tool_calls` and then no content; every other message needs content."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     role: Role
     content: str | list[dict[str, Any]] | None = None
@@ -316,7 +316,7 @@ ReasoningEffort = Literal["none", "instant", "minimal", "low", "medium", "high",
 class PromptSettings(BaseModel):
     """Everything a stored prompt says about how to run it. Unknown keys are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     model: str | None = Field(None, min_length=1)
     messages: list[Message] | None = None

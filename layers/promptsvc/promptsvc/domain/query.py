@@ -11,13 +11,14 @@ Semantics:
 - `or`: any of `subFilters` matches.
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -63,6 +64,16 @@ MAX_ORDER_BYS = 5
 # coarser partition (the user's), filtered, instead of one Query per value.
 MAX_KEY_PARTITIONS = 10
 KEY_FIELDS = frozenset({"id", "threadId", "status", "userId"})  # never empty on a stored prompt
+# Time fields a store may read by key (their comparisons as key conditions) and in order of.
+RANGE_FIELDS = ("createdAt", "updatedAt")
+
+# What one list request reads at most (docs/api.md, "Cost"). A page whose filters no key serves
+# reads at most READ_BUDGET items and answers what matched among them, with a cursor that goes on;
+# an order no index serves sorts at most SORT_CEILING prompts in memory (more is a 400; random
+# order shuffles blocks of that many); a count reads at most COUNT_CEILING items (more is a 400).
+READ_BUDGET = 1000
+SORT_CEILING = 1000
+COUNT_CEILING = 10_000
 
 
 class Op(StrEnum):
@@ -116,9 +127,11 @@ class Query:
         return any(o.randomize for o in self.order)
 
     @property
-    def index_ordered(self) -> bool:
-        """True when the order is creation time, which every index already sorts by."""
-        return len(self.order) == 1 and self.order[0].field == "createdAt" and not self.is_random
+    def sort_field(self) -> str | None:
+        """The field of a one-field order that is not random: the orders an index may serve."""
+        if len(self.order) == 1 and not self.is_random:
+            return self.order[0].field
+        return None
 
     def fingerprint(self, principal_key: str) -> str:
         """What a cursor is bound to: the same caller asking the same question."""
@@ -183,7 +196,7 @@ _Value = Annotated[
 class _Input(BaseModel):
     """Types as sent (`"5"` is no number, `1` no boolean); keys this service does not read are ignored."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)  # built on first use
 
 
 class _FieldFilter(_Input):
@@ -402,28 +415,90 @@ def matches(item: Mapping[str, Any], filters: Iterable[Filter]) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Selection: what a query's key filters pin. How a store reads that (which index, which key
-# condition, Query or Scan) is the storage adapter's business (adapters/prompt_reads.py).
+# Selection: what a query's key filters pin, and the time ranges its filters leave. How a store
+# reads that (which index, which key condition) is the storage adapter's business
+# (adapters/prompt_reads.py).
+
+_MICROSECOND = timedelta(microseconds=1)  # the stored times' resolution (domain.clock)
+
+
+def stored_time(moment: datetime) -> str:
+    """`moment` in the stored form (domain.clock.now_rfc3339's, with a 4-digit year for any year)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """What time filters leave of one time field: inclusive bounds in the stored form (fixed width,
+    so string order is time order, as in every index); None is unbounded."""
+
+    low: str | None = None
+    high: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.low is not None and self.high is not None and self.low > self.high
+
+    def admits(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def narrowed(self, other: "TimeRange") -> "TimeRange":
+        """Both ranges at once (two filters on one field AND together)."""
+        lows = [bound for bound in (self.low, other.low) if bound is not None]
+        highs = [bound for bound in (self.high, other.high) if bound is not None]
+        return TimeRange(max(lows, default=None), min(highs, default=None))
+
+
+def time_range(f: Filter) -> tuple[str, TimeRange, bool] | None:
+    """(field, range, exact) when the filter bounds one of `RANGE_FIELDS`; `exact`: the range is
+    the whole filter (a comparison, or one instant), not a superset (the span of a list)."""
+    if len(f.fields) != 1 or f.fields[0] not in RANGE_FIELDS:
+        return None
+    if f.op not in COMPARISONS and f.op not in MEMBERSHIP:
+        return None
+    moments = [m for m in (instant(v) for v in f.values) if m is not None]
+    if len(moments) != len(f.values):
+        return None
+    try:  # stored times have microseconds: `> t` is `>= t + 1 us`, `< t` is `<= t - 1 us`
+        if f.op in MEMBERSHIP:
+            found = TimeRange(stored_time(min(moments)), stored_time(max(moments)))
+            return f.fields[0], found, len(set(moments)) == 1
+        moment = moments[0]
+        bounds = {
+            Op.LESS_THAN: TimeRange(high=stored_time(moment - _MICROSECOND)),
+            Op.LESS_THAN_OR_EQUAL: TimeRange(high=stored_time(moment)),
+            Op.GREATER_THAN: TimeRange(low=stored_time(moment + _MICROSECOND)),
+            Op.GREATER_THAN_OR_EQUAL: TimeRange(low=stored_time(moment)),
+        }
+    except OverflowError:  # past the calendar's ends: left to the filter itself
+        return None
+    return f.fields[0], bounds[f.op], True
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The prompts a query can match, as far as their key fields (`KEY_FIELDS`) tell.
+    """The prompts a query can match, as far as their key fields (`KEY_FIELDS`) and time ranges
+    (`RANGE_FIELDS`) tell.
 
     `pinned`: for each pinned key field, the values it may take (none: the query matches nothing);
-    a key field not pinned may take any value. A store may yield a superset of the selection: the
-    lister re-checks `filters` (all the query's filters, plus the owner for a non-admin) on every
-    prompt. `exact`: the pinned values are the whole filter, so counting the selection counts
-    the answer.
+    a key field not pinned may take any value. `ranges`: for each time field some filter bounds,
+    the range it may take. A store may yield a superset of the selection: the lister re-checks
+    `filters` (all the query's filters, plus the owner for a non-admin) on every prompt. `exact`:
+    the pinned values and ranges are the whole filter, so counting the selection counts the answer.
     """
 
     pinned: Mapping[str, tuple[str, ...]]
     filters: tuple[Filter, ...] = ()
     exact: bool = False
+    ranges: Mapping[str, TimeRange] = dataclasses.field(default_factory=dict)
 
     def admits(self, fields: Mapping[str, Any]) -> bool:
-        """The prompt's key fields take pinned values."""
-        return all(str(fields.get(name)) in values for name, values in self.pinned.items())
+        """The prompt's key fields take pinned values, and its times are within the ranges."""
+        return all(str(fields.get(name)) in values for name, values in self.pinned.items()) and all(
+            bounds.admits(fields.get(name)) for name, bounds in self.ranges.items()
+        )
 
 
 def key_values(f: Filter) -> tuple[str, tuple[str, ...]] | None:
@@ -447,16 +522,22 @@ def select(query: Query, user_id: str, is_admin: bool) -> Selection:
     if not is_admin:
         filters.append(Filter(op=Op.EQUALS, fields=("userId",), values=(user_id,)))
     pinned: dict[str, tuple[str, ...]] = {}
+    ranges: dict[str, TimeRange] = {}
     exact = True
     for f in filters:
         kv = key_values(f)
-        if kv is None:
+        bounded = time_range(f) if kv is None else None
+        if kv is not None:
+            name, values = kv
+            # Two filters on one field AND together: keep the intersection.
+            pinned[name] = tuple(v for v in values if v in pinned[name]) if name in pinned else values
+        elif bounded is not None:
+            name, bounds, whole = bounded
+            ranges[name] = ranges[name].narrowed(bounds) if name in ranges else bounds
+            exact = exact and whole
+        else:
             exact = False
-            continue
-        name, values = kv
-        # Two filters on one field AND together: keep the intersection.
-        pinned[name] = tuple(v for v in values if v in pinned[name]) if name in pinned else values
-    return Selection(pinned=pinned, filters=tuple(filters), exact=exact)
+    return Selection(pinned=pinned, filters=tuple(filters), exact=exact, ranges=ranges)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ Language = Literal["Chinese", "Dutch", "English", "French", "German", "Russian",
 class Metadata(BaseModel):
     """Free-form labels; the two the SDK types are checked against its enums, others are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     use_cases: list[UseCase] | None = None
     language: Language | None = None
@@ -114,7 +114,7 @@ def prompt_json(settings: PromptSettings) -> str:
 
 class _Request(BaseModel):
     # The SDK sends read-only fields back on update (owner, created, ...): ignored, not rejected.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class NewRegistryPrompt(_Request):

@@ -83,6 +83,15 @@ def _of(prompt: Prompt, kind: EventType, now: str, **fields: Any) -> ThreadEvent
     return ThreadEvent(prompt.threadId, prompt.userId, prompt.id, kind, now, **fields)
 
 
+class PartlyStored(Exception):
+    """Of events written together (ThreadEventLog.append_many), those in `stored` (with their
+    seqs) were stored before the write failed (the failure is the `__cause__`); the rest were not."""
+
+    def __init__(self, stored: list[ThreadEvent]) -> None:
+        super().__init__(f"{len(stored)} of the events were stored before the write failed")
+        self.stored = stored
+
+
 TERMINAL_STATUSES = frozenset({"completed", "abandoned", "canceled", REMOVED})
 CLOCK_SLACK_SECONDS = 60.0  # how far out of seq order events' createdAt may be
 
@@ -139,3 +148,27 @@ def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete
 
 def _shifted(rfc3339: str, seconds: float) -> str:
     return now_rfc3339(parse_rfc3339(rfc3339) + timedelta(seconds=seconds))
+
+
+# A finished prompt's closing event: the run that finished it starts the event's write within
+# CLOSING_WRITE_SECONDS of its final write, or never (its writes are fenced then); a returning
+# message repairs a missing one only after CLOSE_GRACE_SECONDS, and only the repairer that claims
+# the repair on the prompt (consumer/closing_events.py; the claim is taken over once it is that old).
+# The fence is the writer's own check before it takes a seq, so a write started in time that then
+# stalls (throttled, retried) past the grace can still land after a repair (docs/guarantees.md).
+CLOSING_WRITE_SECONDS = 8.0
+CLOSE_GRACE_SECONDS = 10.0
+
+
+def writes_in_flight(recent: list[ThreadEvent], last_seq: int) -> bool:
+    """Whether a seq up to `last_seq` (the thread's counter) was taken but its event is not among
+    `recent` (the latest stored, newest first) yet: a write still in flight, or a hole the gap
+    filler has yet to fill. Until it lands, a missing event may be that one."""
+    if not recent:
+        return last_seq > 0
+    expected = last_seq
+    for event in recent:
+        if event.seq != expected:
+            return True
+        expected -= 1
+    return False

@@ -57,7 +57,7 @@ Seq = Annotated[
 class _Frame(BaseModel):
     """Types as sent (`"5"` is no seq); keys this service does not read are ignored."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
 
 class _Ping(_Frame):

@@ -1,0 +1,77 @@
+"""Each function's init imports what its requests use and no more (benchmarks/cold_start.py times
+it): the API no consumer, engine or WebSocket code; the other functions no FastAPI; none the X-Ray
+SDK while tracing is off. Counted in a fresh process that imports the handler's module, as Lambda's
+init does, with the function's folder and the layer's source on its path."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy.conftest import ROOT
+
+PROBE = r"""
+import importlib, json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+importlib.import_module("app")
+print(json.dumps(sorted(sys.modules)))
+"""
+
+ENVIRONMENT = {
+    "PROMPTS_TABLE": "t",
+    "KEYS_TABLE": "k",
+    "REGISTRY_TABLE": "r",
+    "CONNECTIONS_TABLE": "c",
+    "SUBSCRIPTIONS_TABLE": "s",
+    "THREAD_EVENTS_TABLE": "e",
+    "PROMPTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+    "PROMPTS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/d",
+    "CURSOR_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:c",
+    "WEBSOCKET_ENDPOINT": "https://w.execute-api.us-east-1.amazonaws.com/prod",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "promptsvc",
+}
+
+WEBSOCKET = (
+    "promptsvc.services.subscriptions",
+    "promptsvc.services.fanout",
+    "promptsvc.adapters.connection_table",
+    "promptsvc.adapters.connections_api",
+)
+NOT_IMPORTED = {
+    "api": ("promptsvc.consumer", "promptsvc.engines", *WEBSOCKET, "aws_xray_sdk"),
+    "consumer": ("fastapi", "starlette", "mangum", "promptsvc.api", *WEBSOCKET, "aws_xray_sdk"),
+    "deadletter": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.engines", "aws_xray_sdk"),
+    "ws": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.consumer", "aws_xray_sdk"),
+    "stream": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.consumer", "aws_xray_sdk"),
+}
+
+
+def imported_by(function: str) -> list[str]:
+    paths = [str(ROOT / "functions" / function), str(ROOT / "layers" / "promptsvc")]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(paths)],
+        env={**ENVIRONMENT, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT / "functions" / function,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return modules
+
+
+@pytest.mark.parametrize("function", sorted(NOT_IMPORTED))
+def test_a_functions_init_imports_only_what_its_requests_use(function: str) -> None:
+    modules = imported_by(function)
+    assert "promptsvc.settings" in modules  # the probe saw the init
+    unwanted = sorted(
+        name
+        for name in modules
+        for prefix in NOT_IMPORTED[function]
+        if name == prefix or name.startswith(f"{prefix}.")
+    )
+    assert unwanted == []
