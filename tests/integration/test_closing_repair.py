@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc import wiring
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+from promptsvc.consumer import endings
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS
 from promptsvc.engines import mock
@@ -54,4 +55,32 @@ def test_copies_of_a_message_racing_to_repair_a_closing_event_store_one(
     again = asyncio.run(copy().run(prompt["id"], user_id="alice"))
     assert again.outcome is Outcome.SKIPPED  # the repair is there: nothing more to do
     statuses = [e.get("status") for e in events(client, keys["alice"], "raced") if e["type"] == "status"]
+    assert statuses == ["scheduled", "running", "completed"]
+
+
+def test_a_closing_event_that_misses_the_finished_runs_fence_is_repaired_from_the_kept_message(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run that finished the prompt starts its closing event's write too late (here: its fence
+    is already past): it stores none, and keeps the message instead of letting it go, so the
+    message comes back and its repair stores the event, once."""
+    monkeypatch.setattr(endings, "CLOSING_WRITE_SECONDS", -60.0)
+    prompt = add(client, keys["alice"], threadId="late")
+    engines = streaming(["the ", "answer"])
+    store = wiring.prompt_store(settings)
+    catalog = wiring.catalog_source(settings).get
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    finishing = PromptRunner(store, catalog, EngineRegistry(settings.engines, engines), events=log)
+
+    finished = asyncio.run(finishing.run(prompt["id"], user_id="alice"))
+
+    assert finished.outcome is Outcome.BUSY and finished.keep_message  # the message comes back
+    statuses = [e.get("status") for e in events(client, keys["alice"], "late") if e["type"] == "status"]
+    assert statuses == ["scheduled", "running"]
+    later = time.time() + CLOSE_GRACE_SECONDS + 1
+    back = PromptRunner(
+        store, catalog, EngineRegistry(settings.engines, engines), events=log, clock=lambda: later
+    )
+    assert asyncio.run(back.run(prompt["id"], user_id="alice")).outcome is Outcome.SKIPPED
+    statuses = [e.get("status") for e in events(client, keys["alice"], "late") if e["type"] == "status"]
     assert statuses == ["scheduled", "running", "completed"]

@@ -25,6 +25,7 @@ Rules (DESIGN.md, "Prompt lifecycle"), each kept by one part:
 """
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from promptsvc.domain.failure_policy import FailurePolicy
 from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import RemovalCheck
+from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, RemovalCheck
 from promptsvc.engines.base import EngineError
 from promptsvc.engines.registry import EngineRegistry
 
@@ -67,6 +68,9 @@ class _Host:
     keep_alive: KeepAlive | None = None
     on_generated: Callable[[], None] | None = None
     slot: Slot | None = None
+
+
+_FINISHED = frozenset({Outcome.COMPLETED, Outcome.CANCELED, Outcome.ABANDONED})
 
 
 class PromptRunner:
@@ -158,10 +162,15 @@ class PromptRunner:
             events.reset()
         events.status(str(Status.RUNNING))
         try:
-            return await self._run_claimed(claimed, keeper, host, events)
+            result = await self._run_claimed(claimed, keeper, host, events)
         finally:
             keeping.cancel()
             await events.close()
+        if events.fenced and result.outcome in _FINISHED:
+            # Its closing event missed the finished run's fence (endings.py): the message comes
+            # back after the grace, and its repair stores the event (closing_events.py).
+            return RunResult(Outcome.BUSY, retry_after=math.ceil(CLOSE_GRACE_SECONDS))
+        return result
 
     def _run_events(self, prompt: Prompt) -> "RunEvents | NoEvents":
         if self._events is None:
