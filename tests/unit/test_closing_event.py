@@ -2,6 +2,7 @@
 died between finishing the prompt and storing the event): never a second closing event."""
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.domain.prompt import Prompt
@@ -103,16 +104,19 @@ def test_a_removal_check_waits_while_a_later_write_is_in_flight() -> None:
     assert closing_event_needed(log, CHECK) is None  # type: ignore[arg-type]
 
 
-def numbered(*seqs: int) -> list[ThreadEvent]:
-    """Stored events with these seqs, newest first."""
-    return [replace(event("p2", EventType.DELTA, "00:09.000000"), seq=seq) for seq in seqs]
+def numbered(*seqs: int, at: str = "00:09.000000") -> list[ThreadEvent]:
+    """Stored events with these seqs, newest first, stamped 2026-11-30T10:`at`."""
+    return [replace(event("p2", EventType.DELTA, at), seq=seq) for seq in seqs]
 
 
-def test_a_seq_taken_but_not_stored_is_a_write_in_flight() -> None:
-    """The repair of a missing closing event waits while the thread's counter is past its stored
-    events, or a seq among them is missing: that write may be the closing event."""
-    assert writes_in_flight(numbered(7, 6, 5), last_seq=7) is False
-    assert writes_in_flight(numbered(7, 6, 5), last_seq=8) is True  # the newest seq not stored yet
-    assert writes_in_flight(numbered(7, 5, 4), last_seq=7) is True  # 6 taken, not stored yet
-    assert writes_in_flight([], last_seq=0) is False
-    assert writes_in_flight([], last_seq=3) is True
+NOW = datetime(2026, 11, 30, 10, 0, 15, tzinfo=UTC)
+
+
+def test_a_young_hole_among_the_latest_events_is_a_write_in_flight() -> None:
+    """The repair of a missing closing event waits while a seq below a young event is missing:
+    that write may be the closing event. A hole under an event older than HOLE_SECONDS is a
+    writer that is gone (a reader fills it), and is not waited for."""
+    assert writes_in_flight(numbered(7, 6, 5), NOW) is False
+    assert writes_in_flight(numbered(7, 5, 4), NOW) is True  # 6 taken 6 s ago, not stored yet
+    assert writes_in_flight(numbered(7, 5, 4, at="00:01.000000"), NOW) is False  # 14 s: gone
+    assert writes_in_flight([], NOW) is False

@@ -7,6 +7,7 @@ or the check a removal queued for the end of the run's lease (consumer/removal_c
 import asyncio
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 
@@ -76,8 +77,7 @@ class ClosingEvents:
                 return RunResult(Outcome.BUSY, retry_after=max(1, math.ceil(CLOSE_GRACE_SECONDS - waited)))
             # Past the grace the finishing run takes no seq (its closing write is fenced), but one
             # it took in time may still be landing: look again once it has (or was filled).
-            last = await asyncio.to_thread(self._events.last_seq, thread_key_of(prompt))
-            if writes_in_flight(recent, last):
+            if writes_in_flight(recent, datetime.fromtimestamp(self._clock(), UTC)):
                 return RunResult(Outcome.BUSY, retry_after=math.ceil(HOLE_SECONDS))
             # Copies of the message repair at once: one claims it; the others look again later.
             now_ms = int(self._clock() * 1000)

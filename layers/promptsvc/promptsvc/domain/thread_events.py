@@ -10,8 +10,9 @@ per thread and `type` one of
   that run is redone); it keeps the numbering gapless.
 """
 
+import itertools
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -160,15 +161,12 @@ CLOSING_WRITE_SECONDS = 8.0
 CLOSE_GRACE_SECONDS = 10.0
 
 
-def writes_in_flight(recent: list[ThreadEvent], last_seq: int) -> bool:
-    """Whether a seq up to `last_seq` (the thread's counter) was taken but its event is not among
-    `recent` (the latest stored, newest first) yet: a write still in flight, or a hole the gap
-    filler has yet to fill. Until it lands, a missing event may be that one."""
-    if not recent:
-        return last_seq > 0
-    expected = last_seq
-    for event in recent:
-        if event.seq != expected:
+def writes_in_flight(recent: list[ThreadEvent], now: datetime) -> bool:
+    """Whether a seq among `recent` (the thread's latest stored events, newest first) is missing
+    while the event above it is younger than `HOLE_SECONDS`: a write still in flight, which may be
+    the event looked for. An older hole is a writer that is gone (a reader fills it with a gap)."""
+    horizon = now_rfc3339(now - timedelta(seconds=HOLE_SECONDS))
+    for above, below in itertools.pairwise(recent):
+        if above.seq > below.seq + 1 and above.createdAt > horizon:
             return True
-        expected -= 1
     return False
