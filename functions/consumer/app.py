@@ -21,7 +21,9 @@ from promptsvc.settings import get_settings
 logger = Logger()
 tracer = tracing.tracer()
 metrics = Metrics()
-processor = AsyncBatchProcessor(event_type=EventType.SQS)
+# A batch whose every message is kept (all busy, or all waiting out a backoff) is a normal
+# answer, not a failed invocation: report them all, raise nothing (no Lambda error, no alarm).
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 settings = get_settings().for_function("consumer")
 runner = wiring.prompt_runner(settings)
 messages = wiring.queue_messages(settings)

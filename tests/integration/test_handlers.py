@@ -1,14 +1,20 @@
 """The Lambda handlers in functions/, invoked with the real-shaped payloads in events/."""
 
 import json
+import time
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+from promptsvc import wiring
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import message_body
+from promptsvc.domain.clock import now_rfc3339
+from promptsvc.settings import Settings
 from promptsvc_dev.functions import LambdaContext, load_handler_module
 from promptsvc_dev.template import LocalStack
 
 from tests.conftest import ROOT
+from tests.integration.helpers import add
 
 EVENTS = ROOT / "events"
 
@@ -97,3 +103,21 @@ def test_every_function_has_an_event_payload(local_stack: LocalStack) -> None:
 
     assert handlers <= payloads
     assert aws_client("sqs").list_queues()["QueueUrls"]
+
+
+def test_a_consumer_batch_whose_every_message_is_kept_is_an_answer_not_a_failed_invocation(
+    local_stack: LocalStack, client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """Every message of the batch belongs to a prompt another consumer is running (its lease
+    live): each is reported back to the queue, and the invocation succeeds (a raised error would
+    count as a Lambda error and trip the errors alarm for a normal state of the queue)."""
+    prompt = add(client, keys["alice"])
+    lease_until = int((time.time() + 600) * 1000)
+    assert wiring.prompt_store(settings).claim_waiting(prompt["id"], "alice", now_rfc3339(), lease_until)
+    consumer = load_handler_module(ROOT, "consumer")
+    payload = event("consumer-sqs-batch.json")
+    payload["Records"][0]["body"] = message_body(prompt["id"], "alice")
+
+    response = consumer.lambda_handler(payload, LambdaContext(function_name="ConsumerFunction"))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": payload["Records"][0]["messageId"]}]}
