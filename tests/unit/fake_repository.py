@@ -3,17 +3,13 @@ PromptReader) with the DynamoDB adapters' semantics: conditional status changes,
 reads in the order of a time field past a cursor, lazily, as many as the caller's `Reads` grant."""
 
 from collections.abc import Iterator
-from dataclasses import asdict, replace
-from typing import Any, Unpack
+from dataclasses import replace
+from typing import Unpack
 
-from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes
+from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes, public_view
 from promptsvc.domain.query import Selection
 from promptsvc.domain.reads import Reads
 from promptsvc.domain.status import Status, sources_for
-
-
-def _fields(prompt: Prompt) -> dict[str, Any]:
-    return {**asdict(prompt), "status": str(prompt.status)}
 
 
 class FakePrompts:
@@ -89,7 +85,7 @@ class FakePrompts:
             return (str(getattr(p, by)), p.id)
 
         # The selection's keys and time ranges are key conditions: what they exclude is never read.
-        chosen = [p for p in self._prompts.values() if selection.admits(_fields(p))]
+        chosen = [p for p in self._prompts.values() if selection.admits(public_view(p))]
         chosen.sort(key=where, reverse=desc)
         if after is not None:
             chosen = [p for p in chosen if (where(p) < after if desc else where(p) > after)]
@@ -103,6 +99,6 @@ class FakePrompts:
             yield from page
 
     def count(self, selection: Selection, *, most: int) -> int | None:
-        admitted = sum(1 for p in self._prompts.values() if selection.admits(_fields(p)))
+        admitted = sum(1 for p in self._prompts.values() if selection.admits(public_view(p)))
         self.reads += min(admitted, most + 1)
         return admitted if admitted <= most else None

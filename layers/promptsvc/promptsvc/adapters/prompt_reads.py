@@ -17,9 +17,9 @@ from boto3.dynamodb.conditions import Key
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.pages import pages
-from promptsvc.adapters.prompt_items import INDEXES, Index, to_item, to_prompt
+from promptsvc.adapters.prompt_items import INDEXES, Index, to_prompt
 from promptsvc.domain.names import composite
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, public_view
 from promptsvc.domain.query import MAX_VALUES, RANGE_FIELDS, Selection, TimeRange
 from promptsvc.domain.reads import Reads
 from promptsvc.domain.status import Status
@@ -176,7 +176,7 @@ class DynamoPromptReader:
             return self._count_keys(index, access.keys, selection.ranges.get(by), most)
         reads = Reads(most + 1)
         prompts = self.in_order(selection, by=by, desc=False, after=None, reads=reads)
-        total = sum(1 for prompt in prompts if selection.admits(to_item(prompt)))
+        total = sum(1 for prompt in prompts if selection.admits(public_view(prompt)))
         return None if reads.denied or reads.read > most else total
 
     def _merged(

@@ -17,7 +17,7 @@ Every request reads a bounded number of items, whatever the user holds (docs/api
 import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from promptsvc.domain.clock import parse_rfc3339
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.ports import PromptReader
-from promptsvc.domain.prompt import Prompt
+from promptsvc.domain.prompt import Prompt, public_view
 from promptsvc.domain.query import (
     COUNT_CEILING,
     DEFAULT_ORDER_FIELD,
@@ -52,9 +52,7 @@ _BLOCK_ORDER = DEFAULT_ORDER_FIELD  # random order's blocks follow creation time
 
 
 def _listed(prompt: Prompt) -> _Listed:
-    fields = asdict(prompt)
-    fields["status"] = str(prompt.status)
-    return prompt, fields
+    return prompt, public_view(prompt)  # the fields the query language filters and orders by
 
 
 def _index_position(fields: dict[str, Any]) -> list[Any]:
