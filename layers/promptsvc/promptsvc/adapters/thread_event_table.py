@@ -37,7 +37,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table, is_throttled
-from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
+from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
 from promptsvc.domain.ports import Deadline
@@ -47,6 +47,8 @@ from promptsvc.domain.thread_events import (
     EventType,
     PartlyStored,
     ThreadEvent,
+    age_seconds,
+    young_holes,
 )
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
@@ -102,11 +104,7 @@ def _check(deadline: Deadline | None) -> None:
 
 
 def _age_seconds(created_at: str) -> float:
-    try:
-        moment = parse_rfc3339(created_at)
-    except ValueError:
-        return float("inf")  # not ours to date: never let it hold a hole open for good
-    return (datetime.now(UTC) - moment).total_seconds()
+    return age_seconds(created_at, datetime.now(UTC))
 
 
 class _EventWrites:
@@ -346,11 +344,8 @@ class DynamoThreadEventLog(_EventWrites):
             ExpressionAttributeNames={"#seq": "seq", "#createdAt": "createdAt"},
         )
         seqs = [(int(item["seq"]), item["createdAt"]) for item in page.get("Items", [])]
-        cursor = seqs[0][0] if seqs else 0
-        for (above, created_at), (below, _) in itertools.pairwise(seqs):
-            if above > below + 1 and _age_seconds(created_at) < self._hole_seconds:
-                cursor = below  # below + 1 is still being written (its writer is not gone)
-        return cursor
+        holes = young_holes(seqs, datetime.now(UTC), self._hole_seconds)
+        return holes[-1] if holes else (seqs[0][0] if seqs else 0)  # below the lowest write in flight
 
     def recent(self, thread_key: str, limit: int) -> list[ThreadEvent]:
         page = self._table.query(

@@ -11,6 +11,7 @@ per thread and `type` one of
 """
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -161,12 +162,29 @@ CLOSING_WRITE_SECONDS = 8.0
 CLOSE_GRACE_SECONDS = 10.0
 
 
+def age_seconds(created_at: str, now: datetime) -> float:
+    """How old an event's stamp is; one that does not parse is not ours to date: infinitely old,
+    so it never holds a hole open for good."""
+    try:
+        return (now - parse_rfc3339(created_at)).total_seconds()
+    except ValueError:
+        return float("inf")
+
+
+def young_holes(
+    stamped: Sequence[tuple[int, str]], now: datetime, hole_seconds: float = HOLE_SECONDS
+) -> list[int]:
+    """For stored events' (seq, createdAt), newest first: the seq just below each missing seq
+    whose event above is younger than `hole_seconds`, newest first. Such a hole is a write still
+    in flight; an older one is a writer that is gone (a reader fills it with a gap)."""
+    return [
+        below
+        for (above, stamp), (below, _) in itertools.pairwise(stamped)
+        if above > below + 1 and age_seconds(stamp, now) < hole_seconds
+    ]
+
+
 def writes_in_flight(recent: list[ThreadEvent], now: datetime) -> bool:
-    """Whether a seq among `recent` (the thread's latest stored events, newest first) is missing
-    while the event above it is younger than `HOLE_SECONDS`: a write still in flight, which may be
-    the event looked for. An older hole is a writer that is gone (a reader fills it with a gap)."""
-    horizon = now_rfc3339(now - timedelta(seconds=HOLE_SECONDS))
-    for above, below in itertools.pairwise(recent):
-        if above.seq > below.seq + 1 and above.createdAt > horizon:
-            return True
-    return False
+    """Whether a seq among `recent` (the thread's latest stored events, newest first) is a young
+    hole: a write still in flight, which may be the event looked for."""
+    return bool(young_holes([(event.seq, event.createdAt) for event in recent], now))
