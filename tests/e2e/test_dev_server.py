@@ -87,7 +87,8 @@ def test_cancel_and_remove(server: DevServer, users: dict[str, str]) -> None:
 
     assert canceled.status_code == 200
     assert after["prompt"]["status"] == "canceled"
-    assert after["answer"] == ""
+    # Canceled before the consumer ran it: no answer; while it ran: the partial answer is kept.
+    assert "[INST]stop me[/INST]".startswith(after["answer"])
     assert removed.status_code == 200
     assert gone.status_code == 404
 
