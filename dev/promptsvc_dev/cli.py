@@ -1,4 +1,7 @@
-"""The `promptsvc` command: `promptsvc dev` runs the service locally; `promptsvc keys` manages keys."""
+"""The `promptsvc` command: `promptsvc dev` runs the service locally; `promptsvc keys` manages keys;
+`promptsvc prompt`, `prompts`, `thread`, `models` and `registry` are clients of a running service
+(client_cli.py: they need only the client's dependencies, so nothing of the server is imported at the
+top here)."""
 
 import argparse
 import os
@@ -7,6 +10,8 @@ import sys
 from promptsvc.domain.keys import Role
 
 DEFAULT_HOST = "127.0.0.1"
+SERVER_COMMANDS = {"dev", "worker", "keys"}  # the others are clients: client_cli.py
+WORKER_HELP = "run the queue consumer as a long-lived process (ECS GPU; also promptsvc-worker)"
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -30,9 +35,13 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from promptsvc.worker_main import run
+    # Its options are parsed here, not in build_parser: worker_main imports the whole server.
+    from promptsvc.worker_main import add_arguments, run
 
-    run(args.concurrency, args.drain_seconds)
+    parser = argparse.ArgumentParser(prog="promptsvc worker", description=WORKER_HELP)
+    add_arguments(parser)
+    options = parser.parse_args(args.worker_options)
+    run(options.concurrency, options.drain_seconds)
     return 0
 
 
@@ -125,13 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(func=_dev)
 
-    from promptsvc.worker_main import add_arguments
-
-    worker = commands.add_parser(
-        "worker", help="run the queue consumer as a long-lived process (ECS GPU; also promptsvc-worker)"
-    )
-    add_arguments(worker)
-    worker.set_defaults(func=_worker)
+    worker = commands.add_parser("worker", help=WORKER_HELP + " (--help: its options)", add_help=False)
+    worker.set_defaults(func=_worker, worker_options=[])
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
@@ -146,12 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", parents=[where], help="revoke a key by its key id")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_keys_revoke)
+
+    from promptsvc_dev.client_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.func is _worker:
+        args.worker_options = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as missing:
+        if args.command not in SERVER_COMMANDS:
+            raise
+        print(
+            f"promptsvc {args.command} needs the server's dependencies ({missing}): "
+            'pip install "promptsvc[local]"',
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
-from promptsvc.settings import NEEDS, EngineSettings, Settings, WorkerSettings
+from promptsvc.settings import NEEDS, Settings
+from promptsvc.settings.engines import EngineSettings
+from promptsvc.settings.worker import WorkerSettings
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 HEADER = """# Configuration
 
-Every function reads its settings from the environment (`promptsvc/settings.py`);
+Every function reads its settings from the environment (`promptsvc/settings/`);
 `template.yaml` sets them per function, several from the stack's parameters (`SyncWaitSeconds`,
 `PromptRetentionDays`, `EventRetentionSeconds`, `ModelCatalogParameter`, ...), and `promptsvc dev`
 gives each the environment the template gives it. Names are case-insensitive.

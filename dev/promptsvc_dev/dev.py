@@ -135,6 +135,7 @@ class DevStack:
         if self.options.mock_chunk_delay is not None:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
         merged["WEBSOCKET_ENDPOINT"] = self.connections_endpoint
+        merged["WEBSOCKET_URL"] = f"ws://127.0.0.1:{self.ws_port}/"  # what /playground connects to
         if self.chaos is not None:
             merged.update(self.chaos.environment())
         return merged
@@ -308,6 +309,7 @@ class DevStack:
         lines = [
             "promptsvc dev is ready",
             f"  API        {origin}/prompt-svc/",
+            f"  playground {origin}/playground  (docs/playground.md)",
             f"  WebSocket  ws://127.0.0.1:{self.ws_port}/?token=KEY"
             + (f"  ({self.streams_off})" if self.streams_off else ""),
             *([] if self.streams_off else [f"  callback   {self.connections_endpoint}  (@connections)"]),
@@ -316,6 +318,10 @@ class DevStack:
             *([f"  chaos      {self.chaos.describe()}"] if self.chaos is not None else []),
             f"  admin key  {self.admin_key}"
             + ("  (generated; pass --api-key to choose one)" if self.generated_key else ""),
+            "For the Python SDK and the CLI (promptsvc prompt, prompts, thread; docs/client.md):",
+            f"export PROMPTSVC_URL={origin}",
+            f"export PROMPTSVC_API_KEY={self.admin_key}",
+            f"export PROMPTSVC_WS_URL=ws://127.0.0.1:{self.ws_port}/",
             "Ctrl-C stops everything.",
         ]
         print("\n".join(lines), flush=True)

@@ -18,7 +18,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from promptsvc.adapters.connection_table import BY_CONNECTION
 from promptsvc.adapters.prompt_items import INDEXES, SORT_ATTRIBUTE
-from promptsvc.settings import NEEDS, EngineSettings, MissingSettings, Settings, WorkerSettings
+from promptsvc.settings import NEEDS, MissingSettings, Settings
+from promptsvc.settings.engines import EngineSettings
+from promptsvc.settings.worker import WorkerSettings
 from promptsvc_dev.template import NO_VALUE, LocalStack, create_resources, load_template
 
 from tests.deploy import checks
@@ -285,7 +287,9 @@ def layer_pins() -> dict[str, Version]:
 
 
 def project_dependencies() -> list[str]:
-    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    """What the layer ships besides the package: the base dependencies and the `server` extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["server"]]
 
 
 def test_the_layer_ships_pinned_versions_within_the_projects_ranges() -> None:

@@ -30,7 +30,7 @@ from tests.e2e.conftest import ADMIN_KEY, DevServer, call, dev_server
 
 pytestmark = pytest.mark.e2e
 
-CASES_PER_OPERATION = 32  # per generation mode, at most: 17 operations give well over 1,000 cases
+CASES_PER_OPERATION = 32  # per generation mode, at most: 19 operations give well over 1,000 cases
 MIN_CASES = 1000
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
@@ -46,7 +46,8 @@ class Fixtures:
 
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[DevServer]:
-    with dev_server(mock_chunk_delay=0) as started:
+    # A responses subscription that sees no done waits SUBSCRIBE_WAIT_SECONDS: short here.
+    with dev_server(mock_chunk_delay=0, env={"SUBSCRIBE_WAIT_SECONDS": "0.5"}) as started:
         yield started
 
 
@@ -105,7 +106,7 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_outside_the
     for label in sorted(cases):
         seen = ", ".join(f"{s}x{n}" for (op, s), n in sorted(statuses.items()) if op == label)
         print(f"  {label}: {cases[label]} cases ({seen})")
-    assert len(operations) == 17
+    assert len(operations) == 19
     assert all(cases[operation.label] > 0 for operation in operations)
     assert sum(cases.values()) >= MIN_CASES
     assert not failures, f"{len(failures)} failing cases:\n" + "\n\n".join(failures)

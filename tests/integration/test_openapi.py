@@ -17,6 +17,7 @@ CHECKED_IN = ROOT / "docs" / "openapi.json"
 
 # Every route of the README's two tables: (method, path) -> (success statuses, error statuses at
 # least: a parameter with a syntax also documents the API's validation error).
+STREAMS = {("get", "/prompt-svc/prompts/{thread_id}/responses/subscribe")}  # 200: text/event-stream
 ROUTES = {
     ("post", "/prompt-svc/prompt"): ({"200", "202"}, {"400", "401", "404", "409", "413", "500"}),
     ("get", "/prompt-svc/prompt/{prompt_id}"): ({"200"}, {"401", "404", "500"}),
@@ -26,6 +27,8 @@ ROUTES = {
     ("post", "/prompt-svc/prompts"): ({"200"}, {"400", "401", "413", "500"}),
     ("get", "/prompt-svc/thread/{thread_id}/events"): ({"200"}, {"400", "401", "500"}),
     ("get", "/prompt-svc/models"): ({"200"}, {"401", "500"}),
+    ("post", "/prompt-svc/types"): ({"200"}, {"400", "401", "413", "500"}),
+    ("get", "/prompt-svc/prompts/{thread_id}/responses/subscribe"): ({"200"}, {"400", "401", "500"}),
     ("post", "/prompt-svc/keys"): ({"201"}, {"400", "401", "403", "413", "500"}),
     ("delete", "/prompt-svc/keys/{key_id}"): ({"200"}, {"401", "404", "500"}),
     ("post", "/v2/prompts"): ({"200"}, {"400", "401", "409", "413", "422", "500"}),
@@ -41,6 +44,7 @@ BODIES = {
     ("post", "/prompt-svc/remove"): "RemovePromptRequest",
     ("post", "/prompt-svc/prompts"): "ListPromptsRequest",
     ("post", "/prompt-svc/keys"): "CreateKeyRequest",
+    ("post", "/prompt-svc/types"): "PromptTypesRequest",
     ("post", "/v2/prompts"): "NewRegistryPrompt",
     ("patch", "/v2/prompts/{prompt_id}"): "RegistryPromptPatch",
 }
@@ -79,7 +83,12 @@ def test_openapi_json_is_a_valid_openapi_3_1_document_of_every_route(served: dic
             schema = responses[status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": f"#/components/schemas/{shape}"}, (route, status)
         for status in ok:
-            if route != ("delete", "/v2/prompts/{prompt_id}"):  # 200 with an empty body
+            if route in STREAMS:
+                event = responses[status]["content"]["text/event-stream"]["schema"]  # each event's
+                assert event["properties"]["data"]["contentSchema"] == {
+                    "$ref": "#/components/schemas/StreamChunk"
+                }
+            elif route != ("delete", "/v2/prompts/{prompt_id}"):  # 200 with an empty body
                 assert "$ref" in responses[status]["content"]["application/json"]["schema"], route
         assert operations[route]["security"] == [{"apiKey": []}], route
         body = operations[route].get("requestBody")

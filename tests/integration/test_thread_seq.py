@@ -16,10 +16,10 @@ from promptsvc import wiring
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.connections import Connection
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.keys import Role
 from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import Connection
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.services.fanout import Fanout, Outcome
 from promptsvc.settings import Settings

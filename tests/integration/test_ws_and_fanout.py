@@ -22,9 +22,9 @@ from botocore.stub import Stubber
 from promptsvc import wiring
 from promptsvc.adapters.connections_api import MAX_MESSAGE_BYTES, management_client, split
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog, event_to_item
+from promptsvc.domain.connections import Connection, ConnectionGone
 from promptsvc.domain.keys import Role
 from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import Connection, ConnectionGone
 from promptsvc.domain.thread_events import EventType, ThreadEvent
 from promptsvc.settings import Settings
 from promptsvc_dev.functions import LambdaContext, load_handler_module

@@ -3,7 +3,9 @@ page rewritten (python -m promptsvc_dev.configuration_doc docs/configuration.md)
 
 from pathlib import Path
 
-from promptsvc.settings import EngineSettings, Settings, WorkerSettings
+from promptsvc.settings import Settings
+from promptsvc.settings.engines import EngineSettings
+from promptsvc.settings.worker import WorkerSettings
 from promptsvc_dev.configuration_doc import render
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"

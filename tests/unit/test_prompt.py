@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import (
-    ID_PATTERN,
     PUBLIC_FIELDS,
     NewPrompt,
     Prompt,

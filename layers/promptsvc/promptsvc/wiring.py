@@ -5,27 +5,25 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
-from promptsvc.adapters.catalog_source import CatalogSource
-from promptsvc.adapters.clients import secret_bytes
-from promptsvc.adapters.key_table import DynamoKeyRepository
-from promptsvc.adapters.prompt_table import DynamoPromptStore
-from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
-from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
-from promptsvc.services.keys import KeyService
 from promptsvc.settings import Settings
 
-# What only some functions use is imported by the factory that builds it, so each function's cold
-# start imports what its requests use and no more (benchmarks/cold_start.py; tests/deploy/
-# test_built_artifacts.py checks which packages each function imports).
+# Each factory imports what it builds, so each function's cold start imports what its requests use
+# and no more (benchmarks/cold_start.py; tests/deploy/test_cold_start_imports.py checks which
+# modules each function imports).
 if TYPE_CHECKING:
+    from promptsvc.adapters.catalog_source import CatalogSource
     from promptsvc.adapters.connection_table import DynamoConnectionStore
     from promptsvc.adapters.connections_api import ConnectionsApi
     from promptsvc.adapters.prompt_queue import SqsMessages
+    from promptsvc.adapters.prompt_table import DynamoPromptStore
+    from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
     from promptsvc.consumer.runner import PromptRunner
+    from promptsvc.domain.catalog import Catalog
+    from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
     from promptsvc.engines.base import Engine
     from promptsvc.services.connection_keys import ConnectionKeys
     from promptsvc.services.fanout import Fanout
+    from promptsvc.services.keys import KeyService
     from promptsvc.services.listing import PromptLister
     from promptsvc.services.prompt_intake import PromptIntake
     from promptsvc.services.prompts import PromptService
@@ -33,22 +31,28 @@ if TYPE_CHECKING:
     from promptsvc.services.subscriptions import SubscriptionService
 
 
-def prompt_store(settings: Settings) -> DynamoPromptStore:
+def prompt_store(settings: Settings) -> "DynamoPromptStore":
     """The prompts' lifecycle store."""
+    from promptsvc.adapters.prompt_table import DynamoPromptStore
+
     return DynamoPromptStore(settings.prompts_table, settings.prompt_retention_days)
 
 
-def thread_event_log(settings: Settings) -> DynamoThreadEventLog | None:
+def thread_event_log(settings: Settings) -> "DynamoThreadEventLog | None":
+    from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+
     if not settings.thread_events_table:
         return None
     return DynamoThreadEventLog(settings.thread_events_table, settings.event_ttl_seconds)
 
 
-def catalog_source(settings: Settings) -> CatalogSource:
+def catalog_source(settings: Settings) -> "CatalogSource":
+    from promptsvc.adapters.catalog_source import CatalogSource
+
     return CatalogSource(settings.model_catalog_ssm_parameter, settings.model_catalog_file)
 
 
-def catalog(settings: Settings) -> Catalog:
+def catalog(settings: Settings) -> "Catalog":
     return catalog_source(settings).get()
 
 
@@ -80,6 +84,7 @@ def registry_service(settings: Settings) -> "RegistryService":
 
 
 def prompt_lister(settings: Settings) -> "PromptLister":
+    from promptsvc.adapters.clients import secret_bytes
     from promptsvc.adapters.prompt_reads import DynamoPromptReader
     from promptsvc.services.listing import PromptLister
 
@@ -88,7 +93,10 @@ def prompt_lister(settings: Settings) -> "PromptLister":
     )
 
 
-def key_service(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> KeyService:
+def key_service(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> "KeyService":
+    from promptsvc.adapters.key_table import DynamoKeyRepository
+    from promptsvc.services.keys import KeyService
+
     return KeyService(
         DynamoKeyRepository(settings.keys_table),
         cache_seconds=settings.key_cache_seconds,
@@ -130,7 +138,7 @@ def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = N
     )
 
 
-def answer_bodies(settings: Settings) -> AnswerBodies | None:
+def answer_bodies(settings: Settings) -> "AnswerBodies | None":
     """The answers bucket (claim check for answers too large for an item); None when unset."""
     from promptsvc.adapters.answer_bodies import S3AnswerBodies
 
@@ -139,7 +147,7 @@ def answer_bodies(settings: Settings) -> AnswerBodies | None:
     return S3AnswerBodies(settings.answers_bucket)
 
 
-def response_cache(settings: Settings) -> ResponseCache | None:
+def response_cache(settings: Settings) -> "ResponseCache | None":
     from promptsvc.adapters.response_cache_table import DynamoResponseCache
 
     if not settings.response_cache_table:
@@ -165,7 +173,7 @@ def connections_api(settings: Settings) -> "ConnectionsApi":
     return ConnectionsApi(settings.websocket_endpoint)
 
 
-def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
+def _required_event_log(settings: Settings) -> "DynamoThreadEventLog":
     log = thread_event_log(settings)
     if log is None:
         raise ValueError("THREAD_EVENTS_TABLE is not set: thread streams replay from it")
@@ -173,7 +181,7 @@ def _required_event_log(settings: Settings) -> DynamoThreadEventLog:
 
 
 def connection_keys(
-    settings: Settings, keys: KeyService | None = None, close: Callable[[str], None] | None = None
+    settings: Settings, keys: "KeyService | None" = None, close: Callable[[str], None] | None = None
 ) -> "ConnectionKeys":
     """Checks open connections' keys (`keys`, `close`: another key cache or way to close, for tests)."""
     from promptsvc.services.connection_keys import ConnectionKeys
@@ -185,8 +193,8 @@ def connection_keys(
 
 def fanout(
     settings: Settings,
-    poster: FramePoster | None = None,
-    keys: KeyService | None = None,
+    poster: "FramePoster | None" = None,
+    keys: "KeyService | None" = None,
     close: Callable[[str], None] | None = None,
 ) -> "Fanout":
     """The fan-out to WebSocket connections (`poster`: another way to send frames, e.g. a fake)."""
@@ -203,8 +211,8 @@ def fanout(
 
 def subscription_service(
     settings: Settings,
-    poster: FramePoster | None = None,
-    keys: KeyService | None = None,
+    poster: "FramePoster | None" = None,
+    keys: "KeyService | None" = None,
     close: Callable[[str], None] | None = None,
 ) -> "SubscriptionService":
     from promptsvc.services.fanout import Fanout

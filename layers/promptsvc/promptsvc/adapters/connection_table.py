@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.pages import items
+from promptsvc.domain.connections import Connection, Subscription
 from promptsvc.domain.keys import Role
-from promptsvc.domain.ports import Connection, Subscription
 
 BY_CONNECTION = "byConnection"
 

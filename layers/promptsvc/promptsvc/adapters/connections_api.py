@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from promptsvc.adapters import clients
-from promptsvc.domain.ports import ConnectionGone
+from promptsvc.domain.connections import ConnectionGone
 
 __all__ = ["MAX_MESSAGE_BYTES", "ConnectionGone", "ConnectionsApi", "encode", "management_client", "split"]
 

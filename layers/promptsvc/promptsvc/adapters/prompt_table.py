@@ -16,8 +16,7 @@ from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
 from promptsvc.domain.item_size import check_item_size
-from promptsvc.domain.ports import Claim
-from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes
+from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
 
 _BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem

@@ -27,11 +27,13 @@ cannot be conditional, and TransactWriteItems costs twice the write units (and m
 whole table for each).
 """
 
+from __future__ import annotations
+
 import itertools
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -40,7 +42,6 @@ from promptsvc.adapters.clients import dynamodb_table, is_throttled
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.names import unscoped
-from promptsvc.domain.ports import Deadline
 from promptsvc.domain.thread_events import (
     CLOCK_SLACK_SECONDS,
     HOLE_SECONDS,
@@ -50,6 +51,9 @@ from promptsvc.domain.thread_events import (
     age_seconds,
     young_holes,
 )
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import Deadline
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
 _PUT_PATIENCE_SECONDS = 5.0  # a throttled event put keeps trying this long (the hole bound is 10 s)

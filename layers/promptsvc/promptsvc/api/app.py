@@ -4,8 +4,9 @@ from aws_lambda_powertools import Logger
 from fastapi import FastAPI
 
 from promptsvc import wiring
-from promptsvc.api import errors, openapi
+from promptsvc.api import errors, openapi, seed_routes
 from promptsvc.api.body_limit import BodyLimit
+from promptsvc.api.playground import router as playground_router
 from promptsvc.api.registry_routes import router as registry_router
 from promptsvc.api.routes import router
 from promptsvc.services.threads import ThreadService
@@ -44,5 +45,7 @@ def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastA
     errors.install(app)
     app.include_router(router)
     app.include_router(registry_router)
+    app.include_router(playground_router)  # static, the one route without a key (api/playground.py)
+    seed_routes.install(app)  # promptTypes, subscribeToPromptResponses (SSE)
     app.add_middleware(BodyLimit, read_seconds=settings.body_read_seconds)
     return app

@@ -57,17 +57,28 @@ def contract(
     also: dict[int, type[BaseModel]] | None = None,
     body: type[BaseModel] | None = None,
     body_required: bool = True,
+    stream: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Route decorator arguments documenting a route: its answer (`ok`, with `status`; None for an
     empty body), more successful answers (`also`), its error statuses besides 401 and 500, and the
-    JSON body its `json_body` dependency reads."""
+    JSON body its `json_body` dependency reads. `stream`: the content of an answer that is a
+    stream (`{media type: {"schema": ...}}`; `ok` None, the route's `response_class` has that media
+    type), whose errors are still JSON."""
     error_model = RegistryError if registry else QueueError
     responses: dict[int | str, dict[str, Any]] = {}
     for code, model in {status: ok, **(also or {})}.items():
         responses[code] = {"description": "OK"} if model is None else {"model": model, "description": "OK"}
+    if stream is not None:
+        responses[status]["content"] = stream
     bounded = (408, 413) if body is not None else ()  # api/body_limit.py, for any route that reads a body
     for code in sorted({*errors, *_ALWAYS, *bounded}):
         responses[code] = {"model": error_model, "description": _MEANING[code]}
+        if stream is not None:  # FastAPI would give the model the route's media type
+            schema = {"$ref": REF_TEMPLATE.format(model=error_model.__name__)}
+            responses[code] = {
+                "description": _MEANING[code],
+                "content": {"application/json": {"schema": schema}},
+            }
     # The route gets the responses without their models (FastAPI would build each model's
     # validator when the route is made: cold start time for documentation); `document()` documents
     # a twin of the route that has them.

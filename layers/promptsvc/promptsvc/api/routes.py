@@ -25,7 +25,8 @@ from promptsvc.api.schemas import (
 )
 from promptsvc.domain.errors import PayloadTooLarge
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.prompt import ID_PATTERN, MAX_PROMPT_BYTES, public_view
+from promptsvc.domain.names import ID_PATTERN
+from promptsvc.domain.prompt import MAX_PROMPT_BYTES, public_view
 from promptsvc.domain.query import parse_query
 from promptsvc.domain.thread_events import MAX_SEQ
 from promptsvc.services.keys import KeyService

@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptsvc.domain.keys import Role
-from promptsvc.domain.prompt import ID_PATTERN, MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
+from promptsvc.domain.names import ID_PATTERN
+from promptsvc.domain.prompt import MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
 from promptsvc.domain.query import (
     COUNT_CEILING,
     MAX_FILTER_NODES,

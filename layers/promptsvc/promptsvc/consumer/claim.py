@@ -9,8 +9,11 @@ lease is kept until the lease ends; one of a finished prompt is deleted, once it
 event is known to be stored (consumer/closing_events.py).
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -19,10 +22,12 @@ from promptsvc.consumer.closing_events import ClosingEvents
 from promptsvc.consumer.outcome import Outcome, RunResult
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.clock import now_rfc3339, seconds_until
-from promptsvc.domain.ports import PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import status_event
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore, ThreadEventLog
 
 logger = Logger(child=True)
 

@@ -4,10 +4,13 @@ finishing a prompt and storing that event, or before it notices a removal, leave
 without one. Both repairs come with a queue message: the finished prompt's own message coming back,
 or the check a removal queued for the end of the run's lease (consumer/removal_check.py)."""
 
+from __future__ import annotations
+
 import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -15,7 +18,6 @@ from promptsvc.consumer.outcome import Outcome, RunResult
 from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.clock import epoch_seconds, now_rfc3339, seconds_until
-from promptsvc.domain.ports import PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import (
     CLOSE_GRACE_SECONDS,
@@ -26,6 +28,9 @@ from promptsvc.domain.thread_events import (
     thread_key_of,
     writes_in_flight,
 )
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore, ThreadEventLog
 
 logger = Logger(child=True)
 

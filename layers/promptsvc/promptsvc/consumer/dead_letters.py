@@ -6,16 +6,21 @@ kept dying on it, or kept failing before they could even claim it. The prompt mu
 reading them again is harmless, as a terminal prompt is left alone.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.domain.clock import now_rfc3339
-from promptsvc.domain.ports import PromptStore, ThreadEventLog
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import status_event
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore, ThreadEventLog
 
 logger = Logger(child=True)
 

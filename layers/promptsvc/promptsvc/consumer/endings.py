@@ -14,11 +14,14 @@ The run's deltas are flushed before its status changes, so a reader who sees it 
 every delta stored; a run whose deltas were fenced off (past its lease) does not finish it.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -32,11 +35,13 @@ from promptsvc.domain.answers import answer_key, answer_size
 from promptsvc.domain.clock import epoch_seconds, now_rfc3339
 from promptsvc.domain.errors import ItemTooLarge
 from promptsvc.domain.failure_policy import Failure, FailurePolicy
-from promptsvc.domain.ports import AnswerBodies, PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import CLOSING_WRITE_SECONDS, REMOVED, reset_event
 from promptsvc.engines.base import EngineError
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import AnswerBodies, PromptStore, ThreadEventLog
 
 logger = Logger(child=True)
 
@@ -139,7 +144,7 @@ class Endings:
             return RunResult(Outcome.CANCELED)
         return RunResult(Outcome.DISCARDED)
 
-    def lease_lost(self, claimed: Prompt, events: "RunEvents | NoEvents") -> RunResult:
+    def lease_lost(self, claimed: Prompt, events: RunEvents | NoEvents) -> RunResult:
         """Past our lease another consumer may already run it: write nothing more (its reset must
         not be followed by our deltas). The message comes back soon, and a consumer reclaims the
         prompt (counting the lost run like a crash) unless one already has."""
@@ -147,7 +152,7 @@ class Endings:
         logger.warning("lease ran out before it could be renewed; run stopped", **log_keys(claimed))
         return RunResult(Outcome.BUSY, retry_after=1)
 
-    async def released(self, claimed: Prompt, events: "RunEvents | NoEvents") -> None:
+    async def released(self, claimed: Prompt, events: RunEvents | NoEvents) -> None:
         """The host is shutting down (an ECS worker past its drain time): give the run back,
         uncounted, so another consumer starts it at once instead of waiting out the lease. The
         next run starts over as a first run (scheduled, running, ... and no `reset` of its own),

@@ -5,11 +5,13 @@ process: consumer/run_watch.py), so a cancel, a removal or a lost lease stops th
 about that time, even while the engine is silent.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptsvc.consumer import telemetry
 from promptsvc.consumer.attempt import Attempt
@@ -18,13 +20,15 @@ from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.run_watch import RunWatch, Unread
 from promptsvc.domain.answers import answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Model
-from promptsvc.domain.ports import PromptStore, ResponseCache
 from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.routing import TIMEOUT_CODE
 from promptsvc.domain.status import Status
 from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, Finish
 from promptsvc.engines.cached import CACHED, CachedEngine
 from promptsvc.engines.registry import EngineRegistry
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore, ResponseCache
 
 tracer = telemetry.tracer
 
@@ -33,7 +37,7 @@ tracer = telemetry.tracer
 class Progress:
     """What a run has generated so far, and when."""
 
-    events: "RunEvents | NoEvents" = field(default_factory=NoEvents)
+    events: RunEvents | NoEvents = field(default_factory=NoEvents)
     parts: list[str] = field(default_factory=list)
     size: int = 0  # UTF-8 bytes of the answer so far
     started: float = 0.0
@@ -104,7 +108,7 @@ class Generation:
             engine = CachedEngine(engine, self._cache, attempt.cache_key, int(attempt.plan.cache_ttl or 0))
         return engine
 
-    async def _watch(self, claimed: Prompt, generation: "asyncio.Task[None]", keeper: LeaseKeeper) -> None:
+    async def _watch(self, claimed: Prompt, generation: asyncio.Task[None], keeper: LeaseKeeper) -> None:
         """Look at the prompt each round of the process's watch until the generation is done."""
         with self._runs.watching(claimed) as watched:
             state: asyncio.Task[RunState | Unread | None] | None = None

@@ -9,15 +9,20 @@ before the lease ends, the run must stop writing a moment before (`past_fence`, 
 another consumer may claim the prompt and start its events over.
 """
 
+from __future__ import annotations
+
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import PromptStore
 from promptsvc.domain.prompt import Prompt
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore
 
 logger = Logger(child=True)
 

@@ -7,10 +7,16 @@ writes are fenced by the lease), so the events after the removal either hold its
 never will: then the check writes `removed`, and a subscriber's stream ends.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import ThreadEventLog
 from promptsvc.domain.thread_events import RemovalCheck, closes
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ThreadEventLog
 
 logger = Logger(child=True)
 

@@ -23,6 +23,8 @@ prompt and start its events over, so nothing is written then, not even a write q
 since; the run sees `fenced` and must not finish the prompt (its deltas are not all stored).
 """
 
+from __future__ import annotations
+
 import asyncio
 import itertools
 import time
@@ -30,15 +32,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.item_size import utf8_pieces
-from promptsvc.domain.ports import ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.thread_events import PartlyStored, ThreadEvent, delta_event, reset_event, status_event
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ThreadEventLog
 
 logger = Logger(child=True)
 

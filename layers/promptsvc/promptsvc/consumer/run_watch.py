@@ -9,15 +9,20 @@ round, no later than `poll` plus the read, as when it read alone. A round whose 
 leaves a prompt unprocessed) hands those runs `UNREAD`; they look again at the next round.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import PromptStore
 from promptsvc.domain.prompt import Prompt, RunState
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptStore
 
 logger = Logger(child=True)
 
@@ -53,7 +58,7 @@ class _Rounds:
     """The runs watched in one event loop, and the task reading for them."""
 
     members: list[Watched] = field(default_factory=list)
-    task: "asyncio.Task[None] | None" = None
+    task: asyncio.Task[None] | None = None
 
 
 class RunWatch:

@@ -24,11 +24,14 @@ Rules (DESIGN.md, "Prompt lifecycle"), each kept by one part:
   (endings.py).
 """
 
+from __future__ import annotations
+
 import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -47,12 +50,14 @@ from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.clock import epoch_seconds
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.failure_policy import FailurePolicy
-from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, RemovalCheck
 from promptsvc.engines.base import EngineError
 from promptsvc.engines.registry import EngineRegistry
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog
 
 __all__ = ["Outcome", "PromptRunner", "RunResult"]
 
@@ -172,7 +177,7 @@ class PromptRunner:
             return RunResult(Outcome.BUSY, retry_after=math.ceil(CLOSE_GRACE_SECONDS))
         return result
 
-    def _run_events(self, prompt: Prompt) -> "RunEvents | NoEvents":
+    def _run_events(self, prompt: Prompt) -> RunEvents | NoEvents:
         if self._events is None:
             return NoEvents()
         return RunEvents(self._events, prompt, interval=self._delta_interval)
@@ -182,7 +187,7 @@ class PromptRunner:
         claimed: Prompt,
         keeper: LeaseKeeper,
         host: _Host,
-        events: "RunEvents | NoEvents",
+        events: RunEvents | NoEvents,
     ) -> RunResult:
         """One attempt, then its ending; every way it can go maps to one of `Endings`."""
         progress = Progress(events=events, started=self._clock())

@@ -5,10 +5,13 @@ DeleteMessage) or *kept* (its visibility is set to when it should come back: a r
 live lease's end). Nothing is lost: any fault that escapes the runner keeps the message too.
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -16,8 +19,10 @@ from promptsvc.adapters.prompt_queue import parse_body
 from promptsvc.consumer.lease import KeepAlive
 from promptsvc.consumer.outcome import Outcome
 from promptsvc.consumer.runner import PromptRunner, Slot
-from promptsvc.domain.ports import QueueMessages
 from promptsvc.domain.retry import backoff_seconds
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import QueueMessages
 
 logger = Logger(child=True)
 
@@ -45,6 +50,7 @@ async def settle(
     on_generated: Callable[[], None] | None = None,
     slot: Slot | None = None,
 ) -> Settlement:
+
     try:
         work = parse_body(message.body)
     except ValueError as error:

@@ -9,13 +9,18 @@ not lost after all only makes a duplicate delivery, which the consumer's conditi
 into nothing (never a second run).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.clock import now_rfc3339
-from promptsvc.domain.ports import PromptQueue, PromptStore
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptQueue, PromptStore
 
 logger = Logger(child=True)
 
@@ -37,6 +42,7 @@ def requeue_stranded(
     limit: int = MAX_PER_SWEEP,
     now: datetime | None = None,
 ) -> RequeueReport:
+
     moment = now or datetime.now(UTC)
     cutoff = now_rfc3339(moment - timedelta(seconds=grace_seconds))
     report = RequeueReport()

@@ -10,6 +10,9 @@ from promptsvc.domain.errors import InvalidRequest
 
 DEFAULT_CALL_TIMEOUT = 120.0
 DEFAULT_STALL_TIMEOUT = 30.0
+# The seed client's name (`PromptSvcPromptType`) for what every engine here does: a text prompt in
+# (rendered with the template, or sent as chat messages), a text answer out.
+TEXT_TO_TEXT = "Text-to-Text"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class Model:
     call_timeout: float = DEFAULT_CALL_TIMEOUT  # seconds one engine call may take in all
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # seconds without a chunk before giving up
     routing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_type(self) -> str:
+        """What the model generates from what, in the seed client's words: both request schemas
+        (`chat`, `completions`) of every engine take text and answer text."""
+        return TEXT_TO_TEXT
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,10 @@ class Catalog:
         if path:
             return cls.from_json(Path(path).read_text())
         return cls.from_json(resources.files("promptsvc.data").joinpath("models.json").read_text())
+
+    def prompt_types(self) -> list[str]:
+        """The prompt types the catalog's models serve (`POST /prompt-svc/types`), sorted."""
+        return sorted({model.prompt_type for model in self.models.values()})
 
     def resolve(self, model_id: str | None) -> Model:
         """The model for `model_id` (the default when empty); a 400 listing the known ones if unknown."""

@@ -6,6 +6,8 @@ ids and names both match `ID_PATTERN` (no `#`), so a scoped key splits back unam
 """
 
 SEPARATOR = "#"
+# Ids chosen by clients end up inside composite index keys joined with '#': keep them plain.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 
 def composite(*parts: object) -> str:

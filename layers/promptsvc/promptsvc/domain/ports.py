@@ -1,33 +1,23 @@
 """The small interfaces the services use; adapters implement them against AWS.
 
-The types the interfaces name are imported for the type checker only: importing a port costs a
-function's cold start nothing beyond what it uses (benchmarks/cold_start.py)."""
+Interfaces only, for the type checker: modules import them under `TYPE_CHECKING`, so no function
+pays for them at its cold start (benchmarks/cold_start.py). The values they speak are domain types
+(`domain.prompt.Claim`, `domain.connections`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
-from promptsvc.domain.keys import Role
-
 if TYPE_CHECKING:
+    from promptsvc.domain.connections import Connection, Subscription
     from promptsvc.domain.keys import ApiKeyRecord
-    from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
+    from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState
     from promptsvc.domain.query import Selection
     from promptsvc.domain.reads import Reads
     from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
     from promptsvc.domain.status import Status
     from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a claim's write came to: the prompt it claimed, or, refused, the prompt as it found
-    it (`found`; None: not known, read it)."""
-
-    claimed: Prompt | None
-    found: Prompt | None = None
 
 
 class PromptStore(Protocol):
@@ -181,35 +171,6 @@ class ThreadEventLog(Protocol):
         """The thread's last `limit` stored events, newest first."""
 
 
-@dataclass(frozen=True)
-class Connection:
-    """An open WebSocket connection and who opened it (its API key's user and role)."""
-
-    connection_id: str
-    user_id: str
-    role: Role
-    expires_at: int  # epoch seconds: API Gateway closes a connection after 2 h
-    key_id: str = ""  # the API key it was opened with: each action checks it still stands
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """A connection following a thread; `last_seq` is the last seq it was given (or skipped)."""
-
-    thread_id: str  # the thread's scoped key (owner#threadId), as the event log names it
-    connection_id: str
-    user_id: str
-    role: Role
-    last_seq: int
-
-    def may_see(self, event: ThreadEvent) -> bool:
-        return self.role is Role.ADMIN or event.userId == self.user_id
-
-
 class ConnectionStore(Protocol):
     """WebSocket connections and their thread subscriptions."""
 
@@ -241,14 +202,6 @@ class ConnectionStore(Protocol):
 
     def unclaim(self, thread_id: str, connection_id: str, seq: int) -> bool:
         """The post failed: the claim is dropped, the cursor stays."""
-
-
-class ConnectionGone(Exception):
-    """The WebSocket client went away (API Gateway's 410): forget the connection."""
-
-    def __init__(self, connection_id: str) -> None:
-        super().__init__(f"connection {connection_id!r} is gone")
-        self.connection_id = connection_id
 
 
 class FramePoster(Protocol):

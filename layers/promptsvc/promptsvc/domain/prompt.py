@@ -4,12 +4,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.names import composite
-from promptsvc.domain.routing import RunPlan
 from promptsvc.domain.status import Status
+
+if TYPE_CHECKING:  # routing is imported where a plan is read: the stream and ws functions never do
+    from promptsvc.domain.routing import RunPlan
 
 MAX_PROMPT_BYTES = 256 * 1024
 DEFAULT_MAX_RETRIES = 10
@@ -37,8 +39,6 @@ PUBLIC_FIELDS = (
     "promptConfigVersion",
     "answeredBy",
 )
-# Ids chosen by clients end up inside composite index keys joined with '#': keep them plain.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,9 @@ class Prompt:
         return replace(self, status=status, **changes)
 
     @property
-    def run_plan(self) -> RunPlan | None:
+    def run_plan(self) -> "RunPlan | None":
+        from promptsvc.domain.routing import RunPlan
+
         return RunPlan.from_json(self.plan) if self.plan else None
 
 
@@ -143,7 +145,7 @@ class NewPrompt:
     id: str
     promptConfigId: str = ""
     promptConfigVersion: str = ""  # the version run (the current one when none was asked for)
-    plan: RunPlan | None = None
+    plan: "RunPlan | None" = None
     # What the caller asked for, as opposed to what was made of it (a generated thread id, a load
     # balancer's pick): re-sending the same request must find the same fingerprint.
     fingerprint: dict[str, Any] = field(default_factory=dict)
@@ -184,3 +186,12 @@ def create_prompt(user_id: str, new: NewPrompt, clock: datetime | None = None) -
         promptConfigVersion=new.promptConfigVersion,
         plan=new.plan.to_json() if new.plan else "",
     )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim's write came to: the prompt it claimed, or, refused, the prompt as it found
+    it (`found`; None: not known, read it)."""
+
+    claimed: Prompt | None
+    found: Prompt | None = None

@@ -10,16 +10,20 @@ per thread and `type` one of
   that run is redone); it keeps the numbering gapless.
 """
 
+from __future__ import annotations
+
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
 from promptsvc.domain.names import scoped
-from promptsvc.domain.prompt import Prompt
+
+if TYPE_CHECKING:  # only named: the stream and ws functions never load the prompt entity
+    from promptsvc.domain.prompt import Prompt
 
 HOLE_SECONDS = 10.0  # a seq allocated this long ago whose event is not stored: its writer is gone
 REMOVED = "removed"  # the status event that ends a removed prompt's events (not a prompt status)
@@ -50,7 +54,7 @@ class ThreadEvent:
         """The thread's key: threads are per user (domain.names)."""
         return scoped(self.userId, self.threadId)
 
-    def with_seq(self, seq: int) -> "ThreadEvent":
+    def with_seq(self, seq: int) -> ThreadEvent:
         return replace(self, seq=seq)
 
     def wire(self) -> dict[str, Any]:

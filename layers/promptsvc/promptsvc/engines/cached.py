@@ -3,14 +3,19 @@ from the cache without calling the engine (one delta, finish reason `cached`); a
 engine and keeps the whole answer for `ttl` seconds once the stream has finished. The cache is
 best effort: one that cannot be read is a miss, one that cannot be written keeps nothing."""
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.errors import ItemTooLarge
-from promptsvc.domain.ports import ResponseCache
 from promptsvc.engines.base import Delta, Engine, EngineEvent, EngineRequest, Finish
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ResponseCache
 
 logger = Logger(child=True)
 

@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping
 
 from promptsvc.domain.catalog import Model
 from promptsvc.engines.base import Engine, EngineError
-from promptsvc.settings import EngineSettings
+from promptsvc.settings.engines import EngineSettings
 
 
 def _mock(settings: EngineSettings) -> Engine:

@@ -7,13 +7,18 @@ connections within the same `KEY_CACHE_SECONDS` bound as new requests. A connect
 was revoked is forgotten (with its subscriptions) and closed.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import ConnectionStore
 from promptsvc.services.fanout import forget_connection
 from promptsvc.services.keys import KeyService
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ConnectionStore
 
 logger = Logger(child=True)
 

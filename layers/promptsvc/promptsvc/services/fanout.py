@@ -12,6 +12,8 @@ still running, a post that failed): the missing events are read from the log and
 by the same rule. A failed post drops the claim and leaves the cursor, so the caller can retry.
 """
 
+from __future__ import annotations
+
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -19,8 +21,11 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from promptsvc.domain.ports import ConnectionGone, ConnectionStore, FramePoster, Subscription, ThreadEventLog
+from promptsvc.domain.connections import ConnectionGone, Subscription
 from promptsvc.domain.thread_events import HOLE_SECONDS, ThreadEvent
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ConnectionStore, FramePoster, ThreadEventLog
 
 if TYPE_CHECKING:
     from promptsvc.services.connection_keys import ConnectionKeys
@@ -85,7 +90,7 @@ class Fanout:
         log: ThreadEventLog,
         *,
         claim_wait_seconds: float = 2.0,
-        keys: "ConnectionKeys | None" = None,
+        keys: ConnectionKeys | None = None,
     ) -> None:
         self._store = store
         self._poster = poster

@@ -1,7 +1,10 @@
 """API key use cases: authenticate a request, create and revoke keys."""
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
@@ -16,7 +19,9 @@ from promptsvc.domain.keys import (
     parse_key,
     verify,
 )
-from promptsvc.domain.ports import KeyRepository
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import KeyRepository
 
 
 class KeyService:

@@ -14,18 +14,19 @@ Every request reads a bounded number of items, whatever the user holds (docs/api
 - count: at most `COUNT_CEILING` items read, else a 400.
 """
 
+from __future__ import annotations
+
 import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptsvc.domain import cursor as cursors
 from promptsvc.domain.clock import parse_rfc3339
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.ports import PromptReader
 from promptsvc.domain.prompt import Prompt, public_view
 from promptsvc.domain.query import (
     COUNT_CEILING,
@@ -45,6 +46,9 @@ from promptsvc.domain.query import (
     stored_time,
 )
 from promptsvc.domain.reads import Reads
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import PromptReader
 
 _Listed = tuple[Prompt, dict[str, Any]]  # a prompt and its fields as the query language reads them
 _Ranked = tuple[list[Any], _Listed]  # a prompt's position in the query's order, and the prompt
@@ -221,7 +225,7 @@ class _Block:
     more: bool = False
 
     @classmethod
-    def of(cls, window: list[Any] | None) -> "_Block":
+    def of(cls, window: list[Any] | None) -> _Block:
         if window and len(window) == 4:
             return cls(window[0], window[1], window[2], bool(window[3]))
         return cls()

@@ -1,8 +1,11 @@
 """Use cases of the prompt queue: add, get, wait, cancel, remove. Handlers call these."""
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -10,10 +13,12 @@ from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.clock import now_rfc3339, seconds_until
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
-from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptStore, ThreadEventLog
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, request_hash
 from promptsvc.domain.status import Status, is_terminal
 from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, thread_key_of
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptStore, ThreadEventLog
 
 logger = Logger(child=True)
 

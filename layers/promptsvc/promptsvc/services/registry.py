@@ -1,12 +1,14 @@
 """Use cases of the prompt registry (`/v2/prompts`). Each user sees only their own prompts: another
 user's prompt is NotFound exactly like a missing one."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.ids import new_id
-from promptsvc.domain.ports import RegistryRepository
 from promptsvc.domain.registry import (
     NewRegistryPrompt,
     Page,
@@ -18,6 +20,9 @@ from promptsvc.domain.registry import (
     canonical_ulid,
     create_entity,
 )
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import RegistryRepository
 
 UPDATE_ATTEMPTS = 3
 

@@ -8,24 +8,19 @@ Frames to the client (all JSON):
 - thread events, as `ThreadEvent.wire()`.
 """
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from promptsvc.domain import bounded_json
 from promptsvc.domain.bounded_json import JsonRejected
-from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import (
-    Connection,
-    ConnectionGone,
-    ConnectionStore,
-    FramePoster,
-    ThreadEventLog,
-)
-from promptsvc.domain.prompt import ID_PATTERN
+from promptsvc.domain.connections import Connection, ConnectionGone
+from promptsvc.domain.names import ID_PATTERN, scoped
 from promptsvc.domain.thread_events import MAX_SEQ
 from promptsvc.domain.validation import TAG_ERRORS, describe, quote, untagged, worded
 from promptsvc.services.connection_keys import ConnectionKeys
@@ -82,6 +77,9 @@ class _Subscribe(_OnThread):
 _FRAMES: TypeAdapter[_Ping | _Unsubscribe | _Subscribe] = TypeAdapter(
     Annotated[_Ping | _Unsubscribe | _Subscribe, Field(discriminator="action"), untagged("action")]
 )
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ConnectionStore, FramePoster, ThreadEventLog
 
 
 def _frame(request: dict[str, Any]) -> _Ping | _Unsubscribe | _Subscribe:

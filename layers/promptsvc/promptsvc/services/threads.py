@@ -1,12 +1,16 @@
 """Reading a thread's stored events (`GET /prompt-svc/thread/{threadId}/events`)."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.names import scoped
-from promptsvc.domain.ports import ThreadEventLog
+
+if TYPE_CHECKING:
+    from promptsvc.domain.ports import ThreadEventLog
 
 MAX_LIMIT = 1000
 

@@ -5,62 +5,17 @@ A resource a function needs has no default: the function checks its own needs at
 (`for_function`), so a missing variable fails the cold start with its name, instead of a call to a
 table that does not exist."""
 
-from functools import lru_cache
-from typing import Self
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Self
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES
+from promptsvc.settings.environment import FromEnvironment
 
-_FROM_ENVIRONMENT = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
-
-
-class EngineSettings(BaseSettings):
-    """How prompts are answered: the engines' endpoints and the mock engine's behaviour."""
-
-    model_config = _FROM_ENVIRONMENT
-
-    openai_base_url: str = Field("http://localhost:8000/v1", description="OpenAI-compatible server")
-    openai_api_key: str = Field("", description="its API key, if it needs one")
-    sagemaker_streaming: bool = Field(
-        True, description="invoke_endpoint_with_response_stream, else invoke_endpoint"
-    )
-    engine: str = Field(
-        "", description="serve every model with this engine (e.g. 'mock'); empty: per catalog"
-    )
-    mock_chunk_delay_seconds: float = Field(0.0, ge=0, description="mock engine delay per chunk")
-    mock_chunks: int = Field(4, ge=1, description="how many chunks the mock engine streams")
-    mock_max_answer_chars: int = Field(8192, ge=1, description="mock answers are cut to this length")
-    # mock engine faults (engines/mock.py; `promptsvc dev --chaos`): off by default
-    mock_fault_seed: int = Field(0, description="seed of the mock engine's faults (same seed, same faults)")
-    mock_error_rate: float = Field(
-        0.0, ge=0, le=1, description="share of mock attempts failing with a status"
-    )
-    mock_error_codes: str = Field(
-        "500,502,503,429", description="statuses the mock fails with, comma-separated"
-    )
-    mock_stall_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts stalling")
-    mock_cut_rate: float = Field(0.0, ge=0, le=1, description="share of mock streams cut midway")
-    mock_kill_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts killing the consumer")
-    mock_slow_first_token_rate: float = Field(0.0, ge=0, le=1, description="share with a slow first token")
-    mock_slow_first_token_seconds: float = Field(
-        0.0, ge=0, description="its delay (0: half the stall timeout)"
-    )
-    mock_attempt_log: str = Field(
-        "", description="a file the mock engine appends each attempt to (JSON lines)"
-    )
-
-
-class WorkerSettings(BaseSettings):
-    """The ECS worker (consumer/worker.py): its concurrency, drain and message visibility."""
-
-    model_config = _FROM_ENVIRONMENT
-
-    worker_concurrency: int = Field(32, ge=1, description="prompts one ECS worker runs at once")
-    worker_drain_seconds: float = Field(100.0, ge=0, description="SIGTERM: time to finish in-flight work")
-    worker_visibility_seconds: int = Field(60, ge=2, description="visibility the worker keeps extending")
-    worker_lease_margin_seconds: float = Field(30.0, ge=0, description="lease beyond the visibility")
+if TYPE_CHECKING:
+    from promptsvc.settings.engines import EngineSettings
+    from promptsvc.settings.worker import WorkerSettings
 
 
 class MissingSettings(RuntimeError):
@@ -79,9 +34,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Settings(BaseSettings):
-    model_config = _FROM_ENVIRONMENT
-
+class Settings(FromEnvironment):
     prompts_table: str = Field("", description="DynamoDB table of prompts")
     keys_table: str = Field("", description="DynamoDB table of hashed API keys")
     registry_table: str = Field("", description="DynamoDB table of stored prompts (/v2)")
@@ -99,9 +52,15 @@ class Settings(BaseSettings):
     connections_table: str = Field("", description="DynamoDB table of open WebSocket connections")
     subscriptions_table: str = Field("", description="DynamoDB table of thread subscriptions")
     websocket_endpoint: str = Field("", description="the WebSocket API's @connections callback URL")
+    websocket_url: str = Field(
+        "", description="where clients connect to the WebSocket API (ws:// or wss://): for /playground"
+    )
     connection_ttl_seconds: int = Field(7200, ge=60, description="connections expire (API GW: 2 h)")
 
     sync_wait_seconds: float = Field(25.0, gt=0, le=29, description="bound on sync add (API GW: 30 s)")
+    subscribe_wait_seconds: float = Field(
+        25.0, gt=0, le=29, description="bound on a responses subscription (SSE) seeing no done (API GW: 30 s)"
+    )
     body_read_seconds: float = Field(10.0, gt=0, description="a request body not received by then: 408")
     key_cache_seconds: float = Field(60.0, ge=0, description="how long a warm function trusts a key")
     prompt_retention_days: int = Field(30, ge=1, description="TTL of terminal prompts")
@@ -122,8 +81,21 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(2.0, gt=0, description="first retry backoff")
     retry_cap_seconds: float = Field(900.0, gt=0, description="longest retry backoff")
 
-    engines: EngineSettings = Field(default_factory=EngineSettings, description="the engines' settings")
-    worker: WorkerSettings = Field(default_factory=WorkerSettings, description="the ECS worker's settings")
+    # The groups only the consumer and the worker read: made when first read, so the other
+    # functions' cold starts do not build them (benchmarks/cold_start.py).
+    @cached_property
+    def engines(self) -> "EngineSettings":
+        """The engines' settings (settings/engines.py), from the same environment."""
+        from promptsvc.settings.engines import EngineSettings
+
+        return EngineSettings()
+
+    @cached_property
+    def worker(self) -> "WorkerSettings":
+        """The ECS worker's settings (settings/worker.py), from the same environment."""
+        from promptsvc.settings.worker import WorkerSettings
+
+        return WorkerSettings()
 
     def for_function(self, function: str) -> Self:
         """These settings, once every one `function` needs (NEEDS) is set; else MissingSettings

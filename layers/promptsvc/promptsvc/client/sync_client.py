@@ -1,0 +1,260 @@
+"""`Client`: the API over httpx.Client, thread streams over a WebSocket (websockets' sync client)."""
+
+import json
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from promptsvc.client import calls
+from promptsvc.client.config import ClientConfig
+from promptsvc.client.errors import ApiError
+from promptsvc.client.models import Models, Prompt, RegistryPrompt, RegistryVersion, ThreadEvent
+from promptsvc.client.retry import Repeat, RetryPolicy, retry_after
+from promptsvc.client.stream import Ending, Gap, Reconnects, ThreadCursor, Until
+from promptsvc.client.transport import (
+    DEFAULT_TIMEOUT,
+    POLL_MAX,
+    POLL_MIN,
+    WS_OPEN_TIMEOUT,
+    handshake_error,
+    headers,
+    page_limit,
+)
+
+_sleep = time.sleep  # tests replace it to see the waits without waiting
+
+
+class Client:
+    """The promptsvc API. `url`, `api_key` and `ws_url` default to PROMPTSVC_URL, PROMPTSVC_API_KEY
+    and PROMPTSVC_WS_URL. Use it as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        ws_url: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = ClientConfig.resolve(url, api_key, ws_url)
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=self.config.url,
+            headers=headers(self.config),
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, call: calls.Call) -> Any:
+        retry = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, params=call.params, json=call.body)
+            except httpx.TransportError as error:
+                unsent = isinstance(error, httpx.ConnectError)
+                if retry >= self.retry.max_retries or not (unsent or call.repeat is Repeat.SAFE):
+                    raise
+                _sleep(self.retry.delay(retry))
+                retry += 1
+                continue
+            if retry < self.retry.max_retries and self.retry.retries(response.status_code, call.repeat):
+                _sleep(self.retry.delay(retry, retry_after(response)))
+                retry += 1
+                continue
+            return calls.json_of(response)
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def add_prompt(
+        self,
+        prompt: str,
+        model_id: str | None = None,
+        thread_id: str | None = None,
+        sync: bool = False,
+        *,
+        prompt_id: str | None = None,
+        max_retries: int | None = None,
+        template: str | None = None,
+    ) -> Prompt:
+        """Add a prompt. With sync=True the API waits for its end, up to its sync wait (25 s), and
+        answers the prompt as it stands then (maybe not terminal: see wait_prompt). The id is made
+        here when not given, so a retried add returns the same prompt."""
+        call = calls.add_prompt(
+            prompt, model_id=model_id, thread_id=thread_id, sync=sync, prompt_id=prompt_id,
+            max_retries=max_retries, template=template,
+        )  # fmt: skip
+        return Prompt.from_response(self._send(call))
+
+    def get_prompt(self, prompt_id: str, user_id: str | None = None) -> Prompt:
+        return Prompt.from_response(self._send(calls.get_prompt(prompt_id, user_id)))
+
+    def wait_prompt(self, prompt_id: str, user_id: str | None = None) -> Prompt:
+        """Read the prompt until it is terminal (backing off from 0.25 s to 2 s between reads)."""
+        pause = POLL_MIN
+        while not (prompt := self.get_prompt(prompt_id, user_id)).terminal:
+            _sleep(pause)
+            pause = min(POLL_MAX, pause * 2)
+        return prompt
+
+    def cancel_prompt(self, prompt_id: str, user_id: str | None = None) -> Prompt:
+        return Prompt.from_response(self._send(calls.cancel_prompt(prompt_id, user_id)))
+
+    def remove_prompt(self, prompt_id: str, user_id: str | None = None) -> None:
+        self._send(calls.remove_prompt(prompt_id, user_id))
+
+    def list_prompts(
+        self,
+        status: str | None = None,
+        thread_id: str | None = None,
+        limit: int | None = None,
+        *,
+        page_size: int = calls.PAGE_SIZE,
+    ) -> Iterator[Prompt]:
+        """Prompts newest first, following the cursor page after page: at most `limit` (None: all)."""
+        after: str | None = None
+        yielded = 0
+        while limit is None or yielded < limit:
+            size = page_limit(page_size, limit, yielded)
+            page = self._send(
+                calls.list_prompts(status=status, thread_id=thread_id, page_size=size, after=after)
+            )
+            for item in page["prompts"][: None if limit is None else limit - yielded]:
+                yielded += 1
+                yield Prompt.model_validate(item)
+            after = page.get("after")
+            if not after:
+                return
+
+    def models(self) -> Models:
+        return Models.model_validate(self._send(calls.models()))
+
+    # -- thread events ---------------------------------------------------------------------------
+
+    def thread_events(
+        self, thread_id: str, after: int = 0, user_id: str | None = None
+    ) -> Iterator[ThreadEvent]:
+        """The thread's stored events after `after`, over HTTP, page after page."""
+        while True:
+            page = self._send(calls.thread_events(thread_id, after, user_id=user_id))
+            if not page["events"]:
+                return
+            for item in page["events"]:
+                yield ThreadEvent.model_validate(item)
+            after = int(page["after"])
+
+    def last_seq(self, thread_id: str, user_id: str | None = None) -> int:
+        """The thread's last stored seq (0 for a thread with no events)."""
+        last = 0
+        for event in self.thread_events(thread_id, 0, user_id):
+            last = event.seq
+        return last
+
+    def stream_thread(
+        self,
+        thread_id: str,
+        after: int | None = 0,
+        until: Until = None,
+        *,
+        prompt_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Iterator[ThreadEvent]:
+        """The thread's events with seq > `after` (None: live events only), in seq order, each once,
+        over the WebSocket API; a dropped connection is resubscribed after the last seq yielded.
+        Endless unless until="terminal": then it ends with the closing status event of `prompt_id`
+        (default: the thread's latest prompt)."""
+        ending = None
+        if until == "terminal":
+            target = self._target(thread_id, prompt_id, user_id)
+            ending = Ending(target.id if target else None)
+            if target is not None and target.terminal:  # its closing event is stored: read, not wait
+                if after is None:
+                    return
+                for event in self.thread_events(thread_id, after, user_id):
+                    yield event
+                    if ending.reached(event):
+                        return
+                return
+        yield from self._stream(ThreadCursor(thread_id, after, user_id), ending)
+
+    def _target(self, thread_id: str, prompt_id: str | None, user_id: str | None) -> Prompt | None:
+        if prompt_id is not None:
+            return self.get_prompt(prompt_id, user_id)
+        return next(iter(self.list_prompts(thread_id=thread_id, limit=1)), None)
+
+    def _stream(self, cursor: ThreadCursor, ending: Ending | None) -> Iterator[ThreadEvent]:
+        reconnects = Reconnects()
+        while True:
+            try:
+                with connect(
+                    self.config.require_ws_url(), additional_headers=headers(self.config),
+                    open_timeout=WS_OPEN_TIMEOUT, close_timeout=2,
+                ) as socket:  # fmt: skip
+                    socket.send(cursor.subscribe_message())
+                    for raw in socket:
+                        frame = json.loads(raw)
+                        if frame.get("type") == "subscribed":
+                            reconnects.subscribed()
+                        event = cursor.accept(frame)
+                        if event is None:
+                            continue
+                        reconnects.delivered()
+                        yield event
+                        if ending is not None and ending.reached(event):
+                            return
+                error: BaseException = ConnectionError("the server closed the thread stream")
+            except InvalidStatus as refused:
+                error = handshake_error(refused)
+                if isinstance(error, ApiError):
+                    raise error from refused
+            except (ConnectionClosed, OSError, Gap) as dropped:
+                error = dropped
+            _sleep(reconnects.delay_after(error))
+
+    # -- the registry (/v2/prompts) --------------------------------------------------------------
+
+    def registry_create(self, entity: dict[str, Any]) -> RegistryPrompt:
+        """Store a prompt: `display_name`, `path`, and optionally `description`, `metadata` and
+        `prompt` (model, messages, parameters, routing settings): docs/registry.md."""
+        return RegistryPrompt.model_validate(self._send(calls.registry_create(entity)))
+
+    def registry_get(self, prompt_id: str) -> RegistryPrompt:
+        return RegistryPrompt.model_validate(self._send(calls.registry_get(prompt_id)))
+
+    def registry_list(self, limit: int | None = None) -> Iterator[RegistryPrompt]:
+        """Your stored prompts, newest first, page after page: at most `limit` (None: all)."""
+        for item in self._registry_pages(lambda size, last: calls.registry_list(size, last), limit):
+            yield RegistryPrompt.model_validate(item)
+
+    def registry_versions(self, prompt_id: str, limit: int | None = None) -> Iterator[RegistryVersion]:
+        """A stored prompt's versions, newest first."""
+        pages = self._registry_pages(lambda size, last: calls.registry_versions(prompt_id, size, last), limit)
+        for item in pages:
+            yield RegistryVersion.model_validate(item)
+
+    def _registry_pages(self, call: calls.PageCall, limit: int | None) -> Iterator[dict[str, Any]]:
+        last: str | None = None
+        yielded = 0
+        while limit is None or yielded < limit:
+            page = self._send(call(page_limit(calls.REGISTRY_PAGE_SIZE, limit, yielded), last))
+            for item in page["data"]:
+                yielded += 1
+                last = item["_id"]
+                yield item
+            if not page.get("has_more") or not page["data"]:
+                return
