@@ -6,6 +6,7 @@ the server's dependencies (tests/e2e/test_cli.py runs them with those blocked).
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -181,6 +182,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
             return command(client, args)
     except client_connection.NoConnection as error:
         print(f"promptsvc: {error}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except ApiError as error:
         print(f"promptsvc: {error.status_code} {error.message}", file=sys.stderr)
     except (StreamError, httpx.HTTPError, OSError, ValueError) as error:
