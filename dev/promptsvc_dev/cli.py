@@ -1,5 +1,6 @@
-"""The `promptsvc` command: `promptsvc dev` runs the service locally; `promptsvc keys` manages keys;
-`promptsvc prompt`, `prompts`, `thread`, `models` and `registry` are clients of a running service
+"""The `promptsvc` command: `promptsvc dev` runs the service locally; `promptsvc keys create` makes a
+key in the keys table (the first key of a stack), `keys list | rotate | revoke` go through the API;
+`promptsvc prompt`, `prompts`, `thread`, `models`, `registry` and `usage` are clients of a running service
 (client_cli.py: they need only the client's dependencies, so nothing of the server is imported at the
 top here)."""
 
@@ -147,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True, help="the user id the key acts as")
     create.add_argument("--admin", action="store_true", help="an admin key (sees every user's prompts)")
     create.set_defaults(func=_keys_create)
-    revoke = keys.add_parser("revoke", parents=[where], help="revoke a key by its key id")
-    revoke.add_argument("key_id")
-    revoke.set_defaults(func=_keys_revoke)
+    from promptsvc_dev.client_keys import add_commands as add_key_commands
+
+    add_key_commands(keys, _keys_revoke)  # list, rotate, revoke: through the API
 
     from promptsvc_dev.client_cli import add_commands
 

@@ -1,4 +1,4 @@
-"""The client commands of `promptsvc`: prompt, prompts, thread, models, registry.
+"""The client commands of `promptsvc`: prompt, prompts, thread, models, usage, registry.
 
 They use only the SDK (promptsvc.client), so they run with `pip install "promptsvc[client]"`, without
 the server's dependencies (tests/e2e/test_cli.py runs them with those blocked).
@@ -127,6 +127,38 @@ def _models(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage(client: Client, args: argparse.Namespace) -> int:
+    report = client.usage(args.first, args.last, args.by, args.user)
+    if args.json:
+        print(as_json(report))
+        return 0
+    whose = report.user_id or "every user"
+    print(f"usage of {whose}, {report.first} to {report.last} (UTC), by {report.group_by}")
+    groups = [(g.day if args.by == "day" else g.model_id) or "" for g in report.usage]
+    counts = [*report.usage, report.total]
+    rows = [
+        [
+            name,
+            str(c.prompts),
+            str(c.prompt_tokens),
+            str(c.completion_tokens),
+            str(c.failed_attempts),
+            str(c.cache_hits),
+        ]
+        for name, c in zip([*groups, "total"], counts, strict=True)
+    ]
+    header = [
+        "DAY" if args.by == "day" else "MODEL",
+        "PROMPTS",
+        "TOKENS IN",
+        "TOKENS OUT",
+        "FAILED",
+        "CACHE HITS",
+    ]
+    print(table(header, rows))
+    return 0
+
+
 def _registry_list(client: Client, args: argparse.Namespace) -> int:
     stored = list(client.registry_list(limit=args.limit))
     if args.json:
@@ -243,6 +275,14 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
 
     command(commands, "models", _models, "the model catalog")
+
+    usage = command(commands, "usage", _usage, "tokens and prompts per day or model (a table, or --json)")
+    usage.add_argument(
+        "--from", dest="first", help="first UTC day, YYYY-MM-DD (default: 29 days before --to)"
+    )
+    usage.add_argument("--to", dest="last", help="last UTC day (default: today); at most 92 days in all")
+    usage.add_argument("--by", choices=("day", "model"), default="day", help="group by (default: day)")
+    usage.add_argument("--user", help="admin: this user's usage (default: every user's; a user: their own)")
 
     registry = commands.add_parser("registry", help="stored, versioned prompts (/v2/prompts)")
     stored = registry.add_subparsers(dest="registry_command", required=True)

@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from promptsvc.adapters.connection_table import BY_CONNECTION
 from promptsvc.adapters.prompt_items import INDEXES, SORT_ATTRIBUTE
+from promptsvc.adapters.usage_table import BY_DAY
 from promptsvc.settings import NEEDS, MissingSettings, Settings
 from promptsvc.settings.engines import EngineSettings
 from promptsvc.settings.worker import WorkerSettings
@@ -175,6 +176,7 @@ TABLE_KEYS = {
     ),
     "RegistryTable": ({"HASH": "promptId", "RANGE": "sk"}, {"promptId": "S", "sk": "S"}),
     "ResponseCacheTable": ({"HASH": "cacheKey"}, {"cacheKey": "S"}),
+    "UsageTable": ({"HASH": "userId", "RANGE": "sk"}, {"userId": "S", "sk": "S"}),
 }
 # Tables whose items the code gives an `expiresAt` (epoch seconds) to be deleted by TTL.
 TTL_TABLES = {
@@ -217,6 +219,7 @@ def test_the_other_indexes_match_their_adapters(template: dict[str, Any]) -> Non
     assert indexes(table(template, "SubscriptionsTable"))[BY_CONNECTION]["HASH"] == "connectionId"
     registry = indexes(table(template, "RegistryTable"))
     assert registry["byOwner"] == {"HASH": "ownerId", "RANGE": "promptId"}
+    assert indexes(table(template, "UsageTable"))[BY_DAY] == {"HASH": "day", "RANGE": "userModel"}
 
 
 def index_names_in_code() -> dict[str, str]:

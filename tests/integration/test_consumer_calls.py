@@ -45,13 +45,14 @@ def words(count: int, pause: float) -> EngineOf:
     return EngineOf(stream)
 
 
-def runner(settings: Settings, engine: EngineOf, cancel_poll: float) -> PromptRunner:
+def runner(settings: Settings, engine: EngineOf, cancel_poll: float, *, usage: bool = False) -> PromptRunner:
     return PromptRunner(
         wiring.prompt_store(settings),
         wiring.catalog_source(settings).get,
         EngineRegistry(settings.engines, {"mock": engine}),
         events=wiring.thread_event_log(settings),
         cancel_poll=cancel_poll,
+        usage=wiring.usage_table(settings) if usage else None,
     )
 
 
@@ -77,6 +78,22 @@ def test_a_run_costs_seven_calls_and_one_per_delta_event(
     # UpdateItem: the claim, the start's block of seqs, the answer, the closing event's seq;
     # PutItem: scheduled, running, each delta, completed.
     assert made == {"UpdateItem": 4, "PutItem": 3 + deltas}
+
+
+def test_the_usage_counters_cost_one_update_more(
+    client: TestClient, keys: dict[str, str], settings: Settings, calls: Counter[str]
+) -> None:
+    """The prompt's usage rides on the answer's write; the counters take one UpdateItem (ADD)."""
+    prompt = add(client, keys["alice"], threadId="counted")
+    run = runner(settings, words(4, pause=0.3), cancel_poll=60, usage=True)
+    calls.clear()
+
+    assert asyncio.run(run.run(prompt["id"], user_id="alice")).outcome is Outcome.COMPLETED
+
+    made = dict(calls)
+    seen = thread_events(client, keys["alice"], "counted")
+    deltas = sum(1 for e in seen if e["type"] == "delta")
+    assert made == {"UpdateItem": 4 + 1, "PutItem": 3 + deltas}  # the run's own, and the counters' ADD
 
 
 def test_the_runs_a_process_watches_share_one_read_a_poll(

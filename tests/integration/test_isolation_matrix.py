@@ -26,7 +26,7 @@ from moto import mock_aws
 from promptsvc import wiring
 from promptsvc.adapters import clients
 from promptsvc.adapters.key_table import DynamoKeyRepository
-from promptsvc.api import registry_routes, routes
+from promptsvc.api import key_routes, registry_routes, routes
 from promptsvc.api.app import create_app
 from promptsvc.domain.errors import Unauthorized
 from promptsvc.domain.keys import Role
@@ -272,6 +272,22 @@ def revoke_key(world: World, caller: str, headers: dict[str, str]) -> str:
     return str(world.client.delete(f"/prompt-svc/keys/{target.key_id}", headers=headers).status_code)
 
 
+def list_keys(world: World, caller: str, headers: dict[str, str]) -> str:
+    """Everyone asks for alice's keys: hers, an admin's, or (another user) a 403."""
+    target = owners_key(world)
+    response = world.client.get("/prompt-svc/keys", params={"userId": "alice"}, headers=headers)
+    if response.status_code != 200:
+        return str(response.status_code)
+    listed = response.json()["keys"]
+    return "200 sees" if target.key_id in {k["keyId"] for k in listed} else "200 hidden"
+
+
+def rotate_key(world: World, caller: str, headers: dict[str, str]) -> str:
+    target = owners_key(world)
+    path = f"/prompt-svc/keys/{target.key_id}/rotate"
+    return str(world.client.post(path, json={"graceSeconds": 0}, headers=headers).status_code)
+
+
 def registry_create(world: World, caller: str, headers: dict[str, str]) -> str:
     body = {"display_name": "Mine", "path": "Default"}
     return str(world.client.post("/v2/prompts", json=body, headers=headers).status_code)
@@ -419,6 +435,8 @@ MATRIX: dict[str, tuple[Route, str, str, str]] = {
     "models": (models, "200", "200", "200"),
     "keys create": (create_key, "403", "403", "201"),
     "keys revoke": (revoke_key, "200", "404", "200"),
+    "keys list": (list_keys, "200 sees", "403", "200 sees"),
+    "keys rotate": (rotate_key, "200", "404", "200"),
     "registry create": (registry_create, "200", "200", "200"),
     "registry list": (registry_list, "200 sees", "200 hidden", "200 hidden"),
     "registry get": (registry_get, "200", "404", "404"),
@@ -458,7 +476,7 @@ def test_the_matrix_covers_every_http_route() -> None:
     """A new route must get its row here: the app's API routes are exactly the matrix's."""
     paths = {
         (method, route.path)
-        for route in [*routes.router.routes, *registry_routes.router.routes]
+        for route in [*routes.router.routes, *key_routes.router.routes, *registry_routes.router.routes]
         if isinstance(route, APIRoute)
         for method in route.methods
     }
@@ -473,6 +491,8 @@ def test_the_matrix_covers_every_http_route() -> None:
         ("GET", "/prompt-svc/models"),
         ("POST", "/prompt-svc/keys"),
         ("DELETE", "/prompt-svc/keys/{key_id}"),
+        ("GET", "/prompt-svc/keys"),
+        ("POST", "/prompt-svc/keys/{key_id}/rotate"),
         ("POST", "/v2/prompts"),
         ("GET", "/v2/prompts"),
         ("GET", "/v2/prompts/{prompt_id}"),

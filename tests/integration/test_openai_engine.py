@@ -369,13 +369,14 @@ def test_a_finish_reason_without_done_still_finishes() -> None:
     """Some servers close after the last chunk without `[DONE]`; usage may ride on that chunk."""
     last = {"choices": [{"index": 0, "text": "!", "finish_reason": "stop"}], "usage": {"prompt_tokens": 3}}
     engine = mock_engine(lambda _: sse({"choices": [{"index": 0, "text": "Hi"}]}, last))
-    assert run(engine, request("completions")) == [Delta("Hi"), Delta("!"), Finish("stop", 3, 0)]
+    # No completion tokens reported: None, which the consumer estimates (domain/usage.py).
+    assert run(engine, request("completions")) == [Delta("Hi"), Delta("!"), Finish("stop", 3, None)]
 
 
 def test_a_final_done_without_its_blank_line_is_accepted() -> None:
     chunk = {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
     engine = mock_engine(lambda _: sse(chunk, tail="data: [DONE]\n"))
-    assert run(engine, request()) == [Delta("Hi"), Finish("stop", 0, 0)]
+    assert run(engine, request()) == [Delta("Hi"), Finish("stop", None, None)]  # no usage: not reported
 
 
 def test_garbage_in_the_stream_is_a_retryable_error() -> None:

@@ -85,6 +85,7 @@ class Routed:
             cancel_poll=0.05,
             events=wiring.thread_event_log(self.settings),
             cache=DynamoResponseCache(self.settings.response_cache_table, clock=lambda: self.now[0]),
+            usage=wiring.usage_table(self.settings),
         )
 
     def add(self, key: str, **body: Any) -> dict:
@@ -277,12 +278,48 @@ def test_an_exact_match_is_answered_from_the_cache_until_it_expires(
     assert [e.status for e in events if e.type == "status"] == ["scheduled", "running", "completed"]
 
 
+def test_a_cache_hit_shows_the_cached_usage_and_counts_a_hit_not_tokens_again(
+    routed: Routed, keys: dict[str, str]
+) -> None:
+    routed.use({"cache": {"type": "exact_match", "ttl": 60}})
+    first = routed.add(keys["alice"], prompt="Same question")
+    hit = routed.add(keys["alice"], prompt="Same question")
+    assert [routed.run(p["id"]).outcome for p in (first, hit)] == [Outcome.COMPLETED] * 2
+
+    made, cached = (routed.get(keys["alice"], p["id"])["prompt"] for p in (first, hit))
+    assert made["finishReason"] == "stop" and cached["finishReason"] == "cached"
+    assert made["promptTokens"] > 0 and made["completionTokens"] > 0 and not made["usageEstimated"]
+    fields = ("promptTokens", "completionTokens", "usageEstimated")
+    assert [cached[f] for f in fields] == [
+        made[f] for f in fields
+    ]  # the server's count, kept with the answer
+    total = routed.client.get("/prompt-svc/usage", headers=auth(keys["alice"])).json()["total"]
+    assert total == {
+        "prompts": 2,
+        "promptTokens": made["promptTokens"],
+        "completionTokens": made["completionTokens"],
+        "failedAttempts": 0,
+        "cacheHits": 1,
+    }
+
+
+def test_a_failed_attempt_counts_against_the_model_that_failed(routed: Routed, keys: dict[str, str]) -> None:
+    routed.use({"retry": {"count": 1, "on_codes": [429]}, "fallbacks": [{"model": "beta"}]})
+    prompt = routed.add(keys["alice"], prompt="Hi")
+    routed.alpha.behaviour = Behaviour(error_status=503)  # not one it retries: beta next, at once
+    assert [routed.run(prompt["id"]).outcome for _ in range(2)] == [Outcome.RETRY, Outcome.COMPLETED]
+
+    body = routed.client.get("/prompt-svc/usage", params={"groupBy": "model"}, headers=auth(keys["alice"]))
+    counts = {g["modelId"]: (g["prompts"], g["failedAttempts"]) for g in body.json()["usage"]}
+    assert counts == {"alpha": (0, 1), "beta": (1, 0)}
+
+
 def test_a_cache_that_cannot_be_read_falls_back_to_the_engine(
     routed: Routed, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     routed.use({"cache": {"type": "exact_match", "ttl": 60}})
 
-    def broken(self: DynamoResponseCache, key: str) -> str | None:
+    def broken(self: DynamoResponseCache, key: str) -> None:
         raise RuntimeError("ProvisionedThroughputExceededException")
 
     monkeypatch.setattr(DynamoResponseCache, "get", broken)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from promptsvc.adapters.prompt_queue import SqsMessages
     from promptsvc.adapters.prompt_table import DynamoPromptStore
     from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
+    from promptsvc.adapters.usage_table import DynamoUsageTable
     from promptsvc.consumer.runner import PromptRunner
     from promptsvc.domain.catalog import Catalog
     from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from promptsvc.services.prompts import PromptService
     from promptsvc.services.registry import RegistryService
     from promptsvc.services.subscriptions import SubscriptionService
+    from promptsvc.services.usage import UsageService
 
 
 def prompt_store(settings: Settings) -> "DynamoPromptStore":
@@ -93,7 +95,15 @@ def prompt_lister(settings: Settings) -> "PromptLister":
     )
 
 
-def key_service(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> "KeyService":
+def key_service(
+    settings: Settings,
+    monotonic: Callable[[], float] = time.monotonic,
+    *,
+    wall: Callable[[], float] = time.time,
+    api: bool = False,
+) -> "KeyService":
+    """The key cache and key use cases. `api`: the HTTP API's, which also checks allow-lists
+    against the catalog and records each key's `lastUsedAt`."""
     from promptsvc.adapters.key_table import DynamoKeyRepository
     from promptsvc.services.keys import KeyService
 
@@ -101,6 +111,9 @@ def key_service(settings: Settings, monotonic: Callable[[], float] = time.monoto
         DynamoKeyRepository(settings.keys_table),
         cache_seconds=settings.key_cache_seconds,
         monotonic=monotonic,
+        wall=wall,
+        catalog=catalog_source(settings).get if api else None,
+        track_use=api,
     )
 
 
@@ -135,6 +148,7 @@ def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = N
         cache=response_cache(settings),
         answers=answer_bodies(settings),
         max_answer_bytes=settings.max_answer_bytes,
+        usage=usage_table(settings),
     )
 
 
@@ -153,6 +167,21 @@ def response_cache(settings: Settings) -> "ResponseCache | None":
     if not settings.response_cache_table:
         return None
     return DynamoResponseCache(settings.response_cache_table)
+
+
+def usage_table(settings: Settings) -> "DynamoUsageTable | None":
+    """The usage counters (per user, day and model); None when USAGE_TABLE is unset."""
+    from promptsvc.adapters.usage_table import DynamoUsageTable
+
+    if not settings.usage_table:
+        return None
+    return DynamoUsageTable(settings.usage_table)
+
+
+def usage_service(settings: Settings) -> "UsageService":
+    from promptsvc.services.usage import UsageService
+
+    return UsageService(usage_table(settings))
 
 
 def queue_messages(settings: Settings) -> "SqsMessages":

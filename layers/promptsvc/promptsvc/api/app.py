@@ -6,9 +6,11 @@ from fastapi import FastAPI
 from promptsvc import wiring
 from promptsvc.api import errors, openapi, seed_routes
 from promptsvc.api.body_limit import BodyLimit
+from promptsvc.api.key_routes import router as key_router
 from promptsvc.api.playground import router as playground_router
 from promptsvc.api.registry_routes import router as registry_router
 from promptsvc.api.routes import router
+from promptsvc.api.usage_routes import router as usage_router
 from promptsvc.services.threads import ThreadService
 from promptsvc.settings import Settings, get_settings
 
@@ -39,11 +41,14 @@ def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastA
     app.state.prompts = wiring.prompt_service(settings)
     app.state.intake = wiring.prompt_intake(settings)
     app.state.lister = wiring.prompt_lister(settings)
-    app.state.keys = wiring.key_service(settings)
+    app.state.keys = wiring.key_service(settings, api=True)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))
     app.state.registry = wiring.registry_service(settings)
+    app.state.usage = wiring.usage_service(settings)
     errors.install(app)
     app.include_router(router)
+    app.include_router(key_router)  # /prompt-svc/keys
+    app.include_router(usage_router)
     app.include_router(registry_router)
     app.include_router(playground_router)  # static, the one route without a key (api/playground.py)
     seed_routes.install(app)  # promptTypes, subscribeToPromptResponses (SSE)

@@ -9,6 +9,7 @@ from promptsvc.services.prompt_intake import PromptIntake
 from promptsvc.services.prompts import PromptService
 from promptsvc.services.registry import RegistryService
 from promptsvc.services.threads import ThreadService
+from promptsvc.services.usage import UsageService
 from promptsvc.settings import Settings
 
 
@@ -38,3 +39,7 @@ def threads(request: Request) -> ThreadService:
 
 def registry(request: Request) -> RegistryService:
     return request.app.state.registry
+
+
+def usage(request: Request) -> UsageService:
+    return request.app.state.usage

@@ -12,8 +12,6 @@ from promptsvc.api.openapi import contract
 from promptsvc.api.schemas import (
     AddPromptRequest,
     CanceledPrompt,
-    CreatedKey,
-    CreateKeyRequest,
     Empty,
     ListPromptsRequest,
     Models,
@@ -29,7 +27,6 @@ from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import MAX_PROMPT_BYTES, public_view
 from promptsvc.domain.query import parse_query
 from promptsvc.domain.thread_events import MAX_SEQ
-from promptsvc.services.keys import KeyService
 from promptsvc.services.listing import PromptLister
 from promptsvc.services.prompt_intake import PromptIntake, PromptRequest
 from promptsvc.services.prompts import PromptService
@@ -155,21 +152,3 @@ def list_models(
             for m in catalog.models.values()
         ],
     }
-
-
-@router.post("/keys", **contract(CreatedKey, 400, 403, 413, status=201, body=CreateKeyRequest))
-def create_key(
-    caller: Principal = Depends(principal),
-    body: CreateKeyRequest = Depends(json_body(CreateKeyRequest)),
-    keys: KeyService = Depends(deps.keys),
-) -> dict[str, Any]:
-    key, record = keys.create(caller, body.userId, body.role)
-    return {"key": key, "keyId": record.key_id, "userId": record.user_id, "role": str(record.role)}
-
-
-@router.delete("/keys/{key_id}", **contract(Empty, 404))
-def revoke_key(
-    key_id: str, caller: Principal = Depends(principal), keys: KeyService = Depends(deps.keys)
-) -> dict[str, Any]:
-    keys.revoke(caller, key_id)
-    return {}

@@ -4,7 +4,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from promptsvc.domain.keys import Role
 from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
 from promptsvc.domain.query import (
@@ -109,16 +108,6 @@ class RemovePromptRequest(_Request):
     userId: str | None = Field(None, pattern=ID_PATTERN, description="admin only: whose prompt")
 
 
-class CreateKeyRequest(_Request):
-    userId: str = Field(pattern=ID_PATTERN)
-    role: Role = Role.USER
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _role(cls, value: Any) -> Any:
-        return Role(value) if isinstance(value, str) and value in Role.__members__.values() else value
-
-
 def response_message(prompt: Prompt) -> dict[str, Any] | None:
     """The answer as a chat message (`ChatSvcMessage` in the JS client), once there is one."""
     if prompt.status != "completed":
@@ -180,6 +169,15 @@ class PromptView(_Model):
     promptConfigId: str = Field(description="the stored prompt (/v2/prompts) run; empty for a plain prompt")
     promptConfigVersion: str
     answeredBy: str = Field(description="the model whose answer it is (routing may fall back)")
+    promptTokens: int = Field(description="tokens of the answering run's input (0 until completed)")
+    completionTokens: int = Field(description="tokens of the answer (0 until completed)")
+    finishReason: str = Field(
+        description="why the answer ended: `stop`, `length`, ... as the engine said; `cached`: from the "
+        "response cache; empty until completed"
+    )
+    usageEstimated: bool = Field(
+        description="a token count the engine did not report was estimated: ceil(UTF-8 bytes / 4)"
+    )
 
 
 class ResponseMessage(_Model):
@@ -285,10 +283,3 @@ class CatalogModel(_Model):
 class Models(_Model):
     defaultModelId: str
     models: list[CatalogModel]
-
-
-class CreatedKey(_Model):
-    key: str = Field(description="the API key, shown only here")
-    keyId: str
-    userId: str
-    role: Role

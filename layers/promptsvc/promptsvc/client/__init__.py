@@ -9,27 +9,37 @@ from promptsvc.client.async_client import AsyncClient
 from promptsvc.client.config import ClientConfig
 from promptsvc.client.errors import ApiError, StreamError
 from promptsvc.client.models import (
+    ApiKey,
     CatalogModel,
     Models,
+    NewApiKey,
     Prompt,
     RegistryPrompt,
     RegistryVersion,
     ThreadEvent,
+    Usage,
+    UsageCounts,
+    UsageGroup,
 )
 from promptsvc.client.retry import RetryPolicy
 from promptsvc.client.sync_client import Client
 
 __all__ = [
     "ApiError",
+    "ApiKey",
     "AsyncClient",
     "CatalogModel",
     "Client",
     "ClientConfig",
     "Models",
+    "NewApiKey",
     "Prompt",
     "RegistryPrompt",
     "RegistryVersion",
     "RetryPolicy",
     "StreamError",
     "ThreadEvent",
+    "Usage",
+    "UsageCounts",
+    "UsageGroup",
 ]

@@ -88,6 +88,11 @@ def models() -> Call:
     return Call("GET", "/prompt-svc/models")
 
 
+def usage(first: str | None, last: str | None, group_by: str, user_id: str | None) -> Call:
+    params = {"from": first, "to": last, "groupBy": group_by, "userId": user_id}
+    return Call("GET", "/prompt-svc/usage", params={k: v for k, v in params.items() if v is not None})
+
+
 def registry_create(entity: dict[str, Any]) -> Call:
     # Each create makes a new stored prompt: repeated only when the first was not carried out.
     return Call("POST", "/v2/prompts", Repeat.NOT_DONE_ONLY, body=entity)
@@ -109,6 +114,36 @@ def registry_versions(prompt_id: str, limit: int, starting_after: str | None) ->
     if starting_after:
         params["starting_after"] = starting_after
     return Call("GET", f"/v2/prompts/{prompt_id}/versions", params=params)
+
+
+KEYS_PAGE_SIZE = 100
+
+
+def create_key(user_id: str, role: str, expires_at: str | None, allowed_models: list[str] | None) -> Call:
+    # Each create makes another key: repeated only when the first was not carried out.
+    body: dict[str, Any] = {"userId": user_id, "role": role}
+    if expires_at is not None:
+        body["expiresAt"] = expires_at
+    if allowed_models is not None:
+        body["allowedModels"] = list(allowed_models)
+    return Call("POST", "/prompt-svc/keys", Repeat.NOT_DONE_ONLY, body=body)
+
+
+def list_keys(user_id: str | None, page_size: int, after: str | None) -> Call:
+    params: dict[str, Any] = {"limit": page_size, **_owner(user_id)}
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/prompt-svc/keys", params=params)
+
+
+def rotate_key(key_id: str, grace_seconds: int | None) -> Call:
+    # A second rotation would end the first one's new secret: repeated only when not carried out.
+    body = {} if grace_seconds is None else {"graceSeconds": grace_seconds}
+    return Call("POST", f"/prompt-svc/keys/{key_id}/rotate", Repeat.NOT_DONE_ONLY, body=body)
+
+
+def revoke_key(key_id: str) -> Call:
+    return Call("DELETE", f"/prompt-svc/keys/{key_id}", Repeat.NOT_DONE_ONLY)
 
 
 def error_of(response: httpx.Response) -> ApiError:

@@ -38,6 +38,12 @@ class Prompt(_Wire):
     prompt_config_id: str = ""
     prompt_config_version: str = ""
     answered_by: str = ""
+    # Usage of the answering run, once completed (docs/api.md): `finish_reason` "cached" for an
+    # answer from the response cache; `usage_estimated` when a count was estimated.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    usage_estimated: bool = False
     answer: str | None = None
 
     @property
@@ -80,6 +86,62 @@ class CatalogModel(_Wire):
 class Models(_Wire):
     default_model_id: str
     models: list[CatalogModel]
+
+
+class UsageCounts(_Wire):
+    prompts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed_attempts: int = 0
+    cache_hits: int = 0
+
+
+class UsageGroup(UsageCounts):
+    """One day's (`day`) or one model's (`model_id`) counters."""
+
+    day: str | None = None
+    model_id: str | None = None
+
+
+class Usage(_Wire):
+    """`GET /prompt-svc/usage`: the counters from `first` to `last` (UTC days), grouped, and their
+    total. `user_id` None: every user's (an admin's read)."""
+
+    usage: list[UsageGroup]
+    total: UsageCounts
+    first: str = Field(validation_alias=AliasChoices("from", "first"), serialization_alias="from")
+    last: str = Field(validation_alias=AliasChoices("to", "last"), serialization_alias="to")
+    group_by: str
+    user_id: str | None = None
+
+
+class ApiKey(_Wire):
+    """An API key as listings show it: never its secret. `state`: active, rotating (its previous
+    secret works until `grace_ends_at`) or expired."""
+
+    key_id: str
+    prefix: str = ""
+    user_id: str = ""
+    role: str = ""
+    state: str = ""
+    created_at: str = ""
+    last_used_at: str | None = None
+    expires_at: str | None = None
+    grace_ends_at: str | None = None
+    allowed_models: list[str] | None = None
+
+
+class NewApiKey(_Wire):
+    """A key just made or rotated: `key` is its secret, shown only this once."""
+
+    key: str
+    key_id: str
+    user_id: str = ""
+    role: str = ""
+    prefix: str = ""
+    expires_at: str | None = None
+    allowed_models: list[str] | None = None
+    grace_ends_at: str | None = None  # a rotation's: when the previous secret stops working
 
 
 class _Registry(BaseModel):

@@ -13,7 +13,16 @@ from websockets.sync.client import connect
 from promptsvc.client import calls
 from promptsvc.client.config import ClientConfig
 from promptsvc.client.errors import ApiError
-from promptsvc.client.models import Models, Prompt, RegistryPrompt, RegistryVersion, ThreadEvent
+from promptsvc.client.models import (
+    ApiKey,
+    Models,
+    NewApiKey,
+    Prompt,
+    RegistryPrompt,
+    RegistryVersion,
+    ThreadEvent,
+    Usage,
+)
 from promptsvc.client.retry import Repeat, RetryPolicy, retry_after
 from promptsvc.client.stream import Ending, Gap, Reconnects, ThreadCursor, Until
 from promptsvc.client.transport import (
@@ -144,6 +153,17 @@ class Client:
     def models(self) -> Models:
         return Models.model_validate(self._send(calls.models()))
 
+    def usage(
+        self,
+        first: str | None = None,
+        last: str | None = None,
+        group_by: str = "day",
+        user_id: str | None = None,
+    ) -> Usage:
+        """The usage counters from `first` to `last` (UTC days, YYYY-MM-DD; the server's defaults:
+        the 30 days up to today), by "day" or "model"; an admin names a user, or none for all."""
+        return Usage.model_validate(self._send(calls.usage(first, last, group_by, user_id)))
+
     # -- thread events ---------------------------------------------------------------------------
 
     def thread_events(
@@ -225,6 +245,45 @@ class Client:
             except (ConnectionClosed, OSError, Gap) as dropped:
                 error = dropped
             _sleep(reconnects.delay_after(error))
+
+    # -- API keys (/prompt-svc/keys) ---------------------------------------------------------------
+
+    def create_key(
+        self,
+        user_id: str,
+        role: str = "user",
+        *,
+        expires_at: str | None = None,
+        allowed_models: list[str] | None = None,
+    ) -> NewApiKey:
+        """An admin makes a key for `user_id`; its secret (`.key`) is shown only here. `expires_at`:
+        RFC 3339; `allowed_models`: the catalog models its prompts may use (None: all)."""
+        return NewApiKey.model_validate(
+            self._send(calls.create_key(user_id, role, expires_at, allowed_models))
+        )
+
+    def list_keys(self, user_id: str | None = None, limit: int | None = None) -> Iterator[ApiKey]:
+        """Your keys, or (an admin) every key or `user_id`'s, page after page: at most `limit`."""
+        after: str | None = None
+        yielded = 0
+        while limit is None or yielded < limit:
+            page = self._send(
+                calls.list_keys(user_id, page_limit(calls.KEYS_PAGE_SIZE, limit, yielded), after)
+            )
+            for item in page["keys"][: None if limit is None else limit - yielded]:
+                yielded += 1
+                yield ApiKey.model_validate(item)
+            after = page.get("after")
+            if not after:
+                return
+
+    def rotate_key(self, key_id: str, grace_seconds: int | None = None) -> NewApiKey:
+        """A new secret for the key (shown only here); the current one keeps working for
+        `grace_seconds` (the server's default: an hour; at most 7 days)."""
+        return NewApiKey.model_validate(self._send(calls.rotate_key(key_id, grace_seconds)))
+
+    def revoke_key(self, key_id: str) -> None:
+        self._send(calls.revoke_key(key_id))
 
     # -- the registry (/v2/prompts) --------------------------------------------------------------
 

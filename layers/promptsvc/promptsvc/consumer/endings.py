@@ -2,13 +2,18 @@
 status and run count), then the thread's closing event and the outcome's metric.
 
 - completed: the answer stored (in the item when it fits; else its body in the answers bucket and
-  only its key in the item, `domain.answers`);
+  only its key in the item, `domain.answers`) with the run's usage (`domain.usage`), in the same
+  write; once the run's events are closed, one UpdateItem adds it to the usage counters (`count`);
 - failed: the failure policy (domain/failure_policy.py) says retry after a backoff, fall back to
-  the next model of the routing plan, or abandon;
+  the next model of the routing plan, or abandon; the counters count a failed attempt;
 - stopped: canceled (the partial answer is kept), removed (the events end with `removed`), or
   claimed again after our lease ran out (nothing is written);
 - lease lost: past the lease another consumer may run it, so nothing more is written;
 - released: the host is stopping, the run is given back uncounted.
+
+The counters are added to once the ending's own write has succeeded, so a duplicate delivery or a
+cancel meanwhile never counts twice; they are best effort (a failed add is logged, never fails
+the prompt), so a consumer that dies between the two writes leaves one prompt uncounted.
 
 The run's deltas are flushed before its status changes, so a reader who sees it finished finds
 every delta stored; a run whose deltas were fenced off (past its lease) does not finish it.
@@ -38,10 +43,17 @@ from promptsvc.domain.failure_policy import Failure, FailurePolicy
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import CLOSING_WRITE_SECONDS, REMOVED, reset_event
-from promptsvc.engines.base import EngineError
+from promptsvc.domain.usage import (
+    FAILED_ATTEMPT,
+    PromptUsage,
+    completed_count,
+    day_of,
+    prompt_usage,
+)
+from promptsvc.engines.base import EngineError, EngineRequest
 
 if TYPE_CHECKING:
-    from promptsvc.domain.ports import AnswerBodies, PromptStore, ThreadEventLog
+    from promptsvc.domain.ports import AnswerBodies, PromptStore, ThreadEventLog, UsageCounter
 
 logger = Logger(child=True)
 
@@ -54,12 +66,14 @@ class Endings:
         policy: FailurePolicy,
         answers: AnswerBodies | None,
         clock: Callable[[], float],
+        usage: UsageCounter | None = None,
     ) -> None:
         self._repo = repository
         self._events = events
         self._policy = policy
         self._answers = answers
         self._clock = clock
+        self._usage = usage
 
     async def completed(self, claimed: Prompt, attempt: Attempt, progress: Progress) -> RunResult:
         self._record_generation(claimed, progress)
@@ -67,6 +81,7 @@ class Endings:
         await events.flush()  # every delta stored before the prompt reads as completed
         if events.fenced:
             return self.lease_lost(claimed, events)
+        usage = _usage(attempt.request, progress)
         complete = partial(
             self._repo.transition,
             claimed,
@@ -75,6 +90,10 @@ class Endings:
             answeredBy=attempt.model.id,
             error="",
             updatedAt=now_rfc3339(),
+            promptTokens=usage.prompt_tokens,
+            completionTokens=usage.completion_tokens,
+            finishReason=usage.finish_reason,
+            usageEstimated=usage.estimated,
         )
         try:
             done = await self._write_answer(claimed, progress.text, complete)
@@ -91,6 +110,7 @@ class Endings:
         events.fence(_closing_fence(done.updatedAt))  # finished by our own write: nobody else runs it
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
+        progress.counted = (done, attempt.model.id, completed_count(usage))
         return RunResult(Outcome.COMPLETED)
 
     async def failed(
@@ -112,6 +132,7 @@ class Endings:
         progress.events.fence(_closing_fence(moved.updatedAt))  # the run ended by our own write
         progress.events.status(str(step.status), step.error)
         telemetry.outcome(str(step.status), prompt.modelId)
+        progress.counted = (moved, model_id, FAILED_ATTEMPT)
         if attempt is not None and attempt.plan is not None and "routeIndex" in step.changes:
             nxt = attempt.plan.models[step.changes["routeIndex"]]
             logger.info("falling back to the next model", failed=model_id, next=nxt, **log_keys(prompt))
@@ -191,6 +212,18 @@ class Endings:
         )
         return await asyncio.to_thread(write, answer="", answerRef=key)
 
+    async def count(self, progress: Progress) -> None:
+        """Add what the run's ending counted to the counters of the prompt's user, the day of its
+        ending (UTC) and the model. Called once the run's events are closed: their last write then
+        brings the thread's counter along, which it does only as the run's final write."""
+        if self._usage is None or progress.counted is None:
+            return
+        prompt, model_id, count = progress.counted
+        try:
+            await asyncio.to_thread(self._usage.add, prompt.userId, day_of(prompt.updatedAt), model_id, count)
+        except Exception:
+            logger.exception("could not add to the usage counters", **log_keys(prompt))
+
     async def _state(self, prompt: Prompt) -> RunState | None:
         return await asyncio.to_thread(self._repo.run_state, prompt.userId, prompt.id)
 
@@ -201,8 +234,21 @@ class Endings:
             if progress.first_token is None
             else progress.first_token - progress.started,
             seconds=self._clock() - progress.started,
-            completion_tokens=progress.finish.completion_tokens if progress.finish else 0,
+            completion_tokens=(progress.finish.completion_tokens or 0) if progress.finish else 0,
         )
+
+
+def _usage(request: EngineRequest, progress: Progress) -> PromptUsage:
+    """The run's usage: what the engine reported; a count it did not report is estimated from the
+    text sent (the chat messages, or the rendered prompt) or from the answer."""
+    finish = progress.finish
+    if request.model.api == "chat":
+        sent = "".join(str(message.get("content") or "") for message in request.messages)
+    else:
+        sent = request.prompt
+    if finish is None:
+        return prompt_usage("stop", None, None, sent, progress.text)
+    return prompt_usage(finish.reason, finish.prompt_tokens, finish.completion_tokens, sent, progress.text)
 
 
 def _closing_fence(finished_at: str | None) -> float:

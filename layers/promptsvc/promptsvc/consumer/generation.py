@@ -23,8 +23,9 @@ from promptsvc.domain.catalog import Model
 from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.routing import TIMEOUT_CODE
 from promptsvc.domain.status import Status
+from promptsvc.domain.usage import CACHED, UsageCount
 from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, Finish
-from promptsvc.engines.cached import CACHED, CachedEngine
+from promptsvc.engines.cached import CachedEngine
 from promptsvc.engines.registry import EngineRegistry
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ class Progress:
     started: float = 0.0
     first_token: float | None = None
     finish: Finish | None = None
+    # What the run's ending adds to the usage counters, once the run's events are closed
+    # (Endings.count): (the prompt as ended, the model, the count).
+    counted: tuple[Prompt, str, UsageCount] | None = None
 
     @property
     def text(self) -> str:

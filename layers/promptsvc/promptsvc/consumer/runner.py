@@ -57,7 +57,7 @@ from promptsvc.engines.base import EngineError
 from promptsvc.engines.registry import EngineRegistry
 
 if TYPE_CHECKING:
-    from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog
+    from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog, UsageCounter
 
 __all__ = ["Outcome", "PromptRunner", "RunResult"]
 
@@ -96,6 +96,7 @@ class PromptRunner:
         answers: AnswerBodies | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         clock: Callable[[], float] = time.time,
+        usage: UsageCounter | None = None,
     ) -> None:
         self._repo = repository
         self._catalog = catalog
@@ -114,7 +115,9 @@ class PromptRunner:
             max_answer_bytes=max_answer_bytes,
             clock=clock,
         )
-        self._endings = Endings(repository, events, FailurePolicy(retry_base, retry_cap), answers, clock)
+        self._endings = Endings(
+            repository, events, FailurePolicy(retry_base, retry_cap), answers, clock, usage=usage
+        )
 
     async def run(
         self,
@@ -166,11 +169,13 @@ class PromptRunner:
         else:
             events.reset()
         events.status(str(Status.RUNNING))
+        progress = Progress(events=events, started=self._clock())
         try:
-            result = await self._run_claimed(claimed, keeper, host, events)
+            result = await self._run_claimed(claimed, keeper, host, progress)
         finally:
             keeping.cancel()
             await events.close()
+        await self._endings.count(progress)  # the usage counters, after the run's last event
         if events.fenced and result.outcome in _FINISHED:
             # Its closing event missed the finished run's fence (endings.py): the message comes
             # back after the grace, and its repair stores the event (closing_events.py).
@@ -187,10 +192,10 @@ class PromptRunner:
         claimed: Prompt,
         keeper: LeaseKeeper,
         host: _Host,
-        events: RunEvents | NoEvents,
+        progress: Progress,
     ) -> RunResult:
         """One attempt, then its ending; every way it can go maps to one of `Endings`."""
-        progress = Progress(events=events, started=self._clock())
+        events = progress.events
         attempt: Attempt | None = None
         try:
             attempt = attempt_for(claimed, self._catalog(), caching=self._caching)

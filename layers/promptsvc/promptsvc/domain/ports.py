@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from promptsvc.domain.query import Selection
     from promptsvc.domain.reads import Reads
     from promptsvc.domain.registry import Page, PageRequest, RegistryPrompt, RegistryVersion
+    from promptsvc.domain.response_cache import CachedAnswer
     from promptsvc.domain.status import Status
     from promptsvc.domain.thread_events import RemovalCheck, ThreadEvent
+    from promptsvc.domain.usage import UsageCount, UsageRow
 
 
 class PromptStore(Protocol):
@@ -135,6 +137,19 @@ class KeyRepository(Protocol):
 
     def delete(self, key_id: str) -> bool: ...
 
+    def page(
+        self, user_id: str | None, after: str | None, limit: int
+    ) -> tuple[list[ApiKeyRecord], str | None]:
+        """Up to `limit` keys, newest first: one user's, or (None) everyone's, from an index that
+        holds no hashes; after the position `after`. The position after the last, or None at the end."""
+
+    def rotate(self, key_id: str, old_hash: str, new_hash: str, previous_until: str, prefix: str) -> bool:
+        """Give the key a new secret; its current one stays valid until `previous_until`. False
+        when the key is gone or its secret is no longer `old_hash` (a rotation raced this one)."""
+
+    def touch(self, record: ApiKeyRecord, at: str) -> None:
+        """Set the key's `lastUsedAt` (never bringing back a revoked key)."""
+
 
 Deadline = Callable[[], float | None]  # a writer's current deadline (epoch seconds), None: none
 
@@ -212,11 +227,11 @@ class FramePoster(Protocol):
 class ResponseCache(Protocol):
     """Answers of routed prompts by exact request (`domain.response_cache.cache_key`)."""
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str) -> CachedAnswer | None:
         """The cached answer, or None when absent or expired."""
         ...
 
-    def put(self, key: str, answer: str, ttl_seconds: int) -> None: ...
+    def put(self, key: str, answer: CachedAnswer, ttl_seconds: int) -> None: ...
 
 
 class RegistryRepository(Protocol):
@@ -252,3 +267,19 @@ class AnswerBodies(Protocol):
 
     def get(self, key: str) -> str | None:
         """The body, or None when there is none (expired with its prompt)."""
+
+
+class UsageCounter(Protocol):
+    """The usage counters per user, UTC day and model (`domain.usage`), added to atomically."""
+
+    def add(self, user_id: str, day: str, model_id: str, count: UsageCount) -> None: ...
+
+
+class UsageReader(Protocol):
+    def of_user(self, user_id: str, first_day: str, last_day: str) -> list[UsageRow]:
+        """The user's counters from `first_day` to `last_day` (YYYY-MM-DD, both included)."""
+        ...
+
+    def of_day(self, day: str) -> list[UsageRow]:
+        """Every user's counters of one day."""
+        ...

@@ -38,6 +38,12 @@ PUBLIC_FIELDS = (
     "promptConfigId",
     "promptConfigVersion",
     "answeredBy",
+    # Usage (domain/usage.py), set when the prompt completes: the answering run's tokens, its
+    # finish reason (`cached`: from the response cache), and whether a count was estimated.
+    "promptTokens",
+    "completionTokens",
+    "finishReason",
+    "usageEstimated",
 )
 
 
@@ -72,6 +78,10 @@ class PromptChanges(TypedDict, total=False):
     crashCount: int
     routeIndex: int
     routeStart: int
+    promptTokens: int
+    completionTokens: int
+    finishReason: str
+    usageEstimated: bool
 
 
 CHANGEABLE_FIELDS = frozenset(PromptChanges.__annotations__)
@@ -109,6 +119,10 @@ class Prompt:
     promptConfigId: str = ""  # run from this stored prompt (/v2/prompts) ...
     promptConfigVersion: str = ""  # ... at this version
     answeredBy: str = ""  # the model whose answer this is
+    promptTokens: int = 0  # usage of the answering run (domain/usage.py)
+    completionTokens: int = 0
+    finishReason: str = ""
+    usageEstimated: bool = False
     requestHash: str = field(default="", compare=False)
     plan: str = ""  # a routed prompt's RunPlan, as JSON; empty: one model, retried on its own
     # Consumer bookkeeping, not part of the public schema:

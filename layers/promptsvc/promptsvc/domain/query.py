@@ -47,7 +47,7 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 FIELDS: frozenset[str] = frozenset(PUBLIC_FIELDS)  # filterable and sortable: the schema's fields
-NUMERIC_FIELDS = frozenset({"runCount", "maxRetries"})
+NUMERIC_FIELDS = frozenset({"runCount", "maxRetries", "promptTokens", "completionTokens"})
 # Compared and matched as instants, so `2024-05-01T12:00:00+02:00` and JS `toISOString()`'s
 # millisecond form compare correctly against the stored microsecond UTC form.
 TIME_FIELDS = frozenset({"createdAt", "updatedAt", "lastRun"})

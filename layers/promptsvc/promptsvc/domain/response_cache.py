@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -25,3 +26,12 @@ def cache_key(
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A cached answer, with the tokens it used when it was made (None: the engine did not say)."""
+
+    answer: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None

@@ -53,9 +53,12 @@ class Delta:
 
 @dataclass(frozen=True)
 class Finish:
+    """The end of an answer: the finish reason, and the tokens the server counted (None: it did
+    not say; the consumer then estimates them, `domain.usage`)."""
+
     reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 EngineEvent = Delta | Finish

@@ -99,8 +99,8 @@ class ChunkReader:
         self.source = source
         self.done = False  # `[DONE]` was read
         self.reason: str | None = None
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
+        self._prompt_tokens: int | None = None  # None: not reported
+        self._completion_tokens: int | None = None
         self._tokens = 0  # TGI/LMI tokens read, for a stream that gives no count
 
     def read(self, data: str) -> str:
@@ -120,7 +120,8 @@ class ChunkReader:
         return choice.content()
 
     def finish(self) -> Finish:
-        return Finish(self.reason or "stop", self._prompt_tokens, self._completion_tokens or self._tokens)
+        completion = self._completion_tokens if self._completion_tokens is not None else self._tokens or None
+        return Finish(self.reason or "stop", self._prompt_tokens, completion)
 
     def _token(self, chunk: Chunk) -> str:
         details = chunk.details or Details()
@@ -136,8 +137,10 @@ class ChunkReader:
 
     def _usage(self, usage: Usage | None) -> None:
         if usage is not None:
-            self._prompt_tokens = usage.prompt_tokens or 0
-            self._completion_tokens = usage.completion_tokens or 0
+            if usage.prompt_tokens is not None:
+                self._prompt_tokens = usage.prompt_tokens
+            if usage.completion_tokens is not None:
+                self._completion_tokens = usage.completion_tokens
 
 
 def parse_chunk(data: str, source: str) -> Chunk:

@@ -92,6 +92,12 @@ class Attempt:
     error: str = ""
 
 
+def usage_of(rendered: str, pieces: list[str]) -> tuple[int, int]:
+    """The (prompt, completion) tokens the mock reports: a token per word of the rendered prompt,
+    one per non-empty chunk of its answer."""
+    return len(rendered.split()), sum(1 for piece in pieces if piece)
+
+
 def prompt_key(rendered: str) -> str:
     return hashlib.sha256(rendered.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -139,9 +145,9 @@ class MockEngine:
         text = request.prompt[: self._max_chars]
         size = max(1, -(-len(text) // self._chunks))
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
-        finish = Finish(
-            "stop", prompt_tokens=len(request.prompt.split()), completion_tokens=len(text.split())
-        )
+        # Usage as a server reports it: a token per word of the prompt, and one per chunk streamed
+        # (`usage_of`), so tests can check exact sums.
+        finish = Finish("stop", *usage_of(request.prompt, pieces))
         if not (self._faults.active or self._faults.log_file):
             for piece in pieces:
                 if self._delay:

@@ -206,17 +206,22 @@ def parse_response(body: bytes, endpoint: str = "") -> tuple[str, Finish]:
         reason = choice.get("finish_reason") or "stop"
         finish = Finish(
             finish_reason(reason),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
         )
         return text, finish
     if isinstance(data, dict) and isinstance(data.get("generated_text"), str):
         details = data.get("details") or {}
         reason = details.get("finish_reason") or "stop"
         return data["generated_text"], Finish(
-            finish_reason(reason), completion_tokens=int(details.get("generated_tokens") or 0)
+            finish_reason(reason), completion_tokens=_count(details.get("generated_tokens"))
         )
     raise EngineError(f"endpoint {endpoint!r} answered an unknown shape: {body[:200]!r}", retryable=False)
+
+
+def _count(value: object) -> int | None:
+    """A token count the server reported, or None when it did not."""
+    return int(value) if isinstance(value, int | float | str) and str(value).isdigit() else None
 
 
 def engine_error(error: BaseException, endpoint: str) -> EngineError:

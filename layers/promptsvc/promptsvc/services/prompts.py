@@ -55,7 +55,10 @@ class PromptService:
         return self._catalog()
 
     def add(self, principal: Principal, new: NewPrompt, *, sync_wait: float) -> AddResult:
-        """Store then enqueue; re-adding the same body is idempotent, another body is a 409."""
+        """Store then enqueue; re-adding the same body is idempotent, another body is a 409. A key
+        with an allow-list may add only prompts whose every model (a routing plan's pool and
+        fallbacks too) is on it: else a 403 naming the model, and nothing is stored or queued."""
+        principal.require_models(new.plan.models if new.plan else (new.modelId,))
         prompt = create_prompt(principal.user_id, new)
         stored = self._repo.put_new(prompt)
         if stored is None:

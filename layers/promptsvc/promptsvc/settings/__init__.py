@@ -39,6 +39,9 @@ class Settings(FromEnvironment):
     keys_table: str = Field("", description="DynamoDB table of hashed API keys")
     registry_table: str = Field("", description="DynamoDB table of stored prompts (/v2)")
     response_cache_table: str = Field("", description="DynamoDB table of cached answers (empty: none)")
+    usage_table: str = Field(
+        "", description="DynamoDB table of usage counters per user, day and model (empty: none kept)"
+    )
     thread_events_table: str = Field("", description="DynamoDB table of thread events (empty: none kept)")
     event_ttl_seconds: int = Field(86_400, ge=60, description="how long thread events are kept")
     claim_wait_seconds: float = Field(2.0, ge=0, description="fan-out: wait for another poster's claim")

@@ -1,0 +1,86 @@
+"""The `/prompt-svc/keys` routes: create (admin), list, rotate and revoke API keys.
+
+A key's secret is in the answer of create and rotate only; listings show its id and `prefix`.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from promptsvc.api import deps
+from promptsvc.api.auth import principal
+from promptsvc.api.body import json_body
+from promptsvc.api.key_schemas import CreatedKey, CreateKeyRequest, KeyPage, RotatedKey, RotateKeyRequest
+from promptsvc.api.openapi import contract
+from promptsvc.api.schemas import Empty
+from promptsvc.domain.keys import ApiKeyRecord, Principal
+from promptsvc.domain.names import ID_PATTERN
+from promptsvc.services.keys import DEFAULT_PAGE, MAX_PAGE, KeyService, NewKey
+
+router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
+
+KeyIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+Keys = Annotated[KeyService, Depends(deps.keys)]
+
+
+def _shown(key: str, record: ApiKeyRecord) -> dict[str, Any]:
+    return {
+        "key": key,
+        "keyId": record.key_id,
+        "userId": record.user_id,
+        "role": str(record.role),
+        "prefix": record.prefix,
+        "expiresAt": record.expires_at or None,
+        "allowedModels": None if record.allowed_models is None else list(record.allowed_models),
+    }
+
+
+@router.post("/keys", **contract(CreatedKey, 400, 403, 413, status=201, body=CreateKeyRequest))
+def create_key(
+    keys: Keys,
+    caller: Principal = Depends(principal),
+    body: CreateKeyRequest = Depends(json_body(CreateKeyRequest)),
+) -> dict[str, Any]:
+    new = NewKey(body.userId, body.role, expires_at=body.expiresAt, allowed_models=body.allowedModels)
+    key, record = keys.create(caller, new)
+    return _shown(key, record)
+
+
+@router.get("/keys", **contract(KeyPage, 400, 403))
+def list_keys(
+    keys: Keys,
+    caller: Principal = Depends(principal),
+    userId: Annotated[
+        str | None, Query(pattern=ID_PATTERN, description="admin: only this user's keys (default: all)")
+    ] = None,
+    after: Annotated[
+        str | None, Query(max_length=512, description="the `after` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> dict[str, Any]:
+    page = keys.list_keys(caller, userId, after, limit)
+    now = keys.now()
+    body: dict[str, Any] = {"keys": [record.view(now) for record in page.keys]}
+    if page.after is not None:
+        body["after"] = page.after
+    return body
+
+
+@router.post(
+    "/keys/{key_id}/rotate",
+    **contract(RotatedKey, 400, 404, 409, 413, body=RotateKeyRequest, body_required=False),
+)
+def rotate_key(
+    keys: Keys,
+    key_id: KeyIdPath,
+    caller: Principal = Depends(principal),
+    body: RotateKeyRequest = Depends(json_body(RotateKeyRequest)),
+) -> dict[str, Any]:
+    key, record = keys.rotate(caller, key_id, body.graceSeconds)
+    return {**_shown(key, record), "graceEndsAt": record.previous_until}
+
+
+@router.delete("/keys/{key_id}", **contract(Empty, 404))
+def revoke_key(keys: Keys, key_id: KeyIdPath, caller: Principal = Depends(principal)) -> dict[str, Any]:
+    keys.revoke(caller, key_id)
+    return {}
