@@ -177,6 +177,7 @@ TABLE_KEYS = {
     "RegistryTable": ({"HASH": "promptId", "RANGE": "sk"}, {"promptId": "S", "sk": "S"}),
     "ResponseCacheTable": ({"HASH": "cacheKey"}, {"cacheKey": "S"}),
     "UsageTable": ({"HASH": "userId", "RANGE": "sk"}, {"userId": "S", "sk": "S"}),
+    "LimitsTable": ({"HASH": "key"}, {"key": "S"}),  # keyId#m#minute, keyId#d#day, keyId#inflight
 }
 # Tables whose items the code gives an `expiresAt` (epoch seconds) to be deleted by TTL.
 TTL_TABLES = {
@@ -185,6 +186,7 @@ TTL_TABLES = {
     "ConnectionsTable",
     "SubscriptionsTable",
     "ResponseCacheTable",
+    "LimitsTable",  # the minute and day counters
 }
 
 

@@ -26,6 +26,8 @@ SPEC_FIELDS = {
 }  # fmt: skip
 # Beyond the spec: the stored prompt a run came from and the model that answered (routing).
 EXTENSION_FIELDS = {"promptConfigId", "promptConfigVersion", "answeredBy"}
+# Usage (docs/api.md, "Usage"): 0, 0, "", false until the prompt completes.
+USAGE_FIELDS = {"promptTokens", "completionTokens", "finishReason", "usageEstimated"}
 
 
 def test_async_add_stores_and_enqueues_only_the_id(
@@ -38,7 +40,7 @@ def test_async_add_stores_and_enqueues_only_the_id(
     assert response.status_code == 200
     body = response.json()
     prompt = body["prompt"]
-    assert set(prompt) == SPEC_FIELDS | EXTENSION_FIELDS
+    assert set(prompt) == SPEC_FIELDS | EXTENSION_FIELDS | USAGE_FIELDS
     assert prompt["promptConfigId"] == prompt["promptConfigVersion"] == prompt["answeredBy"] == ""
     assert body["answer"] == ""
     assert "responseMessage" not in body

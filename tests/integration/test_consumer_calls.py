@@ -75,9 +75,10 @@ def test_a_run_costs_seven_calls_and_one_per_delta_event(
     deltas = sum(1 for e in seen if e["type"] == "delta")
     assert [e.get("status") for e in seen if e["type"] == "status"] == ["scheduled", "running", "completed"]
     assert 1 <= deltas <= 4
-    # UpdateItem: the claim, the start's block of seqs, the answer, the closing event's seq;
+    # UpdateItem: the claim, the start's block of seqs, the closing event's seq; the answer is a
+    # TransactWriteItems (LIMITS_TABLE: with the key's in-flight slot and tokens of the day);
     # PutItem: scheduled, running, each delta, completed.
-    assert made == {"UpdateItem": 4, "PutItem": 3 + deltas}
+    assert made == {"UpdateItem": 3, "TransactWriteItems": 1, "PutItem": 3 + deltas}
 
 
 def test_the_usage_counters_cost_one_update_more(
@@ -93,7 +94,8 @@ def test_the_usage_counters_cost_one_update_more(
     made = dict(calls)
     seen = thread_events(client, keys["alice"], "counted")
     deltas = sum(1 for e in seen if e["type"] == "delta")
-    assert made == {"UpdateItem": 4 + 1, "PutItem": 3 + deltas}  # the run's own, and the counters' ADD
+    # the run's own (the answer's a transaction with the key's limit counters), and the counters' ADD
+    assert made == {"UpdateItem": 3 + 1, "TransactWriteItems": 1, "PutItem": 3 + deltas}
 
 
 def test_the_runs_a_process_watches_share_one_read_a_poll(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from promptsvc.services.connection_keys import ConnectionKeys
     from promptsvc.services.fanout import Fanout
     from promptsvc.services.keys import KeyService
+    from promptsvc.services.limits import LimitService
     from promptsvc.services.listing import PromptLister
     from promptsvc.services.prompt_intake import PromptIntake
     from promptsvc.services.prompts import PromptService
@@ -34,10 +35,26 @@ if TYPE_CHECKING:
 
 
 def prompt_store(settings: Settings) -> "DynamoPromptStore":
-    """The prompts' lifecycle store."""
+    """The prompts' lifecycle store; with a limits table, a prompt's end gives back its key's
+    in-flight slot in the same transaction."""
     from promptsvc.adapters.prompt_table import DynamoPromptStore
 
-    return DynamoPromptStore(settings.prompts_table, settings.prompt_retention_days)
+    return DynamoPromptStore(
+        settings.prompts_table, settings.prompt_retention_days, limits_table=settings.limits_table
+    )
+
+
+def limit_service(settings: Settings) -> "LimitService":
+    """The API keys' limits; every check passes when LIMITS_TABLE is unset."""
+    from promptsvc.adapters.limit_table import DynamoLimitCounters
+    from promptsvc.domain.limits import KeyLimits
+    from promptsvc.services.limits import LimitService
+
+    defaults = KeyLimits(
+        settings.key_requests_per_minute, settings.key_prompts_in_flight, settings.key_tokens_per_day
+    )
+    counters = DynamoLimitCounters(settings.limits_table) if settings.limits_table else None
+    return LimitService(counters, defaults)
 
 
 def thread_event_log(settings: Settings) -> "DynamoThreadEventLog | None":
@@ -58,7 +75,7 @@ def catalog(settings: Settings) -> "Catalog":
     return catalog_source(settings).get()
 
 
-def prompt_service(settings: Settings) -> "PromptService":
+def prompt_service(settings: Settings, limits: "LimitService | None" = None) -> "PromptService":
     from promptsvc.adapters.prompt_queue import SqsPromptQueue
     from promptsvc.services.prompts import PromptService
 
@@ -68,6 +85,7 @@ def prompt_service(settings: Settings) -> "PromptService":
         catalog_source(settings).get,
         events=thread_event_log(settings),
         answers=answer_bodies(settings),
+        limits=limits,
     )
 
 

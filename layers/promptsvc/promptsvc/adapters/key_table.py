@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.domain.keys import ApiKeyRecord, Role, legacy_prefix
+from promptsvc.domain.limits import KeyLimits
 
 BY_USER = "byUser"
 
@@ -42,6 +43,8 @@ class DynamoKeyRepository:
             item["expiresAt"] = record.expires_at
         if record.allowed_models is not None:
             item["allowedModels"] = list(record.allowed_models)
+        if not record.limits.is_default():  # the overrides set; a missing one is the default
+            item["limits"] = {k: v for k, v in record.limits.as_dict().items() if v is not None}
         self._table.put_item(Item=item)
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
@@ -134,4 +137,5 @@ def _record(item: dict[str, Any]) -> ApiKeyRecord:
         previous_until=item.get("previousUntil", ""),
         last_used_at=item.get("lastUsedAt", ""),
         prefix=item.get("prefix", legacy_prefix(item["keyId"])),
+        limits=KeyLimits.from_dict(item.get("limits")),
     )

@@ -13,9 +13,12 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from promptsvc.adapters.clients import dynamodb_table
+from promptsvc.adapters.conflicts import retry_conflicts
+from promptsvc.adapters.limit_table import counter_update
 from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
 from promptsvc.domain.item_size import check_item_size
+from promptsvc.domain.limits import day_of_stamp, in_flight_item, tokens_item, tokens_spent
 from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
 
@@ -26,6 +29,7 @@ _RUN_STATE_READ = {
     "ExpressionAttributeNames": {"#status": "status"},
 }
 _PLAIN = TypeDeserializer()
+_DELETE_TRIES = 10  # a removal re-reads a prompt that changed under it at most this often
 
 
 def _condition_failed(error: ClientError) -> bool:
@@ -50,9 +54,13 @@ def _status_keys(user_id: str, status: Status) -> dict[str, str]:
 class DynamoPromptStore:
     """The lifecycle store (domain.ports.PromptStore) on the prompts table."""
 
-    def __init__(self, table_name: str, retention_days: int = 30) -> None:
+    def __init__(self, table_name: str, retention_days: int = 30, *, limits_table: str = "") -> None:
         self._table_name = table_name
         self._retention = timedelta(days=retention_days)
+        self._limits_table = limits_table  # a prompt's end gives back its key's in-flight slot there
+
+    def _holds_slot(self, prompt: Prompt) -> bool:
+        return bool(self._limits_table and prompt.keyId and not is_terminal(prompt.status))
 
     @property
     def _table(self) -> Any:
@@ -74,9 +82,59 @@ class DynamoPromptStore:
         return to_prompt(item) if item else None
 
     def delete(self, user_id: str, prompt_id: str) -> Prompt | None:
-        result = self._table.delete_item(Key=table_key(user_id, prompt_id), ReturnValues="ALL_OLD")
+        """Delete the prompt; the prompt as it was, None if there was none. An unfinished prompt
+        holding an in-flight slot is deleted in one transaction with the slot's give-back,
+        conditional on the state read (re-read and tried again when it changed meanwhile), so the
+        slot is given back exactly once: by this, or by the prompt's terminal transition."""
+        key = table_key(user_id, prompt_id)
+        for _ in range(_DELETE_TRIES):
+            if not self._limits_table:
+                break
+            prompt = self.get(user_id, prompt_id)
+            if prompt is None or not self._holds_slot(prompt):
+                break
+            delete = {
+                "Delete": {
+                    "TableName": self._table_name,
+                    "Key": key,
+                    "ConditionExpression": "#status = :seen AND runCount = :runs AND leaseUntil = :lease",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": (
+                        {":seen": str(prompt.status), ":runs": prompt.runCount, ":lease": prompt.leaseUntil}
+                    ),
+                }
+            }
+            if self._transact(delete, prompt.keyId):
+                return prompt
+        result = self._table.delete_item(Key=key, ReturnValues="ALL_OLD")
         item = result.get("Attributes")
         return to_prompt(item) if item else None
+
+    def _transact(self, write: dict[str, Any], key_id: str, counts: tuple[dict[str, Any], ...] = ()) -> bool:
+        """`write` on the prompts table, the give-back of `key_id`'s in-flight slot and `counts`
+        (more counter updates), all or nothing (TransactWriteItems, through the Table resource's
+        client: plain values; a conflict with another transaction is tried again); False when the
+        prompt's condition failed (nothing written)."""
+        updates = [
+            {
+                "Update": {
+                    "TableName": self._limits_table,
+                    "Key": counter["Key"],
+                    "UpdateExpression": counter["UpdateExpression"],
+                    "ExpressionAttributeValues": counter["ExpressionAttributeValues"],
+                }
+            }
+            for counter in (counter_update(in_flight_item(key_id), -1), *counts)
+        ]
+        try:
+            items = [write, *updates]
+            retry_conflicts(lambda: self._table.meta.client.transact_write_items(TransactItems=items))
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
 
     def run_state(self, user_id: str, prompt_id: str) -> RunState | None:
         item = self._table.get_item(
@@ -147,7 +205,34 @@ class DynamoPromptStore:
         fields: dict[str, Any] = dict(changes)
         self._check_grown(prompt, fields)
         expires = int((datetime.now(UTC) + self._retention).timestamp()) if is_terminal(target) else None
-        return self._apply(prompt, _transition(prompt, target, fields, expires, run_count))
+        write = _transition(prompt, target, fields, expires, run_count)
+        if not (is_terminal(target) and self._holds_slot(prompt)):
+            return self._apply(prompt, write)
+        # The end of a prompt holding a key's in-flight slot: the transition and the slot's
+        # give-back in one transaction. The transition's condition (from a status that may move
+        # there) holds once in a prompt's life, so the slot is given back exactly once.
+        update = {
+            "Update": {
+                "TableName": self._table_name,
+                "Key": table_key(prompt.userId, prompt.id),
+                "UpdateExpression": write.update,
+                "ConditionExpression": write.condition,
+                "ExpressionAttributeNames": {"#status": "status", **write.names},
+                "ExpressionAttributeValues": write.values,
+            }
+        }
+        now = write.values[":now"]
+        counts: tuple[dict[str, Any], ...] = ()
+        tokens = tokens_spent(str(target), fields)
+        if tokens:  # the key's tokens of the day, counted exactly once, with the completion
+            day = day_of_stamp(now)
+            counts = (counter_update(tokens_item(prompt.keyId, day.name), tokens, day.expires_at),)
+        if not self._transact(update, prompt.keyId, counts):
+            return None
+        # A transaction returns no item: the prompt as the write left it (fields it did not set
+        # are as read; a lease renewal meanwhile is the only change a terminal prompt drops).
+        changed = {**to_item(prompt), **fields, "status": str(target), "updatedAt": now}
+        return to_prompt(changed)
 
     def claim(self, prompt: Prompt, now: str, lease_until_ms: int) -> Prompt | None:
         """Start a run of the prompt *as it was read*: running, runCount+1, lastRun, a lease.

@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastA
     )
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
-    app.state.prompts = wiring.prompt_service(settings)
+    app.state.limits = wiring.limit_service(settings)
+    app.state.prompts = wiring.prompt_service(settings, app.state.limits)
     app.state.intake = wiring.prompt_intake(settings)
     app.state.lister = wiring.prompt_lister(settings)
     app.state.keys = wiring.key_service(settings, api=True)

@@ -17,4 +17,8 @@ bearer = HTTPBearer(
 
 
 def principal(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
-    return deps.keys(request).authenticate(request.headers.get("authorization"))
+    """The caller; the request counts in its key's minute (a 429 past the key's limit). FastAPI
+    resolves a dependency once a request, so a request counts once."""
+    caller = deps.keys(request).authenticate(request.headers.get("authorization"))
+    deps.limits(request).admit_request(caller)
+    return caller

@@ -4,6 +4,7 @@ builds each once, in api/app.py, and keeps it on `app.state`)."""
 from fastapi import Request
 
 from promptsvc.services.keys import KeyService
+from promptsvc.services.limits import LimitService
 from promptsvc.services.listing import PromptLister
 from promptsvc.services.prompt_intake import PromptIntake
 from promptsvc.services.prompts import PromptService
@@ -15,6 +16,10 @@ from promptsvc.settings import Settings
 
 def settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def limits(request: Request) -> LimitService:
+    return request.app.state.limits
 
 
 def prompts(request: Request) -> PromptService:

@@ -22,6 +22,7 @@ from promptsvc.domain.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from promptsvc.domain.limits import LimitExceeded
 from promptsvc.domain.registry import Unprocessable
 from promptsvc.domain.validation import describe
 
@@ -34,6 +35,7 @@ STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,  # ItemTooLarge too: e.g. a 256 KB prompt whose template passes 400 KB
+    LimitExceeded: 429,
 }
 
 
@@ -55,12 +57,19 @@ def error_response(status: int, message: str, path: str = "") -> JSONResponse:
     return JSONResponse({key: message}, status_code=status)
 
 
+def _answer(error: DomainError, status: int, path: str) -> JSONResponse:
+    response = error_response(status, str(error), path)
+    if isinstance(error, LimitExceeded):  # how long until the key's limit lets it through
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> JSONResponse:
         path = request.url.path
         status = 422 if isinstance(error, Unprocessable) and is_v2(path) else status_of(error)
-        return error_response(status, str(error), path)
+        return _answer(error, status, path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -74,8 +83,8 @@ def install(app: FastAPI) -> None:
         if error.status_code in (404, 405):  # routing's answers: only to a caller with a key
             try:
                 await run_in_threadpool(principal, request)
-            except Unauthorized as refused:
-                return error_response(401, str(refused), request.url.path)
+            except (Unauthorized, LimitExceeded) as refused:  # the key's minute counts it too
+                return _answer(refused, status_of(refused), request.url.path)
         message = error.detail if isinstance(error.detail, str) else "request failed"
         if error.status_code == 404 and message == "Not Found":
             message = "no such route"

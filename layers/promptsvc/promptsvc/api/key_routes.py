@@ -14,6 +14,7 @@ from promptsvc.api.key_schemas import CreatedKey, CreateKeyRequest, KeyPage, Rot
 from promptsvc.api.openapi import contract
 from promptsvc.api.schemas import Empty
 from promptsvc.domain.keys import ApiKeyRecord, Principal
+from promptsvc.domain.limits import KeyLimits
 from promptsvc.domain.names import ID_PATTERN
 from promptsvc.services.keys import DEFAULT_PAGE, MAX_PAGE, KeyService, NewKey
 
@@ -32,6 +33,7 @@ def _shown(key: str, record: ApiKeyRecord) -> dict[str, Any]:
         "prefix": record.prefix,
         "expiresAt": record.expires_at or None,
         "allowedModels": None if record.allowed_models is None else list(record.allowed_models),
+        "limits": record.limits.as_dict(),
     }
 
 
@@ -41,7 +43,10 @@ def create_key(
     caller: Principal = Depends(principal),
     body: CreateKeyRequest = Depends(json_body(CreateKeyRequest)),
 ) -> dict[str, Any]:
-    new = NewKey(body.userId, body.role, expires_at=body.expiresAt, allowed_models=body.allowedModels)
+    limits = KeyLimits.from_dict(body.limits.model_dump() if body.limits else None)
+    new = NewKey(
+        body.userId, body.role, expires_at=body.expiresAt, allowed_models=body.allowedModels, limits=limits
+    )
     key, record = keys.create(caller, new)
     return _shown(key, record)
 

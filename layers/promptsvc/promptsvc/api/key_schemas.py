@@ -11,6 +11,7 @@ from promptsvc.domain.keys import (
     KeyState,
     Role,
 )
+from promptsvc.domain.limits import MAX_LIMIT
 from promptsvc.domain.names import ID_PATTERN
 
 ModelId = Annotated[str, Field(min_length=1, max_length=256)]
@@ -22,6 +23,26 @@ class _Model(BaseModel):
 
 class _Request(_Model):
     model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
+
+
+Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT)]
+
+
+class KeyLimitsBody(_Request):
+    """A key's own limits; an absent one is the deployment's default (the template's
+    KeyRequestsPerMinute, KeyPromptsInFlight, KeyTokensPerDay); 0 is unlimited."""
+
+    requestsPerMinute: Limit | None = Field(None, description="authenticated HTTP requests a minute")
+    promptsInFlight: Limit | None = Field(None, description="prompts not yet finished at once")
+    tokensPerDay: Limit | None = Field(None, description="prompt + completion tokens a UTC day")
+
+
+class KeyLimitsView(_Model):
+    """A key's own limits; null: the deployment's default."""
+
+    requestsPerMinute: int | None = None
+    promptsInFlight: int | None = None
+    tokensPerDay: int | None = None
 
 
 class CreateKeyRequest(_Request):
@@ -37,6 +58,9 @@ class CreateKeyRequest(_Request):
         min_length=1,
         max_length=MAX_ALLOWED_MODELS,
         description="catalog model ids this key may run prompts on; absent: every model",
+    )
+    limits: KeyLimitsBody | None = Field(
+        None, description="this key's own limits; absent (or a limit absent): the deployment's default"
     )
 
     @field_validator("role", mode="before")
@@ -62,6 +86,7 @@ class CreatedKey(_Model):
     prefix: str = Field(description="the start of the key that is not secret: psk_<keyId>_")
     expiresAt: str | None = None
     allowedModels: list[str] | None = None
+    limits: KeyLimitsView | None = None
 
 
 class RotatedKey(CreatedKey):
@@ -88,6 +113,9 @@ class KeyView(_Model):
         None, description="while rotating: when the previous secret stops working"
     )
     allowedModels: list[str] | None = None
+    limits: KeyLimitsView | None = Field(
+        None, description="the key's own limits (each null: the deployment's default)"
+    )
 
 
 class KeyPage(_Model):

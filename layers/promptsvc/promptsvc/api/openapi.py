@@ -44,9 +44,10 @@ _MEANING = {
     413: "the body is larger than 1 MB (or the prompt than 256 KB, or the item than DynamoDB's 400 KB)",
     422: "a field is not valid (named)",
     500: "internal error (never a stack trace)",
+    429: "the API key passed a limit (named, with its value): try again after `Retry-After` seconds",
     503: "the service is busy (AWS throttled it past its retries): try again after `Retry-After` seconds",
 }
-_ALWAYS = (401, 500, 503)
+_ALWAYS = (401, 429, 500, 503)  # 429: every request counts in its key's minute
 
 
 def contract(

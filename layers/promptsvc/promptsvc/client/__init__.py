@@ -11,6 +11,7 @@ from promptsvc.client.errors import ApiError, StreamError
 from promptsvc.client.models import (
     ApiKey,
     CatalogModel,
+    KeyLimits,
     Models,
     NewApiKey,
     Prompt,
@@ -31,6 +32,7 @@ __all__ = [
     "CatalogModel",
     "Client",
     "ClientConfig",
+    "KeyLimits",
     "Models",
     "NewApiKey",
     "Prompt",

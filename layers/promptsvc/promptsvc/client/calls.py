@@ -10,6 +10,7 @@ import httpx
 
 from promptsvc.client.errors import ApiError
 from promptsvc.client.ids import new_prompt_id
+from promptsvc.client.models import KeyLimits
 from promptsvc.client.retry import Repeat
 
 PAGE_SIZE = 100  # the API's largest list page
@@ -119,9 +120,24 @@ def registry_versions(prompt_id: str, limit: int, starting_after: str | None) ->
 KEYS_PAGE_SIZE = 100
 
 
-def create_key(user_id: str, role: str, expires_at: str | None, allowed_models: list[str] | None) -> Call:
+def key_limits(limits: KeyLimits | None) -> dict[str, int] | None:
+    """A KeyLimits model as the API's `limits` (camelCase, only the limits set)."""
+    if limits is None:
+        return None
+    return {k: v for k, v in limits.model_dump(by_alias=True).items() if v is not None}
+
+
+def create_key(
+    user_id: str,
+    role: str,
+    expires_at: str | None,
+    allowed_models: list[str] | None,
+    limits: dict[str, int] | None = None,
+) -> Call:
     # Each create makes another key: repeated only when the first was not carried out.
     body: dict[str, Any] = {"userId": user_id, "role": role}
+    if limits is not None:
+        body["limits"] = dict(limits)
     if expires_at is not None:
         body["expiresAt"] = expires_at
     if allowed_models is not None:

@@ -115,6 +115,15 @@ class Usage(_Wire):
     user_id: str | None = None
 
 
+class KeyLimits(_Wire):
+    """A key's own limits (docs/api.md, "Limits per key"); None: the deployment's default; 0:
+    unlimited."""
+
+    requests_per_minute: int | None = None
+    prompts_in_flight: int | None = None
+    tokens_per_day: int | None = None
+
+
 class ApiKey(_Wire):
     """An API key as listings show it: never its secret. `state`: active, rotating (its previous
     secret works until `grace_ends_at`) or expired."""
@@ -129,6 +138,7 @@ class ApiKey(_Wire):
     expires_at: str | None = None
     grace_ends_at: str | None = None
     allowed_models: list[str] | None = None
+    limits: KeyLimits | None = None
 
 
 class NewApiKey(_Wire):
@@ -141,6 +151,7 @@ class NewApiKey(_Wire):
     prefix: str = ""
     expires_at: str | None = None
     allowed_models: list[str] | None = None
+    limits: KeyLimits | None = None
     grace_ends_at: str | None = None  # a rotation's: when the previous secret stops working
 
 

@@ -15,6 +15,7 @@ from promptsvc.client.config import ClientConfig
 from promptsvc.client.errors import ApiError
 from promptsvc.client.models import (
     ApiKey,
+    KeyLimits,
     Models,
     NewApiKey,
     Prompt,
@@ -255,12 +256,13 @@ class Client:
         *,
         expires_at: str | None = None,
         allowed_models: list[str] | None = None,
+        limits: KeyLimits | None = None,
     ) -> NewApiKey:
         """An admin makes a key for `user_id`; its secret (`.key`) is shown only here. `expires_at`:
-        RFC 3339; `allowed_models`: the catalog models its prompts may use (None: all)."""
-        return NewApiKey.model_validate(
-            self._send(calls.create_key(user_id, role, expires_at, allowed_models))
-        )
+        RFC 3339; `allowed_models`: the catalog models its prompts may use (None: all); `limits`:
+        its own limits (a limit left None: the deployment's default)."""
+        call = calls.create_key(user_id, role, expires_at, allowed_models, calls.key_limits(limits))
+        return NewApiKey.model_validate(self._send(call))
 
     def list_keys(self, user_id: str | None = None, limit: int | None = None) -> Iterator[ApiKey]:
         """Your keys, or (an admin) every key or `user_id`'s, page after page: at most `limit`."""

@@ -12,13 +12,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Forbidden, InvalidRequest
+from promptsvc.domain.limits import KeyLimits
 
 PREFIX = "psk"
 MAX_ALLOWED_MODELS = 32  # models on one key's allow-list
@@ -39,6 +40,7 @@ class Principal:
     role: Role
     key_id: str
     allowed_models: frozenset[str] | None = None  # None: every model
+    limits: KeyLimits = field(default_factory=KeyLimits)  # the key's own (None: the default)
 
     @property
     def is_admin(self) -> bool:
@@ -83,6 +85,7 @@ class ApiKeyRecord:
     previous_until: str = ""
     last_used_at: str = ""
     prefix: str = ""  # the start of the key as shown, nothing of its secret: `psk_<keyId>_`
+    limits: KeyLimits = field(default_factory=KeyLimits)  # overrides of the deployment's defaults
 
     def state(self, now: str) -> KeyState:
         if self.expires_at and now >= self.expires_at:
@@ -114,7 +117,13 @@ class ApiKeyRecord:
 
     def principal(self) -> "Principal":
         allowed = None if self.allowed_models is None else frozenset(self.allowed_models)
-        return Principal(user_id=self.user_id, role=self.role, key_id=self.key_id, allowed_models=allowed)
+        return Principal(
+            user_id=self.user_id,
+            role=self.role,
+            key_id=self.key_id,
+            allowed_models=allowed,
+            limits=self.limits,
+        )
 
     def view(self, now: str) -> dict[str, Any]:
         """The key as listings show it: never its secret or a hash of it."""
@@ -129,6 +138,7 @@ class ApiKeyRecord:
             "expiresAt": self.expires_at or None,
             "graceEndsAt": self.previous_until if self.state(now) is KeyState.ROTATING else None,
             "allowedModels": None if self.allowed_models is None else list(self.allowed_models),
+            "limits": self.limits.as_dict(),
         }
 
 

@@ -82,6 +82,23 @@ class PromptStore(Protocol):
         """Set fields while the prompt is in `status` on the same run; None otherwise."""
 
 
+class LimitCounters(Protocol):
+    """The limits table's counters (domain/limits.py names the items). Every take is one
+    conditional write, atomic in DynamoDB: never a read then a write."""
+
+    def take(self, item: str, limit: int, expires_at: int | None = None) -> bool:
+        """Add 1 to the item's counter if it is below `limit`; False (nothing written) if not."""
+
+    def give_back(self, item: str) -> None:
+        """Take 1 off the counter (a slot taken for a prompt that was not stored)."""
+
+    def below(self, item: str, limit: int) -> bool:
+        """Whether the item's counter is below `limit` (a consistent read)."""
+
+    def add(self, item: str, amount: int, expires_at: int | None = None) -> None:
+        """Add `amount` to the item's counter."""
+
+
 class PromptReader(Protocol):
     """Prompts as lists read them: a query's selection (domain.query.Selection) in the order of a
     time field, within what the caller grants (domain.reads.Reads). How the selection is read

@@ -130,6 +130,9 @@ class Prompt:
     crashCount: int = 0  # runs that ended with the consumer gone (lease expired while running)
     routeIndex: int = 0  # a routed prompt: the model of the plan being tried ...
     routeStart: int = 0  # ... since this many runs (its attempts are runCount - routeStart)
+    # The API key whose in-flight slot the prompt holds (domain/limits.py): set only when the
+    # deployment keeps limits; its terminal transition gives the slot back, in the same transaction.
+    keyId: str = ""
 
     @property
     def sort_key(self) -> str:

@@ -7,7 +7,7 @@ import binascii
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from promptsvc.domain.keys import (
     parse_expiry,
     parse_key,
 )
+from promptsvc.domain.limits import KeyLimits
 from promptsvc.domain.names import ID_PATTERN
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class NewKey:
     role: Role = Role.USER
     expires_at: str | None = None  # RFC 3339
     allowed_models: Sequence[str] | None = None
+    limits: KeyLimits = field(default_factory=KeyLimits)  # overrides of the deployment's defaults
 
 
 class KeyService:
@@ -167,7 +169,9 @@ class KeyService:
         known = self._catalog().models if self._catalog is not None else ()
         models = allowed_models(new.allowed_models, known)
         key, parsed = generate_key()
-        record = self._store(key, parsed, new.user_id, new.role, expires_at=expires_at, models=models)
+        record = self._store(
+            key, parsed, new.user_id, new.role, expires_at=expires_at, models=models, limits=new.limits
+        )
         return key, record
 
     def bootstrap(self, raw_key: str, user_id: str, role: Role) -> ApiKeyRecord:
@@ -183,6 +187,7 @@ class KeyService:
         *,
         expires_at: str = "",
         models: tuple[str, ...] | None = None,
+        limits: KeyLimits | None = None,
     ) -> ApiKeyRecord:
         record = ApiKeyRecord(
             key_id=parsed.key_id,
@@ -193,6 +198,7 @@ class KeyService:
             expires_at=expires_at,
             allowed_models=models,
             prefix=generated_prefix(raw, parsed),
+            limits=limits or KeyLimits(),
         )
         self._repo.put(record)
         self._cache.pop(record.key_id, None)

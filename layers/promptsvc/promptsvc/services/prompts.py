@@ -19,6 +19,7 @@ from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, 
 
 if TYPE_CHECKING:
     from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptStore, ThreadEventLog
+    from promptsvc.services.limits import LimitService
 
 logger = Logger(child=True)
 
@@ -39,6 +40,7 @@ class PromptService:
         *,
         events: ThreadEventLog | None = None,
         answers: AnswerBodies | None = None,
+        limits: LimitService | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -47,6 +49,7 @@ class PromptService:
         self._catalog = catalog
         self._events = events
         self._answers = answers
+        self._limits = limits
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -59,9 +62,17 @@ class PromptService:
         with an allow-list may add only prompts whose every model (a routing plan's pool and
         fallbacks too) is on it: else a 403 naming the model, and nothing is stored or queued."""
         principal.require_models(new.plan.models if new.plan else (new.modelId,))
-        prompt = create_prompt(principal.user_id, new)
-        stored = self._repo.put_new(prompt)
+        # The key's limits (a 429) before anything is written; the slot taken goes with the prompt
+        # (`keyId`), whose terminal transition gives it back; a prompt not stored gives it back here.
+        slot = self._limits.admit_prompt(principal) if self._limits is not None else ""
+        prompt = replace(create_prompt(principal.user_id, new), keyId=slot)
+        try:
+            stored = self._repo.put_new(prompt)
+        except BaseException:
+            self._give_back(slot)
+            raise
         if stored is None:
+            self._give_back(slot)
             existing = self._repo.get(principal.user_id, new.id)
             if existing is None or existing.requestHash != request_hash(principal.user_id, new):
                 raise Conflict(f"a prompt with id {new.id!r} already exists with a different body")
@@ -73,6 +84,13 @@ class PromptService:
             # message once it has waited `STRANDED_AFTER_SECONDS`, exactly as after a crash here.
             logger.exception("enqueue failed; the sweeper will queue the prompt", prompt_id=prompt.id)
         return self._maybe_wait(AddResult(prompt, created=True), new.sync, sync_wait)
+
+    def _give_back(self, slot: str) -> None:
+        if self._limits is not None and slot:
+            try:
+                self._limits.give_back(slot)
+            except Exception:  # the counter stays one too high: logged for an operator
+                logger.exception("could not give back an in-flight slot", key_id=slot)
 
     def _maybe_wait(self, result: AddResult, sync: bool, limit: float) -> AddResult:
         if not sync or is_terminal(result.prompt.status):

@@ -42,6 +42,18 @@ class Settings(FromEnvironment):
     usage_table: str = Field(
         "", description="DynamoDB table of usage counters per user, day and model (empty: none kept)"
     )
+    limits_table: str = Field(
+        "", description="DynamoDB table of the API keys' limit counters (empty: no limits)"
+    )
+    key_requests_per_minute: int = Field(
+        0, ge=0, description="default requests per minute of an API key (0: unlimited)"
+    )
+    key_prompts_in_flight: int = Field(
+        0, ge=0, description="default prompts in flight (not yet finished) of an API key (0: unlimited)"
+    )
+    key_tokens_per_day: int = Field(
+        0, ge=0, description="default tokens (prompt + completion) a day (UTC) of an API key (0: unlimited)"
+    )
     thread_events_table: str = Field("", description="DynamoDB table of thread events (empty: none kept)")
     event_ttl_seconds: int = Field(86_400, ge=60, description="how long thread events are kept")
     claim_wait_seconds: float = Field(2.0, ge=0, description="fan-out: wait for another poster's claim")
