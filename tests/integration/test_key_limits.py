@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 from promptsvc import wiring
+from promptsvc.adapters import prompt_table
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.limit_table import DynamoLimitCounters
 from promptsvc.api.app import create_app
@@ -206,17 +208,32 @@ def test_a_prompt_is_refused_once_the_keys_tokens_of_the_day_reached_its_limit(
     add(app_client, key)
 
 
-def test_a_prompt_whose_write_fails_gives_its_slot_back(
+def test_a_prompt_whose_write_fails_takes_no_slot(
     app_client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The slot is taken in the prompt's own write (one transaction): a write that fails, or times
+    out, takes it exactly when it stored the prompt."""
     key = new_key(app_client, keys["admin"], promptsInFlight=1)
-    service = app_client.app.state.prompts  # type: ignore[attr-defined]
 
-    def broken(prompt: object) -> None:
-        raise RuntimeError("the table is gone")
+    def broken(write: object) -> None:  # the transaction answers an error: nothing written
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "gone"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(service._repo, "put_new", broken)
+    monkeypatch.setattr(prompt_table, "retry_conflicts", broken)
     assert app_client.post("/prompt-svc/prompt", json={"prompt": "x"}, headers=auth(key)).status_code == 500
-    assert counter(settings, in_flight_item(key_id(key))) == 0
     monkeypatch.undo()
+    assert counter(settings, in_flight_item(key_id(key))) == 0
     add(app_client, key)  # the one slot is free
+    assert counter(settings, in_flight_item(key_id(key))) == 1
+
+
+def test_a_repeated_add_takes_no_second_slot(
+    app_client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    key = new_key(app_client, keys["admin"], promptsInFlight=2)
+    body = {"prompt": "once", "id": "same-id"}
+    first = app_client.post("/prompt-svc/prompt", json=body, headers=auth(key))
+    again = app_client.post("/prompt-svc/prompt", json=body, headers=auth(key))
+
+    assert first.status_code == again.status_code == 200
+    assert again.json()["prompt"]["id"] == first.json()["prompt"]["id"]
+    assert counter(settings, in_flight_item(key_id(key))) == 1

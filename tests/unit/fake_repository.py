@@ -21,7 +21,7 @@ class FakePrompts:
 
     # -- PromptStore ---------------------------------------------------------------------------
 
-    def put_new(self, prompt: Prompt) -> Prompt | None:
+    def put_new(self, prompt: Prompt, in_flight_limit: int = 0) -> Prompt | None:
         if (prompt.userId, prompt.id) in self._prompts:
             return None
         self._prompts[(prompt.userId, prompt.id)] = prompt

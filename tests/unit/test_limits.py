@@ -6,11 +6,9 @@ import pytest
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal, Role
 from promptsvc.domain.limits import (
-    IN_FLIGHT_RETRY_SECONDS,
     KeyLimits,
     LimitExceeded,
     day_window,
-    in_flight_item,
     minute_window,
     requests_item,
     tokens_item,
@@ -31,9 +29,6 @@ class Counters:
             return False
         self.add(item, 1, expires_at)
         return True
-
-    def give_back(self, item: str) -> None:
-        self.n[item] = self.n.get(item, 0) - 1
 
     def below(self, item: str, limit: int) -> bool:
         return self.n.get(item, 0) < limit
@@ -117,37 +112,25 @@ def test_a_key_of_its_own_limit_and_unlimited_keys_write_nothing_for_requests() 
             limits.admit_request(key(KeyLimits(requests_per_minute=2)))
 
 
-def test_prompts_take_a_slot_up_to_the_limit_and_a_slot_given_back_frees_it() -> None:
+def test_a_prompt_carries_its_key_and_in_flight_limit_and_the_service_writes_nothing() -> None:
+    """The slot is the store's to take, in the prompt's own write (tests/integration/test_key_limits.py)."""
     counters = Counters()
     limits = service(counters, KeyLimits(0, 2, 0), "2026-12-01T03:35:45+00:00")
-    assert limits.admit_prompt(key()) == "k1"
-    assert limits.admit_prompt(key()) == "k1"
-    with pytest.raises(LimitExceeded, match="2 prompts in flight") as refused:
-        limits.admit_prompt(key())
-    assert refused.value.retry_after == IN_FLIGHT_RETRY_SECONDS
-    limits.give_back("k1")
-    assert limits.admit_prompt(key()) == "k1"
-    assert counters.n[in_flight_item("k1")] == 2
-
-
-def test_an_unlimited_key_still_counts_its_prompts_in_flight() -> None:
-    counters = Counters()
-    limits = service(counters, KeyLimits(0, 0, 0), "2026-12-01T03:35:45+00:00")
-    for _ in range(4):
-        limits.admit_prompt(key())
-    assert counters.n[in_flight_item("k1")] == 4
+    assert limits.admit_prompt(key()) == ("k1", 2)
+    assert limits.admit_prompt(key(KeyLimits(prompts_in_flight=5))) == ("k1", 5)
+    assert service(counters, KeyLimits(0, 0, 0), "2026-12-01T03:35:45+00:00").admit_prompt(key()) == ("k1", 0)
+    assert counters.n == {}
 
 
 def test_a_prompt_is_refused_once_the_days_tokens_reached_the_limit_until_midnight() -> None:
     counters = Counters()
     limits = service(counters, KeyLimits(0, 0, 100), "2026-12-01T23:00:00+00:00")
     counters.add(tokens_item("k1", "2026-12-01"), 99)
-    limits.admit_prompt(key())  # below: admitted (its own tokens may pass the limit)
+    assert limits.admit_prompt(key()) == ("k1", 0)  # below: admitted (its own tokens may pass the limit)
     counters.add(tokens_item("k1", "2026-12-01"), 30)
     with pytest.raises(LimitExceeded, match="100 tokens per day") as refused:
         limits.admit_prompt(key())
     assert refused.value.retry_after == 3600
-    assert counters.n[in_flight_item("k1")] == 1  # the refused prompt took no slot
     service(counters, KeyLimits(0, 0, 100), "2026-12-02T00:00:00+00:00").admit_prompt(key())
 
 
@@ -155,4 +138,4 @@ def test_without_a_limits_table_everything_passes_and_nothing_is_held() -> None:
     limits = LimitService(None, KeyLimits(1, 1, 1), clock=lambda: datetime.now(UTC))
     for _ in range(5):
         limits.admit_request(key())
-        assert limits.admit_prompt(key()) == ""
+        assert limits.admit_prompt(key()) == ("", 0)

@@ -53,9 +53,6 @@ class DynamoLimitCounters:
             raise
         return True
 
-    def give_back(self, item: str) -> None:
-        retry_conflicts(lambda: self._table.update_item(**counter_update(item, -1)))
-
     def below(self, item: str, limit: int) -> bool:
         found = self._table.get_item(Key={"key": item}, ConsistentRead=True).get("Item")
         return found is None or int(found.get("n", 0)) < limit

@@ -18,7 +18,7 @@ from promptsvc.adapters.limit_table import counter_update
 from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
 from promptsvc.domain.item_size import check_item_size
-from promptsvc.domain.limits import day_of_stamp, in_flight_item, tokens_item, tokens_spent
+from promptsvc.domain.limits import day_of_stamp, in_flight_item, in_flight_refused, tokens_item, tokens_spent
 from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
 
@@ -66,14 +66,38 @@ class DynamoPromptStore:
     def _table(self) -> Any:
         return dynamodb_table(self._table_name)
 
-    def put_new(self, prompt: Prompt) -> Prompt | None:
+    def put_new(self, prompt: Prompt, in_flight_limit: int = 0) -> Prompt | None:
         item = to_item(prompt)
         check_item_size(item)  # ItemTooLarge instead of a write DynamoDB would refuse
+        if self._limits_table and prompt.keyId:
+            return self._put_with_slot(prompt, item, in_flight_limit)
         try:
             self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
         except ClientError as error:
             if _condition_failed(error):
                 return None
+            raise
+        return prompt
+
+    def _put_with_slot(self, prompt: Prompt, item: dict[str, Any], limit: int) -> Prompt | None:
+        """The prompt and its key's in-flight slot in one TransactWriteItems: a slot is held exactly
+        when its prompt is stored, whatever fails or times out between (a retried add finds the
+        prompt and takes nothing)."""
+        slot = counter_update(in_flight_item(prompt.keyId), 1)
+        take: dict[str, Any] = {"TableName": self._limits_table, **slot}
+        if limit:
+            take["ConditionExpression"] = "attribute_not_exists(n) OR n < :limit"
+            take["ExpressionAttributeValues"] = {**slot["ExpressionAttributeValues"], ":limit": limit}
+        put = {"TableName": self._table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            items = [{"Put": put}, {"Update": take}]
+            retry_conflicts(lambda: self._table.meta.client.transact_write_items(TransactItems=items))
+        except ClientError as error:
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return None  # the owner has a prompt of that id: nothing written
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise in_flight_refused(limit) from error
             raise
         return prompt
 

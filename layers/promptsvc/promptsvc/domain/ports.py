@@ -26,8 +26,10 @@ class PromptStore(Protocol):
     """Prompts through their life, keyed by owner and id: prompt ids are per user (domain.names).
     Every write that changes a prompt is conditional on what it was read as."""
 
-    def put_new(self, prompt: Prompt) -> Prompt | None:
-        """Store a new prompt; None if its owner has one with that id (then `get` it)."""
+    def put_new(self, prompt: Prompt, in_flight_limit: int = 0) -> Prompt | None:
+        """Store a new prompt; None if its owner has one with that id (then `get` it), and nothing
+        written. A prompt carrying a `keyId` takes its key's in-flight slot in the same write (all
+        or nothing): LimitExceeded, and nothing written, when `in_flight_limit` (> 0) are taken."""
 
     def get(self, user_id: str, prompt_id: str) -> Prompt | None: ...
 
@@ -88,9 +90,6 @@ class LimitCounters(Protocol):
 
     def take(self, item: str, limit: int, expires_at: int | None = None) -> bool:
         """Add 1 to the item's counter if it is below `limit`; False (nothing written) if not."""
-
-    def give_back(self, item: str) -> None:
-        """Take 1 off the counter (a slot taken for a prompt that was not stored)."""
 
     def below(self, item: str, limit: int) -> bool:
         """Whether the item's counter is below `limit` (a consistent read)."""

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 from promptsvc.domain.limits import (
     KeyLimits,
     day_window,
-    in_flight_item,
-    in_flight_refused,
     minute_window,
     requests_item,
     requests_refused,
@@ -61,26 +59,17 @@ class LimitService:
         if not self._counters.take(requests_item(principal.key_id, window), limit, window.expires_at):
             raise requests_refused(limit, window)
 
-    def admit_prompt(self, principal: Principal) -> str:
-        """Before a prompt is stored: its key's tokens today must be below the day's limit, and an
-        in-flight slot is taken (counted even when unlimited, so a limit set later finds the
-        counter right). Returns the key id the prompt must carry (its slot's owner; "" without
-        limits); a caller that then stores nothing gives the slot back (`give_back`)."""
+    def admit_prompt(self, principal: Principal) -> tuple[str, int]:
+        """Before a prompt is stored: its key's tokens today must be below the day's limit. Returns
+        the key id the prompt must carry ("" without limits) and its in-flight limit (0: none):
+        the store takes the slot in the prompt's own write (`PromptStore.put_new`), so a slot is
+        held exactly when its prompt is stored, and counted even when unlimited, so a limit set
+        later finds the counter right."""
         if self._counters is None:
-            return ""
+            return "", 0
         limits = self.limits_of(principal)
         if limits.tokens_per_day:
             window = day_window(self._clock())
             if not self._counters.below(tokens_item(principal.key_id, window.name), limits.tokens_per_day):
                 raise tokens_refused(limits.tokens_per_day, window)
-        slot = in_flight_item(principal.key_id)
-        if not limits.prompts_in_flight:
-            self._counters.add(slot, 1)
-        elif not self._counters.take(slot, limits.prompts_in_flight):
-            raise in_flight_refused(limits.prompts_in_flight)
-        return principal.key_id
-
-    def give_back(self, key_id: str) -> None:
-        """Give back the in-flight slot of a prompt that was not stored."""
-        if self._counters is not None and key_id:
-            self._counters.give_back(in_flight_item(key_id))
+        return principal.key_id, limits.prompts_in_flight or 0

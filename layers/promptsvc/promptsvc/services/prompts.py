@@ -62,17 +62,12 @@ class PromptService:
         with an allow-list may add only prompts whose every model (a routing plan's pool and
         fallbacks too) is on it: else a 403 naming the model, and nothing is stored or queued."""
         principal.require_models(new.plan.models if new.plan else (new.modelId,))
-        # The key's limits (a 429) before anything is written; the slot taken goes with the prompt
-        # (`keyId`), whose terminal transition gives it back; a prompt not stored gives it back here.
-        slot = self._limits.admit_prompt(principal) if self._limits is not None else ""
-        prompt = replace(create_prompt(principal.user_id, new), keyId=slot)
-        try:
-            stored = self._repo.put_new(prompt)
-        except BaseException:
-            self._give_back(slot)
-            raise
+        # The key's limits (a 429) before anything is written. The in-flight slot is taken in the
+        # prompt's own write and goes with it (`keyId`): its terminal transition gives it back.
+        key_id, in_flight = self._limits.admit_prompt(principal) if self._limits is not None else ("", 0)
+        prompt = replace(create_prompt(principal.user_id, new), keyId=key_id)
+        stored = self._repo.put_new(prompt, in_flight)
         if stored is None:
-            self._give_back(slot)
             existing = self._repo.get(principal.user_id, new.id)
             if existing is None or existing.requestHash != request_hash(principal.user_id, new):
                 raise Conflict(f"a prompt with id {new.id!r} already exists with a different body")
@@ -84,13 +79,6 @@ class PromptService:
             # message once it has waited `STRANDED_AFTER_SECONDS`, exactly as after a crash here.
             logger.exception("enqueue failed; the sweeper will queue the prompt", prompt_id=prompt.id)
         return self._maybe_wait(AddResult(prompt, created=True), new.sync, sync_wait)
-
-    def _give_back(self, slot: str) -> None:
-        if self._limits is not None and slot:
-            try:
-                self._limits.give_back(slot)
-            except Exception:  # the counter stays one too high: logged for an operator
-                logger.exception("could not give back an in-flight slot", key_id=slot)
 
     def _maybe_wait(self, result: AddResult, sync: bool, limit: float) -> AddResult:
         if not sync or is_terminal(result.prompt.status):
