@@ -81,12 +81,13 @@ MODEL_ID = "sim"
 THREADS = 64
 TARGET_RATIO = 0.95
 # AWS calls a prompt costs besides one per delta event (docs/consumer.md, "AWS calls per prompt"):
-# 8 DynamoDB writes (the claim; the start's block of seqs, `scheduled`, `running`; the answer with
-# its usage; the closing status's seq and put; the usage counters' ADD, issue 13), up to 0.5 for
+# 7 DynamoDB writes (the claim; the start's block of seqs, `scheduled`, `running`; the answer with
+# its usage, the key's slot and the usage counters in one transaction; the closing status's seq
+# and put), up to 0.5 for
 # the cancel watch's shared read and 0.5 for SQS (receives and deletes, ten messages a call), and 1
 # for threads two prompts write at once (here 4 prompts a thread, 32 at once: the thread's counter
 # is caught up).
-CALLS_PER_PROMPT = 10.0
+CALLS_PER_PROMPT = 9.0
 STARTUP_SECONDS = 30.0
 PHASE_SECONDS = 120.0  # a phase that takes longer than this is a failure, not a measurement
 

@@ -81,10 +81,11 @@ def test_a_run_costs_seven_calls_and_one_per_delta_event(
     assert made == {"UpdateItem": 3, "TransactWriteItems": 1, "PutItem": 3 + deltas}
 
 
-def test_the_usage_counters_cost_one_update_more(
+def test_the_usage_counters_ride_on_the_answers_write(
     client: TestClient, keys: dict[str, str], settings: Settings, calls: Counter[str]
 ) -> None:
-    """The prompt's usage rides on the answer's write; the counters take one UpdateItem (ADD)."""
+    """The prompt's usage and its usage counters (and the key's in-flight slot) are one
+    transaction with the answer: no call more than without them, and counted exactly once."""
     prompt = add(client, keys["alice"], threadId="counted")
     run = runner(settings, words(4, pause=0.3), cancel_poll=60, usage=True)
     calls.clear()
@@ -94,8 +95,7 @@ def test_the_usage_counters_cost_one_update_more(
     made = dict(calls)
     seen = thread_events(client, keys["alice"], "counted")
     deltas = sum(1 for e in seen if e["type"] == "delta")
-    # the run's own (the answer's a transaction with the key's limit counters), and the counters' ADD
-    assert made == {"UpdateItem": 3 + 1, "TransactWriteItems": 1, "PutItem": 3 + deltas}
+    assert made == {"UpdateItem": 3, "TransactWriteItems": 1, "PutItem": 3 + deltas}
 
 
 def test_the_runs_a_process_watches_share_one_read_a_poll(

@@ -36,11 +36,15 @@ if TYPE_CHECKING:
 
 def prompt_store(settings: Settings) -> "DynamoPromptStore":
     """The prompts' lifecycle store; with a limits table, a prompt's end gives back its key's
-    in-flight slot in the same transaction."""
+    in-flight slot in the same transaction, and with a usage table a completion adds to its usage
+    counters there too."""
     from promptsvc.adapters.prompt_table import DynamoPromptStore
 
     return DynamoPromptStore(
-        settings.prompts_table, settings.prompt_retention_days, limits_table=settings.limits_table
+        settings.prompts_table,
+        settings.prompt_retention_days,
+        limits_table=settings.limits_table,
+        usage_table=settings.usage_table,
     )
 
 

@@ -17,10 +17,12 @@ from promptsvc.adapters.conflicts import retry_conflicts
 from promptsvc.adapters.limit_table import counter_update
 from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
+from promptsvc.adapters.usage_table import usage_update
 from promptsvc.domain.item_size import check_item_size
 from promptsvc.domain.limits import day_of_stamp, in_flight_item, in_flight_refused, tokens_item, tokens_spent
 from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
+from promptsvc.domain.usage import completion_count, day_of
 
 _BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 _RUN_STATE_READ = {
@@ -54,10 +56,13 @@ def _status_keys(user_id: str, status: Status) -> dict[str, str]:
 class DynamoPromptStore:
     """The lifecycle store (domain.ports.PromptStore) on the prompts table."""
 
-    def __init__(self, table_name: str, retention_days: int = 30, *, limits_table: str = "") -> None:
+    def __init__(
+        self, table_name: str, retention_days: int = 30, *, limits_table: str = "", usage_table: str = ""
+    ) -> None:
         self._table_name = table_name
         self._retention = timedelta(days=retention_days)
         self._limits_table = limits_table  # a prompt's end gives back its key's in-flight slot there
+        self._usage_table = usage_table  # a completion adds to its usage counters there
 
     def _holds_slot(self, prompt: Prompt) -> bool:
         return bool(self._limits_table and prompt.keyId and not is_terminal(prompt.status))
@@ -128,18 +133,16 @@ class DynamoPromptStore:
                     ),
                 }
             }
-            if self._transact(delete, prompt.keyId):
+            if self._transact([delete, *self._slot_back(prompt.keyId)]):
                 return prompt
         result = self._table.delete_item(Key=key, ReturnValues="ALL_OLD")
         item = result.get("Attributes")
         return to_prompt(item) if item else None
 
-    def _transact(self, write: dict[str, Any], key_id: str, counts: tuple[dict[str, Any], ...] = ()) -> bool:
-        """`write` on the prompts table, the give-back of `key_id`'s in-flight slot and `counts`
-        (more counter updates), all or nothing (TransactWriteItems, through the Table resource's
-        client: plain values; a conflict with another transaction is tried again); False when the
-        prompt's condition failed (nothing written)."""
-        updates = [
+    def _slot_back(self, key_id: str, *counts: dict[str, Any]) -> list[dict[str, Any]]:
+        """The give-back of `key_id`'s in-flight slot and `counts` (more counter updates), as
+        transaction items on the limits table."""
+        return [
             {
                 "Update": {
                     "TableName": self._limits_table,
@@ -150,8 +153,13 @@ class DynamoPromptStore:
             }
             for counter in (counter_update(in_flight_item(key_id), -1), *counts)
         ]
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """`items` (the prompt's write first, then counter updates), all or nothing
+        (TransactWriteItems, through the Table resource's client: plain values; a conflict with
+        another transaction is tried again); False when the prompt's condition failed (nothing
+        written)."""
         try:
-            items = [write, *updates]
             retry_conflicts(lambda: self._table.meta.client.transact_write_items(TransactItems=items))
         except ClientError as error:
             reasons = error.response.get("CancellationReasons") or []
@@ -230,11 +238,14 @@ class DynamoPromptStore:
         self._check_grown(prompt, fields)
         expires = int((datetime.now(UTC) + self._retention).timestamp()) if is_terminal(target) else None
         write = _transition(prompt, target, fields, expires, run_count)
-        if not (is_terminal(target) and self._holds_slot(prompt)):
+        slot = is_terminal(target) and self._holds_slot(prompt)
+        counted = target is Status.COMPLETED and bool(self._usage_table)
+        if not (slot or counted):
             return self._apply(prompt, write)
-        # The end of a prompt holding a key's in-flight slot: the transition and the slot's
-        # give-back in one transaction. The transition's condition (from a status that may move
-        # there) holds once in a prompt's life, so the slot is given back exactly once.
+        # The prompt's end, with what it settles elsewhere in one transaction: the give-back of its
+        # key's in-flight slot (and the key's tokens of the day), and a completion's usage
+        # counters. The transition's condition (from a status that may move there) holds once in
+        # a prompt's life, so each is counted exactly once.
         update = {
             "Update": {
                 "TableName": self._table_name,
@@ -246,12 +257,21 @@ class DynamoPromptStore:
             }
         }
         now = write.values[":now"]
-        counts: tuple[dict[str, Any], ...] = ()
-        tokens = tokens_spent(str(target), fields)
-        if tokens:  # the key's tokens of the day, counted exactly once, with the completion
+        items = [update]
+        if slot:
+            tokens = tokens_spent(str(target), fields)
             day = day_of_stamp(now)
-            counts = (counter_update(tokens_item(prompt.keyId, day.name), tokens, day.expires_at),)
-        if not self._transact(update, prompt.keyId, counts):
+            spent = (
+                (counter_update(tokens_item(prompt.keyId, day.name), tokens, day.expires_at),)
+                if tokens
+                else ()
+            )
+            items += self._slot_back(prompt.keyId, *spent)
+        if counted:
+            model_id = str(fields.get("answeredBy") or prompt.modelId)
+            usage = usage_update(prompt.userId, day_of(now), model_id, completion_count(fields))
+            items.append({"Update": {"TableName": self._usage_table, **usage}})
+        if not self._transact(items):
             return None
         # A transaction returns no item: the prompt as the write left it (fields it did not set
         # are as read; a lease renewal meanwhile is the only change a terminal prompt drops).

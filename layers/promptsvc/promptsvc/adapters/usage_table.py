@@ -19,6 +19,24 @@ BY_DAY = "byDay"
 _PAST_DAY = "$"  # sorts right after "#": `day$` bounds every `day#model` of the day
 
 
+def usage_update(user_id: str, day: str, model_id: str, count: UsageCount) -> dict[str, Any]:
+    """The UpdateItem arguments that add `count` to (user, day, model)'s item (also a transaction's
+    `Update`, with its table's name: a completion counts in its own write, adapters/prompt_table.py)."""
+    return {
+        "Key": {"userId": user_id, "sk": f"{day}#{model_id}"},
+        "UpdateExpression": "ADD "
+        + ", ".join(f"#{name} :{name}" for name in COUNTERS)
+        + " SET #day = :day, modelId = :model, userModel = :userModel",
+        "ExpressionAttributeNames": {"#day": "day", **{f"#{name}": name for name in COUNTERS}},
+        "ExpressionAttributeValues": {
+            ":day": day,
+            ":model": model_id,
+            ":userModel": f"{user_id}#{model_id}",
+            **{f":{name}": value for name, value in count.as_dict().items()},
+        },
+    }
+
+
 class DynamoUsageTable:
     def __init__(self, table_name: str) -> None:
         self._table_name = table_name
@@ -28,20 +46,7 @@ class DynamoUsageTable:
         return dynamodb_table(self._table_name)
 
     def add(self, user_id: str, day: str, model_id: str, count: UsageCount) -> None:
-        values = count.as_dict()
-        self._table.update_item(
-            Key={"userId": user_id, "sk": f"{day}#{model_id}"},
-            UpdateExpression="ADD "
-            + ", ".join(f"#{name} :{name}" for name in COUNTERS)
-            + " SET #day = :day, modelId = :model, userModel = :userModel",
-            ExpressionAttributeNames={"#day": "day", **{f"#{name}": name for name in COUNTERS}},
-            ExpressionAttributeValues={
-                ":day": day,
-                ":model": model_id,
-                ":userModel": f"{user_id}#{model_id}",
-                **{f":{name}": value for name, value in values.items()},
-            },
-        )
+        self._table.update_item(**usage_update(user_id, day, model_id, count))
 
     def of_user(self, user_id: str, first_day: str, last_day: str) -> list[UsageRow]:
         condition = Key("userId").eq(user_id) & Key("sk").between(first_day, last_day + _PAST_DAY)

@@ -3,7 +3,7 @@ status and run count), then the thread's closing event and the outcome's metric.
 
 - completed: the answer stored (in the item when it fits; else its body in the answers bucket and
   only its key in the item, `domain.answers`) with the run's usage (`domain.usage`), in the same
-  write; once the run's events are closed, one UpdateItem adds it to the usage counters (`count`);
+  write, which also adds it to the usage counters (the store's transaction: exactly once);
 - failed: the failure policy (domain/failure_policy.py) says retry after a backoff, fall back to
   the next model of the routing plan, or abandon; the counters count a failed attempt;
 - stopped: canceled (the partial answer is kept), removed (the events end with `removed`), or
@@ -11,9 +11,9 @@ status and run count), then the thread's closing event and the outcome's metric.
 - lease lost: past the lease another consumer may run it, so nothing more is written;
 - released: the host is stopping, the run is given back uncounted.
 
-The counters are added to once the ending's own write has succeeded, so a duplicate delivery or a
-cancel meanwhile never counts twice; they are best effort (a failed add is logged, never fails
-the prompt), so a consumer that dies between the two writes leaves one prompt uncounted.
+A failed attempt is added to the counters once the ending's own write has succeeded (a duplicate
+delivery or a cancel meanwhile never counts it twice); that add is best effort (logged, never
+fails the prompt), so a consumer that dies between the two writes leaves one attempt uncounted.
 
 The run's deltas are flushed before its status changes, so a reader who sees it finished finds
 every delta stored; a run whose deltas were fenced off (past its lease) does not finish it.
@@ -46,7 +46,6 @@ from promptsvc.domain.thread_events import CLOSING_WRITE_SECONDS, REMOVED, reset
 from promptsvc.domain.usage import (
     FAILED_ATTEMPT,
     PromptUsage,
-    completed_count,
     day_of,
     prompt_usage,
 )
@@ -110,7 +109,6 @@ class Endings:
         events.fence(_closing_fence(done.updatedAt))  # finished by our own write: nobody else runs it
         events.status(str(Status.COMPLETED))
         telemetry.outcome("completed", claimed.modelId)
-        progress.counted = (done, attempt.model.id, completed_count(usage))
         return RunResult(Outcome.COMPLETED)
 
     async def failed(

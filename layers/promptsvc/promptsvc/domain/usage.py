@@ -11,10 +11,10 @@ and are not counted.
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from promptsvc.domain.errors import InvalidRequest
 
@@ -94,6 +94,19 @@ def completed_count(usage: PromptUsage) -> UsageCount:
     if usage.cached:
         return UsageCount(prompts=1, cacheHits=1)
     return UsageCount(prompts=1, promptTokens=usage.prompt_tokens, completionTokens=usage.completion_tokens)
+
+
+def completion_count(changes: Mapping[str, Any]) -> UsageCount:
+    """What a completion adds to its counters, from the prompt fields its write sets
+    (`PromptUsage.changes`)."""
+    return completed_count(
+        PromptUsage(
+            int(changes.get("promptTokens", 0)),
+            int(changes.get("completionTokens", 0)),
+            str(changes.get("finishReason", "")),
+            bool(changes.get("usageEstimated", False)),
+        )
+    )
 
 
 @dataclass(frozen=True)
