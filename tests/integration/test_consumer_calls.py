@@ -47,7 +47,7 @@ def words(count: int, pause: float) -> EngineOf:
 
 def runner(settings: Settings, engine: EngineOf, cancel_poll: float, *, usage: bool = False) -> PromptRunner:
     return PromptRunner(
-        wiring.prompt_store(settings),
+        wiring.prompt_store(settings, completes=usage),
         wiring.catalog_source(settings).get,
         EngineRegistry(settings.engines, {"mock": engine}),
         events=wiring.thread_event_log(settings),

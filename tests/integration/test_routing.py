@@ -79,7 +79,7 @@ class Routed:
         registry = wiring.registry_service(self.settings)
         self.client.app.state.intake = PromptIntake(lambda: catalog, registry, rng=self.rng)
         self.runner = PromptRunner(
-            wiring.prompt_store(self.settings),
+            wiring.prompt_store(self.settings, completes=True),
             lambda: catalog,
             EngineRegistry(self.settings.engines.model_copy(update={"engine": ""})),
             cancel_poll=0.05,

@@ -36,7 +36,7 @@ def prompt_of(client: TestClient, key: str, prompt_id: str) -> dict[str, Any]:
 
 def runner(settings: Settings, engine: EngineOf) -> PromptRunner:
     return PromptRunner(
-        wiring.prompt_store(settings),
+        wiring.prompt_store(settings, completes=True),
         wiring.catalog_source(settings).get,
         EngineRegistry(settings.engines, {"mock": engine}),
         events=wiring.thread_event_log(settings),

@@ -34,17 +34,17 @@ if TYPE_CHECKING:
     from promptsvc.services.usage import UsageService
 
 
-def prompt_store(settings: Settings) -> "DynamoPromptStore":
+def prompt_store(settings: Settings, *, completes: bool = False) -> "DynamoPromptStore":
     """The prompts' lifecycle store; with a limits table, a prompt's end gives back its key's
-    in-flight slot in the same transaction, and with a usage table a completion adds to its usage
-    counters there too."""
+    in-flight slot in the same transaction. `completes`: the consumer's, whose completions also
+    add to the usage counters (the usage table) in that transaction."""
     from promptsvc.adapters.prompt_table import DynamoPromptStore
 
     return DynamoPromptStore(
         settings.prompts_table,
         settings.prompt_retention_days,
         limits_table=settings.limits_table,
-        usage_table=settings.usage_table,
+        usage_table=settings.usage_table if completes else "",
     )
 
 
@@ -157,7 +157,7 @@ def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = N
     from promptsvc.engines.registry import EngineRegistry
 
     return PromptRunner(
-        prompt_store(settings),
+        prompt_store(settings, completes=True),
         catalog_source(settings).get,
         EngineRegistry(settings.engines, _engines if engines is None else engines),
         lease_seconds=settings.lease_seconds,
