@@ -56,6 +56,3 @@ class DynamoLimitCounters:
     def below(self, item: str, limit: int) -> bool:
         found = self._table.get_item(Key={"key": item}, ConsistentRead=True).get("Item")
         return found is None or int(found.get("n", 0)) < limit
-
-    def add(self, item: str, amount: int, expires_at: int | None = None) -> None:
-        retry_conflicts(lambda: self._table.update_item(**counter_update(item, amount, expires_at)))

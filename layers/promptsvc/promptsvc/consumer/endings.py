@@ -211,9 +211,10 @@ class Endings:
         return await asyncio.to_thread(write, answer="", answerRef=key)
 
     async def count(self, progress: Progress) -> None:
-        """Add what the run's ending counted to the counters of the prompt's user, the day of its
-        ending (UTC) and the model. Called once the run's events are closed: their last write then
-        brings the thread's counter along, which it does only as the run's final write."""
+        """Add a failed attempt to the counters of the prompt's user, the day of its ending (UTC)
+        and the model (a completion counts in its own write: the store's transaction). Called once
+        the run's events are closed: their last write then brings the thread's counter along,
+        which it does only as the run's final write."""
         if self._usage is None or progress.counted is None:
             return
         prompt, model_id, count = progress.counted

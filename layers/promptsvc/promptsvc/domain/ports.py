@@ -94,9 +94,6 @@ class LimitCounters(Protocol):
     def below(self, item: str, limit: int) -> bool:
         """Whether the item's counter is below `limit` (a consistent read)."""
 
-    def add(self, item: str, amount: int, expires_at: int | None = None) -> None:
-        """Add `amount` to the item's counter."""
-
 
 class PromptReader(Protocol):
     """Prompts as lists read them: a query's selection (domain.query.Selection) in the order of a
