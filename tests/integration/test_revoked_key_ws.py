@@ -4,6 +4,7 @@ The key cache's clock is injected: "the cache expired" is a clock moved past `KE
 never a sleep.
 """
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -163,3 +164,42 @@ def test_the_handlers_close_a_revoked_connection_through_the_management_api(
         }
 
         wire.assert_no_pending_responses()
+
+
+def test_a_connection_opened_with_a_rotated_out_secret_closes_when_the_grace_ends(
+    client: TestClient, settings: Settings, user_key: dict[str, str]
+) -> None:
+    """Rotation keeps the previous secret working for its grace, open connections included; at the
+    grace's end those opened with it close, and those opened with the new secret stay."""
+    wire, clock = Wire(), Clock()
+    wall = Clock()
+    wall.now = time.time()
+    keys: Callable[[], Any] = lambda: wiring.key_service(settings, monotonic=clock, wall=wall)  # noqa: E731
+    service = wiring.subscription_service(settings, poster=wire, keys=keys(), close=wire.close)
+    fanout = wiring.fanout(settings, poster=wire, keys=keys(), close=wire.close)
+    log = wiring.thread_event_log(settings)
+    service.connect("old", f"Bearer {user_key['key']}")
+    rotated = client.post(
+        f"/prompt-svc/keys/{user_key['keyId']}/rotate",
+        json={"graceSeconds": 600},
+        headers=auth(user_key["key"]),
+    )
+    assert rotated.status_code == 200, rotated.text
+    service.connect("new", f"Bearer {rotated.json()['key']}")
+    for connection_id in ("old", "new"):
+        service.message(connection_id, '{"action": "subscribe", "threadId": "t"}')
+
+    within = event(log, "t", "within the grace")
+    assert sorted(fanout.publish(within).delivered) == ["new", "old"]
+
+    wall.now += 601  # the grace is over: no key cache outlives it
+    clock.now += 1
+    after = event(log, "t", "after the grace")
+    report = fanout.publish(after)
+
+    assert report.delivered == ["new"]
+    assert report.outcomes["old"] == "revoked"
+    assert wire.closed == ["old"]
+    assert after.wire() in wire.frames["new"] and after.wire() not in wire.frames["old"]
+    service.message("new", '{"action": "ping"}')
+    assert wire.frames["new"][-1] == {"type": "pong"}

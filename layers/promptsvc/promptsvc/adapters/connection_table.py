@@ -42,6 +42,7 @@ class DynamoConnectionStore:
                 "role": str(connection.role),
                 "expiresAt": connection.expires_at,
                 "keyId": connection.key_id,
+                "secretTag": connection.secret_tag,
             }
         )
 
@@ -57,6 +58,7 @@ class DynamoConnectionStore:
             role=Role(item["role"]),
             expires_at=int(item["expiresAt"]),
             key_id=item.get("keyId", ""),
+            secret_tag=item.get("secretTag", ""),
         )
 
     def delete_connection(self, connection_id: str) -> None:

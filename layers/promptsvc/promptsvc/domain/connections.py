@@ -20,6 +20,7 @@ class Connection:
     role: Role
     expires_at: int  # epoch seconds: API Gateway closes a connection after 2 h
     key_id: str = ""  # the API key it was opened with: each action checks it still stands
+    secret_tag: str = ""  # which of that key's secrets (domain.keys.secret_tag): a rotated-out one ends
 
     @property
     def is_admin(self) -> bool:

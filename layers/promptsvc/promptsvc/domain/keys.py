@@ -41,6 +41,9 @@ class Principal:
     key_id: str
     allowed_models: frozenset[str] | None = None  # None: every model
     limits: KeyLimits = field(default_factory=KeyLimits)  # the key's own (None: the default)
+    # Which of the key's secrets the caller used (`secret_tag`), so that a WebSocket opened with a
+    # rotated-out secret closes when its grace ends; "" when unknown.
+    secret_tag: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -109,6 +112,18 @@ class ApiKeyRecord:
             self.previous_hash, digest
         )
 
+    def still_accepts(self, tag: str, now: str) -> bool:
+        """Whether the secret of `secret_tag` `tag` still works (a connection opened with it
+        stays open): the current secret, or the previous one within the rotation's grace. An empty
+        tag (a connection stored before tags) is judged by the key alone."""
+        if self.expired(now):
+            return False
+        if not tag or secret_tag(self.secret_hash) == tag:
+            return True
+        return bool(
+            self.previous_hash and now < self.previous_until and secret_tag(self.previous_hash) == tag
+        )
+
     def ends_at(self, now: str) -> str:
         """The next moment after `now` at which what the key accepts changes by itself (its expiry,
         the end of a rotation's grace), or "" for never: a cache of the record must not outlive it."""
@@ -150,6 +165,12 @@ class ParsedKey:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_tag(secret_hash: str) -> str:
+    """A short name for one of a key's secrets: the start of its hash (it tells a key's current
+    and previous secret apart, and reveals nothing a stored hash does not)."""
+    return secret_hash[:16]
 
 
 def generate_key(key_id: str | None = None) -> tuple[str, ParsedKey]:

@@ -4,7 +4,8 @@ A connection is authenticated once, at `$connect`, but may stay open for API Gat
 every action on it, and every frame the fan-out would post to it, first checks that the key it
 was opened with still stands, through the `KeyService` cache: a revocation reaches open
 connections within the same `KEY_CACHE_SECONDS` bound as new requests. A connection whose key
-was revoked is forgotten (with its subscriptions) and closed.
+was revoked is forgotten (with its subscriptions) and closed; so is one opened with a rotated key's
+previous secret, once the rotation's grace ends.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ConnectionKeys:
         self._keys = keys
         self._store = store
         self._close = close
-        self._owners: dict[str, tuple[str, str]] = {}  # connection id -> (key id, user id)
+        self._owners: dict[str, tuple[str, str, str]] = {}  # connection id -> key id, user id, tag
 
     def revoked(self, connection_id: str) -> bool:
         """Whether the connection was opened with a key that no longer stands. An unknown
@@ -42,7 +43,8 @@ class ConnectionKeys:
                 return False
             if len(self._owners) >= MAX_CACHED:
                 self._owners.clear()
-            owner = self._owners[connection_id] = (connection.key_id, connection.user_id)
+            owner = (connection.key_id, connection.user_id, connection.secret_tag)
+            self._owners[connection_id] = owner
         return not self._keys.still_valid(*owner)
 
     def close(self, connection_id: str) -> None:

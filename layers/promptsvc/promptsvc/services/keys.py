@@ -29,6 +29,7 @@ from promptsvc.domain.keys import (
     hash_secret,
     parse_expiry,
     parse_key,
+    secret_tag,
 )
 from promptsvc.domain.limits import KeyLimits
 from promptsvc.domain.names import ID_PATTERN
@@ -110,14 +111,14 @@ class KeyService:
             expired = record is not None and record.expired(now) and _matches(record, parsed)
             raise Unauthorized("API key expired" if expired else "invalid API key")
         self._note_use(record, now)
-        return record.principal()
+        return replace(record.principal(), secret_tag=secret_tag(hash_secret(parsed.secret)))
 
-    def still_valid(self, key_id: str, user_id: str) -> bool:
+    def still_valid(self, key_id: str, user_id: str, tag: str = "") -> bool:
         """Whether the key a caller authenticated with earlier (e.g. to open a WebSocket) still
         stands for that user: revoked keys stop working within the same cache bound, expired ones
-        at once."""
+        and a rotated-out secret (`tag`: its `secret_tag`) at the end of its grace at once."""
         record = self._lookup(key_id) if key_id else None
-        return record is not None and record.user_id == user_id and not record.expired(self._now())
+        return record is not None and record.user_id == user_id and record.still_accepts(tag, self._now())
 
     def _lookup(self, key_id: str, *, fresh: bool = False) -> ApiKeyRecord | None:
         now = self._monotonic()

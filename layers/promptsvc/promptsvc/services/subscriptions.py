@@ -128,6 +128,7 @@ class SubscriptionService:
             role=principal.role,
             expires_at=int(self._clock()) + self._ttl,
             key_id=principal.key_id,
+            secret_tag=principal.secret_tag,
         )
         self._store.put_connection(connection)
         return connection
