@@ -76,12 +76,19 @@ def _target_keys_table(args: argparse.Namespace) -> str:
 def _keys_create(args: argparse.Namespace) -> int:
     from promptsvc.adapters.key_table import DynamoKeyRepository
     from promptsvc.domain.keys import generate_key
+    from promptsvc.domain.limits import KeyLimits
     from promptsvc.services.keys import KeyService
+
+    from promptsvc_dev.client_keys import limits_given
 
     table = _target_keys_table(args)
     key, parsed = generate_key()
     role = Role.ADMIN if args.admin else Role.USER
-    KeyService(DynamoKeyRepository(table)).bootstrap(key, args.user, role)
+    limits = KeyLimits(**limits_given(args))
+    models = None if args.models in (None, "all") else args.models.split(",")
+    KeyService(DynamoKeyRepository(table)).bootstrap(
+        key, args.user, role, expires_at=args.expires, models=models, limits=limits
+    )
     print(key)
     print(
         f"key id {parsed.key_id} for user {args.user!r} ({role}); shown once, store it now", file=sys.stderr
@@ -147,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", parents=[where], help="create a key and print it (once)")
     create.add_argument("--user", required=True, help="the user id the key acts as")
     create.add_argument("--admin", action="store_true", help="an admin key (sees every user's prompts)")
+    from promptsvc_dev.client_keys import add_limit_flags
+
+    add_limit_flags(create)
+    create.add_argument("--models", help="comma-separated model ids the key may use (default: all)")
+    create.add_argument("--expires", help="RFC 3339 time the key stops working (default: never)")
     create.set_defaults(func=_keys_create)
     from promptsvc_dev.client_keys import add_commands as add_key_commands
 

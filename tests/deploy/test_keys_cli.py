@@ -60,3 +60,27 @@ def test_a_stack_without_the_output_is_refused(aws: None) -> None:
     )
     with pytest.raises(SystemExit, match="no ApiKeysTableName output"):
         main(["keys", "create", "--user", "bob", "--stack", "other"])
+
+
+def test_keys_create_gives_the_key_its_limits_models_and_expiry(
+    stack_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["keys", "create", "--user", "carol", "--table", stack_table, "--rpm", "60", "--in-flight", "0"]
+    argv += ["--models", "a/model,b/model", "--expires", "2099-01-01T00:00:00Z"]
+    assert main(argv) == 0
+    key_id = capsys.readouterr().err.split()[2]
+
+    record = DynamoKeyRepository(stack_table).get(key_id)
+    assert record is not None
+    assert (record.limits.requests_per_minute, record.limits.prompts_in_flight) == (60, 0)
+    assert record.limits.tokens_per_day is None  # not given: the deployment's default
+    assert record.allowed_models == ("a/model", "b/model")
+    assert record.expires_at.startswith("2099-01-01T00:00:00")
+
+
+@pytest.mark.parametrize("bad", [["--rpm", "-1"], ["--in-flight", "lots"]])
+def test_keys_create_refuses_a_bad_limit(stack_table: str, bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "create", "--user", "carol", "--table", stack_table, *bad])
+    assert exited.value.code == 2
+    assert client("dynamodb").scan(TableName=stack_table)["Items"] == []

@@ -1,6 +1,6 @@
 """End to end, over real sockets against `promptsvc dev`: keys with an expiry and an allow-list,
 listed by an admin and by their user, rotated (both secrets work within the grace), and managed
-with the CLI (`promptsvc keys list --json | rotate | revoke`)."""
+with the CLI (`promptsvc keys list --json | update | rotate | revoke`)."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from promptsvc.client import ApiError, Client
+from promptsvc.client import ApiError, Client, KeyLimits
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import ADMIN_KEY, DevServer, dev_server
@@ -105,6 +105,31 @@ def test_the_cli_lists_rotates_and_revokes_keys_through_the_api(server: DevServe
 
     refused = _promptsvc(server, made.key, "keys", "list")
     assert refused.returncode == 1 and "401" in refused.stderr
+
+    changed = _promptsvc(
+        server,
+        ADMIN_KEY,
+        "keys",
+        "update",
+        made.key_id,
+        "--rpm",
+        "30",
+        "--models",
+        "all",
+        "--expires",
+        EXPIRES,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "models all" in changed.stdout and "requests_per_minute=30" in changed.stdout
+    (after,) = admin.list_keys("erin")
+    assert (
+        after.allowed_models is None and after.limits is not None and after.limits.requests_per_minute == 30
+    )
+    assert after.expires_at is not None and after.expires_at.startswith("2099-01-01")
+    back = admin.update_key(made.key_id, limits=KeyLimits(requests_per_minute=None), expires_at=None)
+    assert back.limits is not None and back.limits.requests_per_minute is None and back.expires_at is None
+    own = _promptsvc(server, new_key, "keys", "update", made.key_id, "--in-flight", "0")
+    assert own.returncode == 1 and "only an admin" in own.stderr
 
     revoked = _promptsvc(server, new_key, "keys", "revoke", made.key_id)
     assert revoked.returncode == 0, revoked.stderr

@@ -347,3 +347,98 @@ def test_last_used_is_written_at_most_once_per_cache_period_per_key(api: Api) ->
     assert _last_used(api, made["keyId"]) == "2030-01-01T00:00:05.000000Z"
     listed = api.client.get("/prompt-svc/keys", headers=auth(made["key"])).json()["keys"]
     assert listed[0]["lastUsedAt"] == "2030-01-01T00:00:05.000000Z"
+
+
+# -- changing a key ------------------------------------------------------------------------------
+
+
+def test_an_admin_changes_a_keys_limits_models_and_expiry_and_the_secret_keeps_working(
+    api: Api, local_stack: LocalStack
+) -> None:
+    made = api.create("alice", allowedModels=[MISTRAL], limits={"requestsPerMinute": 5, "tokensPerDay": 900})
+    path = f"/prompt-svc/keys/{made['keyId']}"
+    changed = api.client.patch(
+        path,
+        json={"allowedModels": [MISTRAL, LLAMA], "limits": {"requestsPerMinute": 50, "tokensPerDay": None}},
+        headers=ADMIN,
+    )
+    assert changed.status_code == 200, changed.text
+    view = changed.json()
+    assert view["allowedModels"] == [MISTRAL, LLAMA]
+    assert view["limits"] == {"requestsPerMinute": 50, "promptsInFlight": None, "tokensPerDay": None}
+    assert view["expiresAt"] is None and view["state"] == "active" and "key" not in view
+
+    # At once in this function: a prompt for the newly allowed model is taken.
+    ok = api.client.post(
+        "/prompt-svc/prompt", json={"prompt": "hi", "modelId": LLAMA}, headers=auth(made["key"])
+    )
+    assert ok.status_code == 200, ok.text
+    listed = api.client.get("/prompt-svc/keys", headers=auth(made["key"])).json()["keys"]
+    assert listed[0]["limits"]["requestsPerMinute"] == 50
+
+    # Every model again, an expiry, and limits back to the defaults: fields left out are kept.
+    later = "2030-06-01T00:00:00Z"
+    again = api.client.patch(path, json={"allowedModels": None, "expiresAt": later}, headers=ADMIN).json()
+    assert again["allowedModels"] is None and again["expiresAt"].startswith("2030-06-01T00:00:00")
+    assert again["limits"]["requestsPerMinute"] == 50
+    reset = api.client.patch(path, json={"limits": None, "expiresAt": None}, headers=ADMIN).json()
+    assert reset["limits"] == {"requestsPerMinute": None, "promptsInFlight": None, "tokensPerDay": None}
+    assert reset["expiresAt"] is None
+    assert _get(api.client, made["key"]) == 200
+
+
+def test_a_change_reaches_other_instances_within_the_key_cache(api: Api) -> None:
+    made = api.create("alice")
+    other = api.instance()
+    assert _get(other, made["key"]) == 200
+    expiry = datetime.fromtimestamp(api.clocks.wall + 60, UTC).isoformat()
+    assert (
+        api.client.patch(
+            f"/prompt-svc/keys/{made['keyId']}", json={"expiresAt": expiry}, headers=ADMIN
+        ).status_code
+        == 200
+    )
+    api.clocks.wall += 61
+    assert _get(api.client, made["key"]) == 401  # expired, at once here
+    assert _get(other, made["key"]) == 200  # its cached record, for up to KEY_CACHE_SECONDS
+    api.clocks.mono += api.settings.key_cache_seconds + 1
+    assert _get(other, made["key"]) == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"allowedModels": ["no/such-model"]}, 400, "unknown model"),
+        ({"allowedModels": []}, 400, "allowedModels"),
+        ({"expiresAt": "2001-01-01T00:00:00Z"}, 400, "not in the future"),
+        ({"limits": {"promptsInFlight": -1}}, 400, "promptsInFlight"),
+        ({"limits": {"tokensPerDay": "many"}}, 400, "tokensPerDay"),
+    ],
+)
+def test_a_bad_change_is_a_400_naming_it_and_changes_nothing(
+    api: Api, body: dict[str, Any], status: int, message: str
+) -> None:
+    made = api.create("alice", limits={"promptsInFlight": 3})
+    response = api.client.patch(f"/prompt-svc/keys/{made['keyId']}", json=body, headers=ADMIN)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    listed = api.client.get("/prompt-svc/keys", headers=auth(made["key"])).json()["keys"][0]
+    assert listed["limits"]["promptsInFlight"] == 3 and listed["allowedModels"] is None
+
+
+def test_only_an_admin_changes_a_key_and_anothers_key_is_not_found(api: Api) -> None:
+    mine = api.create("alice")
+    theirs = api.create("bob")
+    own = api.client.patch(
+        f"/prompt-svc/keys/{mine['keyId']}",
+        json={"limits": {"promptsInFlight": 0}},
+        headers=auth(mine["key"]),
+    )
+    assert own.status_code == 403, own.text
+    assert "only an admin" in own.json()["error"]
+    missing = api.client.patch("/prompt-svc/keys/nosuchkey", json={}, headers=ADMIN)
+    assert missing.status_code == 404
+    revoked = api.client.delete(f"/prompt-svc/keys/{theirs['keyId']}", headers=ADMIN)
+    assert revoked.status_code == 200
+    gone = api.client.patch(f"/prompt-svc/keys/{theirs['keyId']}", json={"limits": None}, headers=ADMIN)
+    assert gone.status_code == 404

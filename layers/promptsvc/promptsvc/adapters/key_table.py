@@ -39,13 +39,7 @@ class DynamoKeyRepository:
             "listedAt": listed_at(record),
             "prefix": record.prefix,
         }
-        if record.expires_at:
-            item["expiresAt"] = record.expires_at
-        if record.allowed_models is not None:
-            item["allowedModels"] = list(record.allowed_models)
-        if not record.limits.is_default():  # the overrides set; a missing one is the default
-            item["limits"] = {k: v for k, v in record.limits.as_dict().items() if v is not None}
-        self._table.put_item(Item=item)
+        self._table.put_item(Item={**item, **_settings(record)})
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         item = self._table.get_item(Key={"keyId": key_id}).get("Item")
@@ -102,6 +96,35 @@ class DynamoKeyRepository:
             raise
         return True
 
+    def update(self, record: ApiKeyRecord) -> bool:
+        """SET what is given, REMOVE what is back to its default: a rotation or a use of the key at
+        the same moment writes other attributes and is kept."""
+        fields = _settings(record)
+        sets = [f"{name} = :{name}" for name in fields]
+        removes = [name for name in ("expiresAt", "allowedModels", "limits") if name not in fields]
+        expression = " ".join(
+            part
+            for part in (
+                f"SET {', '.join(sets)}" if sets else "",
+                f"REMOVE {', '.join(removes)}" if removes else "",
+            )
+            if part
+        )
+        write: dict[str, Any] = {
+            "Key": {"keyId": record.key_id},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(keyId)",
+        }
+        if fields:
+            write["ExpressionAttributeValues"] = {f":{name}": value for name, value in fields.items()}
+        try:
+            self._table.update_item(**write)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def touch(self, record: ApiKeyRecord, at: str) -> None:
         try:
             self._table.update_item(
@@ -113,6 +136,19 @@ class DynamoKeyRepository:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+
+def _settings(record: ApiKeyRecord) -> dict[str, Any]:
+    """The key's expiry, allow-list and limit overrides as stored; each absent when it is the
+    default (never, every model, the deployment's)."""
+    item: dict[str, Any] = {}
+    if record.expires_at:
+        item["expiresAt"] = record.expires_at
+    if record.allowed_models is not None:
+        item["allowedModels"] = list(record.allowed_models)
+    if not record.limits.is_default():  # the overrides set; a missing one is the default
+        item["limits"] = {k: v for k, v in record.limits.as_dict().items() if v is not None}
+    return item
 
 
 def _start_key(position: str | None) -> dict[str, str] | None:

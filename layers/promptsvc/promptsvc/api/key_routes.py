@@ -1,4 +1,4 @@
-"""The `/prompt-svc/keys` routes: create (admin), list, rotate and revoke API keys.
+"""The `/prompt-svc/keys` routes: create and change (admin), list, rotate and revoke API keys.
 
 A key's secret is in the answer of create and rotate only; listings show its id and `prefix`.
 """
@@ -10,13 +10,21 @@ from fastapi import APIRouter, Depends, Path, Query
 from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
-from promptsvc.api.key_schemas import CreatedKey, CreateKeyRequest, KeyPage, RotatedKey, RotateKeyRequest
+from promptsvc.api.key_schemas import (
+    CreatedKey,
+    CreateKeyRequest,
+    KeyPage,
+    KeyView,
+    RotatedKey,
+    RotateKeyRequest,
+    UpdateKeyRequest,
+)
 from promptsvc.api.openapi import contract
 from promptsvc.api.schemas import Empty
 from promptsvc.domain.keys import ApiKeyRecord, Principal
 from promptsvc.domain.limits import KeyLimits
 from promptsvc.domain.names import ID_PATTERN
-from promptsvc.services.keys import DEFAULT_PAGE, MAX_PAGE, KeyService, NewKey
+from promptsvc.services.keys import DEFAULT_PAGE, MAX_PAGE, KeyChanges, KeyService, NewKey
 
 router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
@@ -83,6 +91,31 @@ def rotate_key(
 ) -> dict[str, Any]:
     key, record = keys.rotate(caller, key_id, body.graceSeconds)
     return {**_shown(key, record), "graceEndsAt": record.previous_until}
+
+
+@router.patch("/keys/{key_id}", **contract(KeyView, 400, 403, 404, 413, body=UpdateKeyRequest))
+def update_key(
+    keys: Keys,
+    key_id: KeyIdPath,
+    caller: Principal = Depends(principal),
+    body: UpdateKeyRequest = Depends(json_body(UpdateKeyRequest)),
+) -> dict[str, Any]:
+    """An admin changes a key's expiry, allowed models or limits (a field left out is kept)."""
+    given = body.model_fields_set
+    changes = KeyChanges(
+        expires_at=(body.expiresAt or "") if "expiresAt" in given else None,
+        allowed_models=(body.allowedModels or ()) if "allowedModels" in given else None,
+        limits=_given_limits(body),
+    )
+    return keys.update(caller, key_id, changes).view(keys.now())
+
+
+def _given_limits(body: UpdateKeyRequest) -> dict[str, int | None] | None:
+    if "limits" not in body.model_fields_set:
+        return None
+    if body.limits is None:  # `"limits": null`: every limit back to the default
+        return dict.fromkeys(("requestsPerMinute", "promptsInFlight", "tokensPerDay"))
+    return {name: getattr(body.limits, name) for name in body.limits.model_fields_set}
 
 
 @router.delete("/keys/{key_id}", **contract(Empty, 404))

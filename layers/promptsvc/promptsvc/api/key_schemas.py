@@ -69,6 +69,24 @@ class CreateKeyRequest(_Request):
         return Role(value) if isinstance(value, str) and value in Role.__members__.values() else value
 
 
+class UpdateKeyRequest(_Request):
+    """Each field given replaces the key's; one left out is kept. The secret never changes here."""
+
+    expiresAt: str | None = Field(
+        None, max_length=64, description="RFC 3339 with an offset, in the future; null: never expires"
+    )
+    allowedModels: list[ModelId] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ALLOWED_MODELS,
+        description="catalog model ids this key may run prompts on; null: every model",
+    )
+    limits: KeyLimitsBody | None = Field(
+        None,
+        description="the limits to change (each null: back to the deployment's default); the others are kept",
+    )
+
+
 class RotateKeyRequest(_Request):
     graceSeconds: int = Field(
         DEFAULT_GRACE_SECONDS,

@@ -277,6 +277,21 @@ class AsyncClient:
         `grace_seconds` (the server's default: an hour; at most 7 days)."""
         return NewApiKey.model_validate(await self._send(calls.rotate_key(key_id, grace_seconds)))
 
+    async def update_key(
+        self,
+        key_id: str,
+        *,
+        expires_at: str | calls.Keep | None = calls.KEEP,
+        allowed_models: list[str] | calls.Keep | None = calls.KEEP,
+        limits: KeyLimits | calls.Keep | None = calls.KEEP,
+    ) -> ApiKey:
+        """An admin changes a key (its secret stays): `expires_at` (RFC 3339; None: never),
+        `allowed_models` (None: every model), `limits` (the limits set on it, a limit set to None
+        back to the deployment's default; None: every limit back). What is not passed is kept."""
+        return ApiKey.model_validate(
+            await self._send(calls.update_key(key_id, expires_at, allowed_models, limits))
+        )
+
     async def revoke_key(self, key_id: str) -> None:
         await self._send(calls.revoke_key(key_id))
 

@@ -4,6 +4,7 @@ how safe it is to repeat, and how an error answer reads."""
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -156,6 +157,32 @@ def rotate_key(key_id: str, grace_seconds: int | None) -> Call:
     # A second rotation would end the first one's new secret: repeated only when not carried out.
     body = {} if grace_seconds is None else {"graceSeconds": grace_seconds}
     return Call("POST", f"/prompt-svc/keys/{key_id}/rotate", Repeat.NOT_DONE_ONLY, body=body)
+
+
+class Keep(Enum):
+    """What `update_key` leaves as it is: the default of each of its fields."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def update_key(
+    key_id: str,
+    expires_at: str | Keep | None,
+    allowed_models: list[str] | Keep | None,
+    limits: KeyLimits | Keep | None,
+) -> Call:
+    # The same change twice is the same key: safe to repeat.
+    body: dict[str, Any] = {}
+    if expires_at is not KEEP:
+        body["expiresAt"] = expires_at
+    if allowed_models is not KEEP:
+        body["allowedModels"] = None if allowed_models is None else list(allowed_models)
+    if limits is not KEEP:
+        body["limits"] = None if limits is None else limits.model_dump(by_alias=True, exclude_unset=True)
+    return Call("PATCH", f"/prompt-svc/keys/{key_id}", Repeat.SAFE, body=body)
 
 
 def revoke_key(key_id: str) -> Call:

@@ -163,6 +163,10 @@ class KeyRepository(Protocol):
     def touch(self, record: ApiKeyRecord, at: str) -> None:
         """Set the key's `lastUsedAt` (never bringing back a revoked key)."""
 
+    def update(self, record: ApiKeyRecord) -> bool:
+        """Store the record's expiry, allow-list and limits (nothing else of it); False when the
+        key is gone."""
+
 
 Deadline = Callable[[], float | None]  # a writer's current deadline (epoch seconds), None: none
 

@@ -64,6 +64,17 @@ class NewKey:
     limits: KeyLimits = field(default_factory=KeyLimits)  # overrides of the deployment's defaults
 
 
+@dataclass(frozen=True)
+class KeyChanges:
+    """What `PATCH /prompt-svc/keys/{keyId}` changes; a field left None keeps the key's.
+    `expires_at` "" is never; `allowed_models` () is every model; `limits` maps the wire names of
+    the limits it changes to a value (None: back to the deployment's default)."""
+
+    expires_at: str | None = None
+    allowed_models: Sequence[str] | None = None
+    limits: dict[str, int | None] | None = None
+
+
 class KeyService:
     """Keys are looked up once and then trusted for `cache_seconds` by a warm function.
 
@@ -175,9 +186,23 @@ class KeyService:
         )
         return key, record
 
-    def bootstrap(self, raw_key: str, user_id: str, role: Role) -> ApiKeyRecord:
-        """Register a key chosen by an operator (e.g. `promptsvc dev --api-key`)."""
-        return self._store(raw_key, parse_key(raw_key), user_id, role)
+    def bootstrap(
+        self,
+        raw_key: str,
+        user_id: str,
+        role: Role,
+        *,
+        expires_at: str | None = None,
+        models: Sequence[str] | None = None,
+        limits: KeyLimits | None = None,
+    ) -> ApiKeyRecord:
+        """Register a key chosen by an operator (`promptsvc dev --api-key`) or made by `promptsvc
+        keys create` (which may give it an expiry, an allow-list and limits)."""
+        expiry = parse_expiry(expires_at, self._now()) if expires_at else ""
+        chosen = tuple(dict.fromkeys(models)) if models is not None else None
+        return self._store(
+            raw_key, parse_key(raw_key), user_id, role, expires_at=expiry, models=chosen, limits=limits
+        )
 
     def _store(
         self,
@@ -248,6 +273,29 @@ class KeyService:
             prefix=prefix,
         )
         return key, rotated
+
+    def update(self, caller: Principal, key_id: str, changes: KeyChanges) -> ApiKeyRecord:
+        """An admin changes a key's expiry, allow-list or limits; the secret stays. Takes effect at
+        once in this function and within `cache_seconds` elsewhere (a revocation's bound)."""
+        if not caller.is_admin:
+            raise Forbidden("only an admin can change an API key's expiry, models or limits")
+        record = self._owned(caller, key_id)
+        now = self._now()
+        expires_at = record.expires_at
+        if changes.expires_at is not None:
+            expires_at = parse_expiry(changes.expires_at, now) if changes.expires_at else ""
+        models = record.allowed_models
+        if changes.allowed_models is not None:
+            known = self._catalog().models if self._catalog is not None else ()
+            models = allowed_models(changes.allowed_models, known) if changes.allowed_models else None
+        limits = record.limits
+        if changes.limits is not None:
+            limits = KeyLimits.from_dict({**limits.as_dict(), **changes.limits})
+        updated = replace(record, expires_at=expires_at, allowed_models=models, limits=limits)
+        if not self._repo.update(updated):
+            raise NotFound(f"API key {key_id!r} not found")
+        self._cache.pop(key_id, None)
+        return updated
 
     def revoke(self, caller: Principal, key_id: str) -> None:
         """An admin revokes any key; a user only their own. Others' keys are 404, as if absent."""
