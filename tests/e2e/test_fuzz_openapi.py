@@ -106,7 +106,7 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_outside_the
     for label in sorted(cases):
         seen = ", ".join(f"{s}x{n}" for (op, s), n in sorted(statuses.items()) if op == label)
         print(f"  {label}: {cases[label]} cases ({seen})")
-    assert len(operations) == 22  # 19, the keys' list and rotate, and usage (issue 13)
+    assert len(operations) == 23  # 19, the keys' list, rotate and update, and usage (issue 13)
     assert all(cases[operation.label] > 0 for operation in operations)
     assert sum(cases.values()) >= MIN_CASES
     assert not failures, f"{len(failures)} failing cases:\n" + "\n\n".join(failures)

@@ -288,6 +288,15 @@ def rotate_key(world: World, caller: str, headers: dict[str, str]) -> str:
     return str(world.client.post(path, json={"graceSeconds": 0}, headers=headers).status_code)
 
 
+def update_key(world: World, caller: str, headers: dict[str, str]) -> str:
+    """Only an admin changes a key; anyone else is refused before the key is looked up."""
+    target = owners_key(world)
+    body = {"limits": {"requestsPerMinute": 0}}
+    return str(
+        world.client.patch(f"/prompt-svc/keys/{target.key_id}", json=body, headers=headers).status_code
+    )
+
+
 def registry_create(world: World, caller: str, headers: dict[str, str]) -> str:
     body = {"display_name": "Mine", "path": "Default"}
     return str(world.client.post("/v2/prompts", json=body, headers=headers).status_code)
@@ -437,6 +446,7 @@ MATRIX: dict[str, tuple[Route, str, str, str]] = {
     "keys revoke": (revoke_key, "200", "404", "200"),
     "keys list": (list_keys, "200 sees", "403", "200 sees"),
     "keys rotate": (rotate_key, "200", "404", "200"),
+    "keys update": (update_key, "403", "403", "200"),
     "registry create": (registry_create, "200", "200", "200"),
     "registry list": (registry_list, "200 sees", "200 hidden", "200 hidden"),
     "registry get": (registry_get, "200", "404", "404"),
@@ -493,6 +503,7 @@ def test_the_matrix_covers_every_http_route() -> None:
         ("DELETE", "/prompt-svc/keys/{key_id}"),
         ("GET", "/prompt-svc/keys"),
         ("POST", "/prompt-svc/keys/{key_id}/rotate"),
+        ("PATCH", "/prompt-svc/keys/{key_id}"),
         ("POST", "/v2/prompts"),
         ("GET", "/v2/prompts"),
         ("GET", "/v2/prompts/{prompt_id}"),
