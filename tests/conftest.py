@@ -16,7 +16,7 @@ from promptsvc.settings import Settings, get_settings
 from promptsvc.wiring import key_service
 from promptsvc_dev import moto_atomic
 from promptsvc_dev.functions import load_handler_module
-from promptsvc_dev.sqs_source import SqsEventSource
+from promptsvc_dev.sqs_source import SqsEventSource, consumer_queues
 from promptsvc_dev.template import LocalStack, create_resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,8 @@ def load_consumer(local_stack: LocalStack) -> Iterator[LoadConsumer]:
     def load(engines: Mapping[str, Engine] | None) -> SqsEventSource:
         wiring.use_engines(engines)
         module = load_handler_module(ROOT, "consumer")
-        return SqsEventSource(local_stack.refs["PromptsQueue"], module.lambda_handler, wait_seconds=0)
+        # Both lanes' queues (fair queueing), as the template's SQS events feed the function.
+        return SqsEventSource(consumer_queues(local_stack), module.lambda_handler, wait_seconds=0)
 
     yield load
     wiring.use_engines(None)

@@ -3,7 +3,10 @@
 moto runs embedded on 127.0.0.1; the tables, queues and secrets are created from template.yaml;
 each function gets the environment the template gives it; the API (the same FastAPI app Mangum
 serves in Lambda) runs under uvicorn; an SQS event source emulator feeds the consumer handler
-from functions/consumer/app.py; a local WebSocket API (`ws_gateway`) feeds functions/ws/app.py and
+from functions/consumer/app.py, and the async endpoints' topics feed functions/settle/app.py
+(moto SNS -> a local SQS subscription, `sns_source`); with `--engine sagemaker-async` a local
+async endpoint (`async_endpoint`, InvokeEndpointAsync over HTTP, S3 and SNS on moto) answers;
+a local WebSocket API (`ws_gateway`) feeds functions/ws/app.py and
 serves the `@connections` API (on a port of its own), and a DynamoDB stream pump (`stream_source`)
 feeds the thread events to functions/stream/app.py. Only endpoints differ from AWS.
 """
@@ -25,6 +28,7 @@ from promptsvc_dev.template import LocalStack, create_resources, find_template
 
 REGION = "us-east-1"
 STATE_FILE = Path(".promptsvc") / "dev.json"  # under the checkout, unless $PROMPTSVC_DEV_STATE names one
+ASYNC_ENDPOINT_NAME = "promptsvc-dev-async"  # what the local async endpoint is called
 MAX_HEADER_BYTES = 16 * 1024  # the request line and headers (API Gateway's HTTP API: 10 KB)
 
 
@@ -80,6 +84,7 @@ class DevStack:
         self.admin_key = ""
         self.generated_key = False
         self.event_sources: list[Any] = []
+        self.async_endpoint: Any = None  # the local SageMaker async endpoint (--engine sagemaker-async)
         self.chaos: Any = None
         if options.chaos:
             from promptsvc_dev.chaos import ChaosOptions
@@ -108,11 +113,13 @@ class DevStack:
         os.environ.update(aws_environment(f"http://127.0.0.1:{port}"))
         clients.reset()
         self.stack = create_resources(self.template_path, REGION, self._parameters())
+        self._start_async_endpoint()
         os.environ.update(self._function_environment())
         get_settings.cache_clear()
         self._bootstrap_admin_key()
         self._start_chaos()
         self._start_consumer()
+        self._start_settle()
         self._start_thread_streams()
         self._write_state(port)
 
@@ -134,6 +141,9 @@ class DevStack:
             merged["ENGINE"] = self.options.engine
         if self.options.mock_chunk_delay is not None:
             merged["MOCK_CHUNK_DELAY_SECONDS"] = str(self.options.mock_chunk_delay)
+        if self.async_endpoint is not None:
+            merged["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = self.async_endpoint.url  # only that service
+            merged["SAGEMAKER_ASYNC_ENDPOINT"] = ASYNC_ENDPOINT_NAME  # for models the catalog gives none
         merged["WEBSOCKET_ENDPOINT"] = self.connections_endpoint
         merged["WEBSOCKET_URL"] = f"ws://127.0.0.1:{self.ws_port}/"  # what /playground connects to
         if self.chaos is not None:
@@ -149,10 +159,12 @@ class DevStack:
         from promptsvc_dev.chaos import install_throttling
 
         assert self.stack is not None
-        client("sqs").set_queue_attributes(
-            QueueUrl=self.stack.refs["PromptsQueue"],
-            Attributes={"VisibilityTimeout": str(self.chaos.visibility)},
-        )
+        from promptsvc_dev.sqs_source import consumer_queues
+
+        for queue in consumer_queues(self.stack):  # both lanes
+            client("sqs").set_queue_attributes(
+                QueueUrl=queue, Attributes={"VisibilityTimeout": str(self.chaos.visibility)}
+            )
         if self.chaos.throttle:
             install_throttling(self.chaos.throttle, self.chaos.seed)
 
@@ -170,12 +182,13 @@ class DevStack:
     def _start_consumer(self) -> None:
         from promptsvc_dev.functions import load_handler_module
         from promptsvc_dev.schedule_source import ScheduleSource, rate_seconds
-        from promptsvc_dev.sqs_source import SqsEventSource
+        from promptsvc_dev.sqs_source import SqsEventSource, consumer_queues
 
         assert self.stack is not None
         if self.chaos is None:
             consumer = load_handler_module(self.root, "consumer")
-            self.event_sources = [SqsEventSource(self.stack.refs["PromptsQueue"], consumer.lambda_handler)]
+            # One source feeding the consumer from both lanes' queues (the template's SQS events).
+            self.event_sources = [SqsEventSource(consumer_queues(self.stack), consumer.lambda_handler)]
         else:
             self.event_sources = self._chaos_consumers()
         self.event_source = self.event_sources[0]
@@ -190,13 +203,40 @@ class DevStack:
         for schedule in self.schedules:
             schedule.start()
 
+    def _start_async_endpoint(self) -> None:
+        """With `--engine sagemaker-async`: the local async endpoint, writing to the template's
+        bucket and publishing to its topics."""
+        if self.options.engine != "sagemaker-async":
+            return
+        from promptsvc_dev.async_endpoint import AsyncEndpoint
+
+        assert self.stack is not None
+        refs = self.stack.refs
+        delay = (self.options.mock_chunk_delay or 0.0) * 4  # as long as the mock's four chunks
+        self.async_endpoint = AsyncEndpoint(
+            refs["AsyncInferenceBucket"], refs["AsyncSuccessTopic"], refs["AsyncErrorTopic"], delay=delay
+        ).start()
+
+    def _start_settle(self) -> None:
+        """functions/settle/app.py, fed what the async endpoints' topics publish."""
+        from promptsvc_dev.functions import load_handler_module
+        from promptsvc_dev.sns_source import sns_event_source
+
+        assert self.stack is not None
+        if "SettleFunction" not in self.stack.template["Resources"]:
+            return
+        settle = load_handler_module(self.root, "settle")
+        source = sns_event_source(self.stack, "SettleFunction", settle.lambda_handler)
+        source.start()
+        self.event_sources.append(source)
+
     def _chaos_consumers(self) -> list[Any]:
         """Concurrent consumer invocations (each its own module, as each Lambda instance is its own
         process), with a short function timeout and no lease margin, so a killed consumer's lease
         runs out within `lease` seconds; the SQS source sends duplicates."""
         from promptsvc_dev.chaos import DuplicateDeliveries
         from promptsvc_dev.functions import load_handler_module
-        from promptsvc_dev.sqs_source import SqsEventSource
+        from promptsvc_dev.sqs_source import SqsEventSource, consumer_queues
 
         assert self.stack is not None and self.chaos is not None
         duplicates = DuplicateDeliveries(self.chaos.dup, self.chaos.seed) if self.chaos.dup else None
@@ -205,7 +245,7 @@ class DevStack:
             consumer = load_handler_module(self.root, "consumer")
             vars(consumer)["LEASE_MARGIN_SECONDS"] = 0
             source = SqsEventSource(
-                self.stack.refs["PromptsQueue"],
+                consumer_queues(self.stack),
                 consumer.lambda_handler,
                 timeout_seconds=self.chaos.lease,
                 on_receive=duplicates,
@@ -338,6 +378,9 @@ class DevStack:
         for source in self.event_sources:
             source.stop()
         self.event_sources = []
+        if self.async_endpoint is not None:
+            self.async_endpoint.stop()
+            self.async_endpoint = None
         self.event_source = None
         for schedule in self.schedules:
             schedule.stop()

@@ -3,10 +3,14 @@
 Receives a batch, hands the handler an `aws:sqs` event of the real shape, then deletes the
 messages the handler did not report in `batchItemFailures`; the failed ones stay on the queue and
 come back after the visibility timeout (and reach the DLQ through the queue's redrive policy).
+
+A function fed by several queues (the consumer: both lanes of fair queueing, domain/lanes.py) gets
+one batch from each queue that has messages in turn, each event naming its own queue's ARN, as its
+event source mappings would deliver them (`consumer_queues` reads them from the template).
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -41,10 +45,20 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
     }
 
 
+def consumer_queues(stack: Any, function: str = "ConsumerFunction") -> list[str]:
+    """The URLs of the queues whose SQS events feed `function` in the template, in its order."""
+    events = stack.template["Resources"][function]["Properties"].get("Events", {})
+    return [
+        stack.refs[event["Properties"]["Queue"]["Fn::GetAtt"][0]]
+        for event in events.values()
+        if event["Type"] == "SQS"
+    ]
+
+
 class SqsEventSource:
     def __init__(
         self,
-        queue_url: str,
+        queue_url: str | Sequence[str],
         handler: Handler,
         *,
         batch_size: int = 10,
@@ -53,7 +67,8 @@ class SqsEventSource:
         timeout_seconds: float = 120.0,
         on_receive: OnReceive | None = None,
     ) -> None:
-        self.queue_url = queue_url
+        urls = [queue_url] if isinstance(queue_url, str) else list(queue_url)
+        self.queue_url = urls[0]
         self.handler = handler
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
@@ -63,17 +78,29 @@ class SqsEventSource:
         self.killed = 0  # invocations that died (chaos)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        attrs = client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        self.queue_arn = attrs["Attributes"]["QueueArn"]
+        self.queues = [(url, self._arn(url)) for url in urls]  # (url, arn), fed in this order
+        self.queue_arn = self.queues[0][1]
         self.region = self.queue_arn.split(":")[3]
 
+    @staticmethod
+    def _arn(queue_url: str) -> str:
+        attrs = client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        return str(attrs["Attributes"]["QueueArn"])
+
     def poll_once(self, wait_seconds: int | None = None) -> int:
-        """Deliver one batch; returns how many messages it held."""
+        """Deliver one batch from each queue that has messages (only the first queue's poll waits,
+        and only when the others had none); returns how many messages they held."""
+        wait = self.wait_seconds if wait_seconds is None else wait_seconds
+        delivered = sum(self._poll_queue(url, arn, 0) for url, arn in self.queues[1:])
+        return delivered + self._poll_queue(*self.queues[0], 0 if delivered else wait)
+
+    def _poll_queue(self, queue_url: str, queue_arn: str, wait_seconds: int) -> int:
+        """Deliver one batch of the queue; returns how many messages it held."""
         sqs = client("sqs")
         received = sqs.receive_message(
-            QueueUrl=self.queue_url,
+            QueueUrl=queue_url,
             MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds,
+            WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -81,8 +108,8 @@ class SqsEventSource:
         if not messages:
             return 0
         if self.on_receive is not None:
-            self.on_receive(sqs, self.queue_url, messages)
-        event = sqs_event(messages, self.queue_arn, self.region)
+            self.on_receive(sqs, queue_url, messages)
+        event = sqs_event(messages, queue_arn, self.region)
         context = LambdaContext(
             function_name=self.function_name, remaining_ms=int(self.timeout_seconds * 1000)
         )
@@ -105,7 +132,7 @@ class SqsEventSource:
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
+                QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
         return len(messages)

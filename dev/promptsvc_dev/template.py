@@ -1,5 +1,5 @@
-"""Reads template.yaml and creates its tables, queues, secrets and buckets in moto, from their own
-definitions.
+"""Reads template.yaml and creates its tables, queues, secrets, buckets and topics in moto, from
+their own definitions.
 
 So that code and template cannot drift, `promptsvc dev` and the tests never hand-write a table:
 they create what the template declares, and give each function the environment the template gives
@@ -92,7 +92,7 @@ class LocalStack:
             return all(self._evaluate(a) for a in arg)
         if name == "Fn::Or":
             return any(self._evaluate(a) for a in arg)
-        if name == "Condition":
+        if name in ("Condition", "Fn::Condition"):  # the long form, and the loader's `!Condition`
             return self.condition(arg)
         raise ValueError(f"unsupported condition function {name}")
 
@@ -128,8 +128,8 @@ class LocalStack:
 def create_resources(
     template_path: Path, region: str = "us-east-1", parameters: dict[str, str] | None = None
 ) -> LocalStack:
-    """Create every table, queue, secret and bucket of the template in the (moto) account boto3
-    points at."""
+    """Create every table, queue, secret, bucket and topic of the template in the (moto) account
+    boto3 points at."""
     template = load_template(template_path)
     stack = LocalStack(region=region, template=template)
     stack.refs.update(
@@ -155,6 +155,8 @@ def create_resources(
             _create_secret(stack, logical, props)
         elif kind == "AWS::S3::Bucket":
             _create_bucket(stack, logical, props)
+        elif kind == "AWS::SNS::Topic":
+            _create_topic(stack, logical, props)
     return stack
 
 
@@ -251,3 +253,11 @@ def _create_bucket(stack: LocalStack, logical: str, props: dict[str, Any]) -> No
         s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": expiry_rules})
     stack.refs[logical] = name
     stack.attributes[(logical, "Arn")] = f"arn:aws:s3:::{name}"
+
+
+def _create_topic(stack: LocalStack, logical: str, props: dict[str, Any]) -> None:
+    """The topic (its KMS key is not applied: moto does not encrypt). Its Ref is its ARN."""
+    arn = client("sns").create_topic(Name=props.get("TopicName", logical))["TopicArn"]
+    stack.refs[logical] = arn
+    stack.attributes[(logical, "TopicArn")] = arn
+    stack.attributes[(logical, "TopicName")] = logical

@@ -45,7 +45,9 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> st
     # The lease outlives this invocation: if the function dies, the prompt is reclaimed when the
     # message comes back after the queue's visibility timeout, which is longer than both.
     lease = lambda_context.get_remaining_time_in_millis() / 1000 + LEASE_MARGIN_SECONDS
-    settlement = await settle(runner, messages, message, lease_seconds=lease)
+    # Settled on the queue the record came from: the fast lane's or the bulk lane's.
+    source = messages.of_queue(record.event_source_arn)
+    settlement = await settle(runner, source, message, lease_seconds=lease)
     if settlement is Settlement.KEPT:
         raise MessageKept(record.message_id)
     return str(settlement)

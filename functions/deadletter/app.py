@@ -7,7 +7,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from promptsvc import tracing, wiring
-from promptsvc.adapters.prompt_queue import SqsPromptQueue
 from promptsvc.consumer.dead_letters import sweep
 from promptsvc.consumer.stranded import requeue_stranded
 from promptsvc.settings import get_settings
@@ -18,7 +17,7 @@ metrics = Metrics()
 settings = get_settings().for_function("deadletter")
 repository = wiring.prompt_store(settings)
 events = wiring.thread_event_log(settings)
-queue = SqsPromptQueue(settings.prompts_queue_url)
+queue = wiring.prompt_queue(settings)  # a stranded prompt goes back to its own lane
 
 
 @logger.inject_lambda_context(correlation_id_path="id")  # the schedule's event id

@@ -2,11 +2,14 @@
 (tests/deploy/conftest.py) and check that it did its job, in its responses and in the resources."""
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import message_body
+from promptsvc.adapters.prompt_table import DynamoPromptStore
+from promptsvc.domain.clock import now_rfc3339
 
 from tests.deploy.conftest import SMOKE_USER, Stack, event
 
@@ -170,10 +173,35 @@ def stream(stack: Stack) -> None:
     ]  # the REMOVE is ignored
 
 
+# An async endpoint's answer (what the container wrote to the output location) for the prompt the
+# success notification of events/settle-sns-success.json names, once that prompt runs there.
+ASYNC_ANSWER = {"choices": [{"message": {"content": "A yellow fruit."}, "finish_reason": "stop"}]}
+
+
+def settle(stack: Stack) -> None:
+    prompt_id = add_prompt(stack)
+    store = DynamoPromptStore(stack.local.refs["PromptsTable"])  # the consumer's claim, as it submits
+    lease_until = int((time.time() + 600) * 1000)
+    assert store.claim_waiting(prompt_id, SMOKE_USER, now_rfc3339(), lease_until).claimed is not None
+    payload = json.loads(json.dumps(event("settle-sns-success.json")).replace(PLACEHOLDER_ID, prompt_id))
+    note = json.loads(payload["Records"][0]["Sns"]["Message"])
+    bucket, key = note["responseParameters"]["outputLocation"].removeprefix("s3://").split("/", 1)
+    assert bucket == stack.local.refs["AsyncInferenceBucket"]
+    client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(ASYNC_ANSWER).encode())
+
+    outcome = stack.invoke("SettleFunction", {"payload": payload}).check()
+
+    assert outcome.responses == [{"outcomes": ["completed"]}]
+    item = _prompt_item(stack, prompt_id)
+    assert item["status"]["S"] == "completed", item
+    assert item["answer"]["S"] == "A yellow fruit."
+
+
 SCENARIOS: dict[str, Callable[[Stack], None]] = {
     "ApiFunction": api,
     "ConsumerFunction": consumer,
     "DeadLetterFunction": deadletter,
     "WsFunction": ws,
     "StreamFunction": stream,
+    "SettleFunction": settle,
 }

@@ -7,6 +7,7 @@ function. None of this needs `sam build`: the functions run from the checkout (t
 import ast
 import json
 import re
+import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -95,6 +96,7 @@ FUNCTION_NEEDS = {
     "DeadLetterFunction": "deadletter",
     "WsFunction": "ws",
     "StreamFunction": "stream",
+    "SettleFunction": "settle",
 }
 
 
@@ -820,3 +822,210 @@ def test_every_checkov_skip_gives_its_reason(path: Path) -> None:
         assert len(reason) >= 30 and "\n" not in reason, (
             f"{name} skips {skip['id']} without a one-line reason"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# the ECS GPU stack's scaling (infra/ecs-gpu/stack.yaml) and what the worker publishes
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:promptsvc-prompts"
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/promptsvc-prompts"
+
+
+def ecs_stack() -> dict[str, Any]:
+    return load_template(INFRA_TEMPLATES[0])
+
+
+def metric_stats(stack: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every MetricStat of the stack's scaling policies and alarms, by the resource's name."""
+    found = []
+    for name, resource in stack["Resources"].items():
+        props = resource.get("Properties", {})
+        config = props.get("TargetTrackingScalingPolicyConfiguration", {})
+        queries = config.get("CustomizedMetricSpecification", {}).get("Metrics", props.get("Metrics", []))
+        found += [(name, q["MetricStat"]) for q in queries if "MetricStat" in q]
+    return found
+
+
+Readings = dict[str, float | None]
+
+
+def lane(queue: str, fast: Readings, bulk: Readings | None) -> Readings:
+    """The readings of the queue a metric names: the bulk lane's (none, unless given), or the rest."""
+    return (bulk or {}) if queue == "PromptsBulkQueueArn" else fast
+
+
+def dimension_value(value: Any) -> str:
+    """A dimension's value, with the stack's !Select [5, !Split [":", !Ref PromptsQueueArn]]."""
+    if value == {"Fn::Select": [5, {"Fn::Split": [":", {"Ref": "PromptsQueueArn"}]}]}:
+        return QUEUE_ARN.split(":")[5]
+    assert isinstance(value, str), value
+    return value
+
+
+def test_the_ecs_scaling_reads_the_prompts_running_series_the_worker_publishes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Namespace, name and every dimension of the series the stack reads are those the worker's
+    EMF documents carry, with the environment the stack's task definition gives the worker."""
+    from promptsvc.consumer.fleet_metrics import METRIC_NAME, FleetMetrics
+
+    stack = ecs_stack()
+    (worker,) = [
+        c
+        for c in stack["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "worker"
+    ]
+    environment = {
+        e["Name"]: e["Value"] for e in worker["Environment"] if isinstance(e, dict) and "Name" in e
+    }
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.setenv(name, environment[name])
+    capsys.readouterr()
+    now = [float(int(time.time()) // 60 * 60 - 120)]
+    metrics = FleetMetrics.for_queue_url(QUEUE_URL)
+    metrics._clock = lambda: now[0]
+    metrics.sample(3)
+    now[0] += 60
+    metrics.sample(0)
+    emitted = set()
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    emitted.add(
+                        (
+                            directive["Namespace"],
+                            metric["Name"],
+                            frozenset((d, document[d]) for d in dimensions),
+                        )
+                    )
+
+    read = [(name, stat) for name, stat in metric_stats(stack) if stat["Metric"]["MetricName"] == METRIC_NAME]
+    assert {name for name, _ in read} == {"BacklogPerTaskScaling", "FirstPromptWaitAlarm"}
+    for name, stat in read:
+        metric = stat["Metric"]
+        series = (
+            metric["Namespace"],
+            metric["MetricName"],
+            frozenset((d["Name"], dimension_value(d["Value"])) for d in metric["Dimensions"]),
+        )
+        assert series in emitted, f"{name} reads {series}, the worker emits {emitted}"
+        assert stat["Stat"] == "Sum", name  # one datapoint per task per minute: their sum is the fleet's
+
+
+def test_the_ecs_fleet_scales_on_work_that_can_run_now_not_on_messages_in_backoff() -> None:
+    from promptsvc_dev.scaling_rules import load_scaling_rules
+
+    stack = ecs_stack()
+    config = stack["Resources"]["BacklogPerTaskScaling"]["Properties"][
+        "TargetTrackingScalingPolicyConfiguration"
+    ]
+    read = {s["Metric"]["MetricName"] for n, s in metric_stats(stack) if n == "BacklogPerTaskScaling"}
+    assert read == {"ApproximateNumberOfMessagesVisible", "PromptsRunning", "DesiredTaskCount"}
+    assert config["DisableScaleIn"] is True  # RemoveTaskScaling scales in, on every message
+    rules = load_scaling_rules(INFRA_TEMPLATES[0])
+    target = rules.target_tracking.target
+
+    def tracked(
+        visible: float | None, running: float | None, desired: float | None, bulk: Readings | None = None
+    ) -> float | None:
+        values = {"ApproximateNumberOfMessagesVisible": visible, "PromptsRunning": running}
+        values["DesiredTaskCount"] = desired
+        return rules.target_tracking.metric.value(
+            lambda _ns, name, _stat, queue: lane(queue, values, bulk).get(name)
+        )
+
+    assert tracked(0, 2 * target, 2) == target  # every task at target
+    waiting_on_both = {"ApproximateNumberOfMessagesVisible": 2 * target}
+    assert tracked(2 * target, 2 * target, 2, waiting_on_both) == 3 * target  # the bulk lane waits too
+    assert tracked(4 * target, 2 * target, 2) == 3 * target  # a backlog: scale out
+    assert tracked(0, None, 0) == 0  # no task: no PromptsRunning datapoint, read as 0
+    assert tracked(2 * target, None, None) == 2 * target  # at zero: never a division by 0
+    # An engine outage: nothing runs, the prompts wait out their backoff (not visible): no scale-out.
+    assert (tracked(0, 3, 2) or 0) < target
+
+    (remove,) = [a for a in rules.alarms if a.policy and a.policy.name == "RemoveTaskScaling"]
+    assert remove.policy is not None and remove.policy.adjustment_type == "ChangeInCapacity"
+    assert [s.adjustment for s in remove.policy.steps] == [-1]
+    assert remove.policy.cooldown > 120  # fresh DesiredTaskCount datapoints before the next one goes
+
+    def removes(visible: float, hidden: float, desired: float, bulk: Readings | None = None) -> bool:
+        values = {
+            "ApproximateNumberOfMessagesVisible": visible,
+            "ApproximateNumberOfMessagesNotVisible": hidden,
+        }
+        values["DesiredTaskCount"] = desired
+        value = remove.metric.value(lambda _ns, name, _stat, queue: lane(queue, values, bulk).get(name))
+        return value is not None and remove.breaches(value)
+
+    assert removes(0, 10, 3)  # little work for three tasks
+    assert not removes(0, 10, 3, {"ApproximateNumberOfMessagesNotVisible": 3 * target})  # the bulk lane's
+    assert not removes(0, 3 * target, 3)  # two tasks would be over target
+    assert not removes(0, 500, 2)  # an outage: 500 prompts wait out their backoff; keep the tasks
+    assert not removes(0, 0, 1)  # never the last task: StopLastTaskScaling does that
+
+
+def test_the_ecs_fleet_scales_to_zero_and_starts_again_from_zero() -> None:
+    from promptsvc_dev.scaling_rules import load_scaling_rules
+
+    stack = ecs_stack()
+    parameters = stack["Parameters"]
+    assert parameters["MinTasks"]["MinValue"] == 0 and parameters["MinTasks"]["Default"] == 0
+    assert stack["Resources"]["ScalableTarget"]["Properties"]["MinCapacity"] == {"Ref": "MinTasks"}
+    rules = load_scaling_rules(INFRA_TEMPLATES[0])
+    by_policy = {a.policy.name: a for a in rules.alarms if a.policy}
+
+    start = by_policy["StartFirstTaskScaling"]
+    assert start.policy is not None and start.policy.adjustment_type == "ChangeInCapacity"
+    assert [s.adjustment for s in start.policy.steps] == [1]
+
+    def starts(visible: float | None, desired: float | None, bulk: Readings | None = None) -> bool:
+        values = {"ApproximateNumberOfMessagesVisible": visible, "DesiredTaskCount": desired}
+        value = start.metric.value(lambda _ns, name, _stat, queue: lane(queue, values, bulk).get(name))
+        return value is not None and start.breaches(value)
+
+    assert starts(1, 0) and starts(3, None)  # prompts wait, no task asked for
+    assert starts(0, 0, {"ApproximateNumberOfMessagesVisible": 1})  # on the bulk lane only
+    assert not starts(3, 1)  # a task is asked for: target tracking takes it from there
+    assert not starts(0, 0)
+
+    stop = by_policy["StopLastTaskScaling"]
+    assert stop.policy is not None and stop.policy.adjustment_type == "ExactCapacity"
+    assert [s.adjustment for s in stop.policy.steps] == [0]
+    quiet = stack["Resources"]["QueueQuietAlarm"]["Properties"]
+    assert quiet["EvaluationPeriods"] == quiet["DatapointsToAlarm"] == {"Ref": "ScaleInQuietMinutes"}
+    assert stop.missing == "breaching"  # SQS publishes nothing for a queue idle for 6 hours
+
+    def quiet_minute(visible: float | None, hidden: float | None, bulk: Readings | None = None) -> bool:
+        values = {
+            "ApproximateNumberOfMessagesVisible": visible,
+            "ApproximateNumberOfMessagesNotVisible": hidden,
+        }
+        value = stop.metric.value(lambda _ns, name, _stat, queue: lane(queue, values, bulk).get(name))
+        return stop.missing == "breaching" if value is None else stop.breaches(value)
+
+    assert quiet_minute(0, 0) and quiet_minute(None, None)
+    assert not quiet_minute(0, 1)  # a prompt running, or waiting out a retry's backoff
+    assert not quiet_minute(2, 0)
+    assert not quiet_minute(0, 0, {"ApproximateNumberOfMessagesNotVisible": 1})  # a bulk-lane prompt
+
+
+@pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:alarms"])
+def test_the_first_prompts_wait_from_zero_is_alarmed_on(topic: str) -> None:
+    from promptsvc_dev.scaling_rules import MetricMath
+
+    stack = ecs_stack()
+    alarm = properties(deployed(stack, AlarmTopicArn=topic), "FirstPromptWaitAlarm")
+    assert (
+        alarm["EvaluationPeriods"]
+        == alarm["DatapointsToAlarm"]
+        == str(stack["Parameters"]["FirstPromptWaitAlarmMinutes"]["Default"])
+    )
+    assert alarm.get("AlarmActions", []) == ([topic] if topic else [])
+    waiting = MetricMath(returned(alarm)["Expression"])
+    assert waiting({"visible": 5, "bulk_visible": None, "running": None}) == 1  # waiting, none runs
+    assert waiting({"visible": None, "bulk_visible": 5, "running": None}) == 1  # on the bulk lane
+    assert waiting({"visible": 5, "bulk_visible": 0, "running": 12}) == 0
+    assert waiting({"visible": 0, "bulk_visible": 0, "running": None}) == 0

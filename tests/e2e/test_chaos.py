@@ -31,13 +31,16 @@ def test_every_invariant_holds_with_every_fault_on(tmp_path: Path) -> None:
     assert report.lost == 0, "\n".join(report.summary())
     assert report.double_answers == 0, "\n".join(report.summary())
     assert report.violations == [], "\n".join(report.summary())
-    # Every prompt ended (none lost): each key's in-flight slots all came back, each exactly once,
-    # through killed consumers, duplicate deliveries, throttling and cancels.
+    # Every prompt ended (none lost): each key's in-flight slots and each user's fast-lane slots
+    # (fair queueing) all came back, each exactly once, through killed consumers, duplicate
+    # deliveries, throttling and cancels.
+    assert any(name.startswith("lane#") for name in slots), slots
     assert slots and all(n == 0 for n in slots.values()), slots
 
 
 def in_flight_counters(state: dict[str, Any]) -> dict[str, int]:
-    """The keys' in-flight counters in the limits table of the running `promptsvc dev`."""
+    """The keys' in-flight counters and the users' fast-lane counters in the limits table of the
+    running `promptsvc dev`."""
     env = state["environment"]
     dynamodb = boto3.client(
         "dynamodb",
@@ -47,4 +50,8 @@ def in_flight_counters(state: dict[str, Any]) -> dict[str, int]:
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
     )
     items = dynamodb.scan(TableName=env["LIMITS_TABLE"])["Items"]
-    return {i["key"]["S"]: int(i["n"]["N"]) for i in items if i["key"]["S"].endswith("#inflight")}
+    return {
+        i["key"]["S"]: int(i["n"]["N"])
+        for i in items
+        if i["key"]["S"].endswith("#inflight") or i["key"]["S"].startswith("lane#")
+    }

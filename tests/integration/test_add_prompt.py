@@ -260,7 +260,7 @@ def test_a_send_that_fails_after_the_put_strands_nothing(
     accepted, the sweeper queues it once its grace has passed, and it runs exactly once."""
     real_send = prompt_queue.SqsPromptQueue.send
 
-    def broken_send(self: object, prompt_id: str, user_id: str) -> None:
+    def broken_send(self: object, prompt_id: str, user_id: str, lane: str = "") -> None:
         raise ConnectionError("sqs unreachable")
 
     monkeypatch.setattr(prompt_queue.SqsPromptQueue, "send", broken_send)

@@ -12,7 +12,7 @@ from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.prompt_queue import SqsMessages
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.engines.base import Delta, Engine, EngineEvent, EngineRequest, Finish
-from promptsvc.settings import Settings
+from promptsvc.settings import Settings, get_settings
 from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
@@ -43,6 +43,13 @@ class Gauge:
         finally:
             with self.lock:
                 self.active -= 1
+
+
+@pytest.fixture(autouse=True)
+def one_lane(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One queue: these tests count its messages (the two lanes' worker: test_fair_lanes.py)."""
+    monkeypatch.setenv("FAST_LANE_PROMPTS_PER_USER", "0")
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -193,7 +200,8 @@ def test_a_message_held_past_half_its_visibility_goes_back_instead_of_starting(
     raw = aws_client("sqs").receive_message(QueueUrl=settings.prompts_queue_url, VisibilityTimeout=10)[
         "Messages"
     ][0]
-    worker._ready.append((raw, time.monotonic() - 6))  # received 6 s ago: its visibility ends in 4 s
+    # Received 6 s ago: its visibility ends in 4 s.
+    worker._ready.append((raw, time.monotonic() - 6, settings.prompts_queue_url))
 
     worker._start_ready()
 

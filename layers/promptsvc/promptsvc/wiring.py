@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from promptsvc.adapters.catalog_source import CatalogSource
     from promptsvc.adapters.connection_table import DynamoConnectionStore
     from promptsvc.adapters.connections_api import ConnectionsApi
-    from promptsvc.adapters.prompt_queue import SqsMessages
+    from promptsvc.adapters.prompt_queue import SqsMessages, SqsPromptQueue
     from promptsvc.adapters.prompt_table import DynamoPromptStore
     from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
     from promptsvc.adapters.usage_table import DynamoUsageTable
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from promptsvc.domain.catalog import Catalog
     from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
     from promptsvc.engines.base import Engine
+    from promptsvc.engines.sagemaker_async import SageMakerAsyncEngine
     from promptsvc.services.connection_keys import ConnectionKeys
     from promptsvc.services.fanout import Fanout
     from promptsvc.services.keys import KeyService
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 def prompt_store(settings: Settings, *, completes: bool = False) -> "DynamoPromptStore":
     """The prompts' lifecycle store; with a limits table, a prompt's end gives back its key's
-    in-flight slot in the same transaction. `completes`: the consumer's, whose completions also
-    add to the usage counters (the usage table) in that transaction."""
+    in-flight slot (and its fast lane's) in the same transaction. `completes`: the consumer's,
+    whose completions also add to the usage counters (the usage table) in that transaction. Adds
+    choose a lane when the bulk lane has a queue and FAST_LANE_PROMPTS_PER_USER is above 0."""
     from promptsvc.adapters.prompt_table import DynamoPromptStore
 
     return DynamoPromptStore(
@@ -45,7 +47,15 @@ def prompt_store(settings: Settings, *, completes: bool = False) -> "DynamoPromp
         settings.prompt_retention_days,
         limits_table=settings.limits_table,
         usage_table=settings.usage_table if completes else "",
+        fast_lane_per_user=settings.fast_lane_prompts_per_user if settings.prompts_bulk_queue_url else 0,
     )
+
+
+def prompt_queue(settings: Settings) -> "SqsPromptQueue":
+    """The prompts queue, both lanes (the bulk lane's queue when there is one)."""
+    from promptsvc.adapters.prompt_queue import SqsPromptQueue
+
+    return SqsPromptQueue(settings.prompts_queue_url, settings.prompts_bulk_queue_url)
 
 
 def limit_service(settings: Settings) -> "LimitService":
@@ -80,12 +90,11 @@ def catalog(settings: Settings) -> "Catalog":
 
 
 def prompt_service(settings: Settings, limits: "LimitService | None" = None) -> "PromptService":
-    from promptsvc.adapters.prompt_queue import SqsPromptQueue
     from promptsvc.services.prompts import PromptService
 
     return PromptService(
         prompt_store(settings),
-        SqsPromptQueue(settings.prompts_queue_url),
+        prompt_queue(settings),
         catalog_source(settings).get,
         events=thread_event_log(settings),
         answers=answer_bodies(settings),
@@ -151,8 +160,11 @@ def use_engines(engines: "Mapping[str, Engine] | None") -> None:
     _engines.update(engines or {})
 
 
-def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = None) -> "PromptRunner":
-    """The consumer core; `engines` by name before the settings' (default: those `use_engines` set)."""
+def prompt_runner(
+    settings: Settings, engines: "Mapping[str, Engine] | None" = None, *, caches: bool = True
+) -> "PromptRunner":
+    """The consumer core; `engines` by name before the settings' (default: those `use_engines` set).
+    `caches`: with the response cache (the settle function's runner, which calls no engine, has none)."""
     from promptsvc.consumer.runner import PromptRunner
     from promptsvc.engines.registry import EngineRegistry
 
@@ -167,7 +179,7 @@ def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = N
         retry_cap=settings.retry_cap_seconds,
         events=thread_event_log(settings),
         delta_interval=settings.delta_interval_seconds,
-        cache=response_cache(settings),
+        cache=response_cache(settings) if caches else None,
         answers=answer_bodies(settings),
         max_answer_bytes=settings.max_answer_bytes,
         usage=usage_table(settings),
@@ -209,7 +221,7 @@ def usage_service(settings: Settings) -> "UsageService":
 def queue_messages(settings: Settings) -> "SqsMessages":
     from promptsvc.adapters.prompt_queue import SqsMessages
 
-    return SqsMessages(settings.prompts_queue_url, settings.prompts_dlq_url)
+    return SqsMessages(settings.prompts_queue_url, settings.prompts_dlq_url, settings.prompts_bulk_queue_url)
 
 
 def connection_store(settings: Settings) -> "DynamoConnectionStore":
@@ -282,4 +294,16 @@ def subscription_service(
         log.live_cursor,  # a live-only subscription starts after the gapless run at the top
         connection_keys=connection_keys(settings, keys, close),
         ttl_seconds=settings.connection_ttl_seconds,
+    )
+
+
+def async_results(settings: Settings) -> "SageMakerAsyncEngine":
+    """What reads the async endpoints' notifications and their output objects (functions/settle)."""
+    from promptsvc.engines.sagemaker_async import SageMakerAsyncEngine
+
+    engines = settings.engines
+    return SageMakerAsyncEngine(
+        engines.sagemaker_async_bucket,
+        request_ttl_seconds=engines.sagemaker_async_request_ttl_seconds,
+        default_endpoint=engines.sagemaker_async_endpoint,
     )

@@ -7,6 +7,7 @@ import asyncio
 
 from promptsvc import wiring
 from promptsvc.adapters.ecs_task_protection import TaskProtection
+from promptsvc.consumer.fleet_metrics import FleetMetrics
 from promptsvc.consumer.worker import Worker, WorkerOptions
 from promptsvc.settings import get_settings
 
@@ -15,6 +16,7 @@ def run(concurrency: int | None = None, drain_seconds: float | None = None) -> N
     settings = get_settings().for_function("worker")
     options = WorkerOptions(
         queue_url=settings.prompts_queue_url,
+        bulk_queue_url=settings.prompts_bulk_queue_url,  # the bulk lane (fair queueing), if any
         concurrency=concurrency or settings.worker.worker_concurrency,
         drain_seconds=settings.worker.worker_drain_seconds if drain_seconds is None else drain_seconds,
         visibility_seconds=settings.worker.worker_visibility_seconds,
@@ -25,6 +27,8 @@ def run(concurrency: int | None = None, drain_seconds: float | None = None) -> N
         wiring.queue_messages(settings),
         options,
         protection=TaskProtection.from_environment(),
+        # Its prompts running, a minute at a time: what infra/ecs-gpu/stack.yaml scales on.
+        fleet_metrics=FleetMetrics.for_queue_url(settings.prompts_queue_url),
     )
     asyncio.run(worker.run())
 

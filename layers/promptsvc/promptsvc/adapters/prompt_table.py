@@ -4,7 +4,7 @@ are adapters/prompt_reads.py."""
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
@@ -19,6 +19,7 @@ from promptsvc.adapters.pages import pages
 from promptsvc.adapters.prompt_items import SORT_ATTRIBUTE, derived_keys, table_key, to_item, to_prompt
 from promptsvc.adapters.usage_table import usage_update
 from promptsvc.domain.item_size import check_item_size
+from promptsvc.domain.lanes import Lane, holds_fast_slot, lane_item
 from promptsvc.domain.limits import day_of_stamp, in_flight_item, in_flight_refused, tokens_item, tokens_spent
 from promptsvc.domain.prompt import Claim, Prompt, PromptChanges, RunState, check_changes
 from promptsvc.domain.status import Status, is_terminal, sources_for
@@ -48,6 +49,10 @@ def _run_states_in(answer: dict[str, Any], table: str) -> tuple[dict[str, RunSta
     return found, {key["pk"] for key in unprocessed}
 
 
+class _FastLaneFull(Exception):
+    """The add's transaction was cancelled by its lane counter's condition alone."""
+
+
 def _status_keys(user_id: str, status: Status) -> dict[str, str]:
     """The derived key attributes a change to `status` rewrites (userStatus)."""
     return derived_keys({"userId": user_id, "status": str(status)})
@@ -57,25 +62,81 @@ class DynamoPromptStore:
     """The lifecycle store (domain.ports.PromptStore) on the prompts table."""
 
     def __init__(
-        self, table_name: str, retention_days: int = 30, *, limits_table: str = "", usage_table: str = ""
+        self,
+        table_name: str,
+        retention_days: int = 30,
+        *,
+        limits_table: str = "",
+        usage_table: str = "",
+        fast_lane_per_user: int = 0,
     ) -> None:
         self._table_name = table_name
         self._retention = timedelta(days=retention_days)
         self._limits_table = limits_table  # a prompt's end gives back its key's in-flight slot there
         self._usage_table = usage_table  # a completion adds to its usage counters there
+        # An add puts the prompt in its user's fast lane while the user has fewer there (the
+        # limits table counts them; domain/lanes.py); 0, or no limits table: lanes are off.
+        self._fast_lane = fast_lane_per_user if limits_table else 0
 
     def _holds_slot(self, prompt: Prompt) -> bool:
         return bool(self._limits_table and prompt.keyId and not is_terminal(prompt.status))
+
+    def _holds_lane(self, prompt: Prompt) -> bool:
+        return bool(self._limits_table) and holds_fast_slot(prompt.lane, prompt.status)
 
     @property
     def _table(self) -> Any:
         return dynamodb_table(self._table_name)
 
     def put_new(self, prompt: Prompt, in_flight_limit: int = 0) -> Prompt | None:
+        """With lanes on, the prompt as stored has its lane: the fast lane's slot is taken in the
+        same transaction (conditional on the user's count being below `fast_lane_per_user`); when
+        that condition alone refuses it, the prompt is written again in the bulk lane (a second
+        transaction: a bulk-lane add costs one call more)."""
         item = to_item(prompt)
         check_item_size(item)  # ItemTooLarge instead of a write DynamoDB would refuse
+        if self._fast_lane:
+            fast = replace(prompt, lane=Lane.FAST)
+            try:
+                return self._put_with_slot(fast, to_item(fast), in_flight_limit)
+            except _FastLaneFull:
+                bulk = replace(prompt, lane=Lane.BULK)
+                return self._put_with_slot(bulk, to_item(bulk), in_flight_limit)
+        return self._put_with_slot(prompt, item, in_flight_limit)
+
+    def _put_with_slot(self, prompt: Prompt, item: dict[str, Any], limit: int) -> Prompt | None:
+        """The prompt, its key's in-flight slot (when it carries a key) and its fast lane's slot
+        (when its lane is fast) in one TransactWriteItems: a slot is held exactly when its prompt
+        is stored, whatever fails or times out between (a retried add finds the prompt and takes
+        nothing)."""
+        put = {"TableName": self._table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        items: list[dict[str, Any]] = [{"Put": put}]
         if self._limits_table and prompt.keyId:
-            return self._put_with_slot(prompt, item, in_flight_limit)
+            items.append({"Update": self._take(in_flight_item(prompt.keyId), limit)})
+        if prompt.lane == Lane.FAST:
+            items.append({"Update": self._take(lane_item(prompt.userId), self._fast_lane)})
+        if len(items) == 1:
+            return self._put_alone(prompt, item)
+        try:
+            retry_conflicts(lambda: self._table.meta.client.transact_write_items(TransactItems=items))
+        except ClientError as error:
+            # One reason per item, in order, each failed condition named (AWS and moto alike):
+            # the prompt's id taken wins, then the key's limit; the lane's alone means bulk.
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+            failed = [code == "ConditionalCheckFailed" for code in reasons]
+            if not any(failed):
+                raise
+            if failed[0]:
+                return None  # the owner has a prompt of that id: nothing written
+            if prompt.keyId and self._limits_table and failed[1]:
+                raise in_flight_refused(limit) from error
+            if prompt.lane == Lane.FAST and failed[-1]:
+                raise _FastLaneFull from error
+            raise
+        return prompt
+
+    def _put_alone(self, prompt: Prompt, item: dict[str, Any]) -> Prompt | None:
+        """A prompt that takes no slot: one conditional PutItem."""
         try:
             self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
         except ClientError as error:
@@ -84,27 +145,14 @@ class DynamoPromptStore:
             raise
         return prompt
 
-    def _put_with_slot(self, prompt: Prompt, item: dict[str, Any], limit: int) -> Prompt | None:
-        """The prompt and its key's in-flight slot in one TransactWriteItems: a slot is held exactly
-        when its prompt is stored, whatever fails or times out between (a retried add finds the
-        prompt and takes nothing)."""
-        slot = counter_update(in_flight_item(prompt.keyId), 1)
+    def _take(self, counter: str, limit: int) -> dict[str, Any]:
+        """A transaction's update adding 1 to a limits-table counter, below `limit` (0: no limit)."""
+        slot = counter_update(counter, 1)
         take: dict[str, Any] = {"TableName": self._limits_table, **slot}
         if limit:
             take["ConditionExpression"] = "attribute_not_exists(n) OR n < :limit"
             take["ExpressionAttributeValues"] = {**slot["ExpressionAttributeValues"], ":limit": limit}
-        put = {"TableName": self._table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-        try:
-            items = [{"Put": put}, {"Update": take}]
-            retry_conflicts(lambda: self._table.meta.client.transact_write_items(TransactItems=items))
-        except ClientError as error:
-            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
-            if reasons[:1] == ["ConditionalCheckFailed"]:
-                return None  # the owner has a prompt of that id: nothing written
-            if reasons[1:2] == ["ConditionalCheckFailed"]:
-                raise in_flight_refused(limit) from error
-            raise
-        return prompt
+        return take
 
     def get(self, user_id: str, prompt_id: str) -> Prompt | None:
         item = self._table.get_item(Key=table_key(user_id, prompt_id), ConsistentRead=True).get("Item")
@@ -112,7 +160,8 @@ class DynamoPromptStore:
 
     def delete(self, user_id: str, prompt_id: str) -> Prompt | None:
         """Delete the prompt; the prompt as it was, None if there was none. An unfinished prompt
-        holding an in-flight slot is deleted in one transaction with the slot's give-back,
+        holding an in-flight slot (or a fast-lane slot) is deleted in one transaction with the
+        slots' give-back,
         conditional on the state read (re-read and tried again when it changed meanwhile), so the
         slot is given back exactly once: by this, or by the prompt's terminal transition."""
         key = table_key(user_id, prompt_id)
@@ -120,7 +169,7 @@ class DynamoPromptStore:
             if not self._limits_table:
                 break
             prompt = self.get(user_id, prompt_id)
-            if prompt is None or not self._holds_slot(prompt):
+            if prompt is None or not (self._holds_slot(prompt) or self._holds_lane(prompt)):
                 break
             delete = {
                 "Delete": {
@@ -133,15 +182,24 @@ class DynamoPromptStore:
                     ),
                 }
             }
-            if self._transact([delete, *self._slot_back(prompt.keyId)]):
+            if self._transact([delete, *self._slots_back(prompt)]):
                 return prompt
         result = self._table.delete_item(Key=key, ReturnValues="ALL_OLD")
         item = result.get("Attributes")
         return to_prompt(item) if item else None
 
-    def _slot_back(self, key_id: str, *counts: dict[str, Any]) -> list[dict[str, Any]]:
-        """The give-back of `key_id`'s in-flight slot and `counts` (more counter updates), as
-        transaction items on the limits table."""
+    def _slots_back(self, prompt: Prompt, *counts: dict[str, Any]) -> list[dict[str, Any]]:
+        """The give-back of the slots an unfinished `prompt` holds (its key's in-flight slot, its
+        fast lane's) and `counts` (more counter updates), as transaction items on the limits table."""
+        backs = []
+        if self._holds_slot(prompt):
+            backs.append(counter_update(in_flight_item(prompt.keyId), -1))
+        if self._holds_lane(prompt):
+            backs.append(counter_update(lane_item(prompt.userId), -1))
+        return self._counter_items(*backs, *counts)
+
+    def _counter_items(self, *counters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Counter updates (limits_table.counter_update's), as transaction items on the limits table."""
         return [
             {
                 "Update": {
@@ -151,7 +209,7 @@ class DynamoPromptStore:
                     "ExpressionAttributeValues": counter["ExpressionAttributeValues"],
                 }
             }
-            for counter in (counter_update(in_flight_item(key_id), -1), *counts)
+            for counter in counters
         ]
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
@@ -238,7 +296,7 @@ class DynamoPromptStore:
         self._check_grown(prompt, fields)
         expires = int((datetime.now(UTC) + self._retention).timestamp()) if is_terminal(target) else None
         write = _transition(prompt, target, fields, expires, run_count)
-        slot = is_terminal(target) and self._holds_slot(prompt)
+        slot = is_terminal(target) and (self._holds_slot(prompt) or self._holds_lane(prompt))
         counted = target is Status.COMPLETED and bool(self._usage_table)
         if not (slot or counted):
             return self._apply(prompt, write)
@@ -259,14 +317,14 @@ class DynamoPromptStore:
         now = write.values[":now"]
         items = [update]
         if slot:
-            tokens = tokens_spent(str(target), fields)
+            tokens = tokens_spent(str(target), fields) if self._holds_slot(prompt) else 0
             day = day_of_stamp(now)
             spent = (
                 (counter_update(tokens_item(prompt.keyId, day.name), tokens, day.expires_at),)
                 if tokens
                 else ()
             )
-            items += self._slot_back(prompt.keyId, *spent)
+            items += self._slots_back(prompt, *spent)
         if counted:
             model_id = str(fields.get("answeredBy") or prompt.modelId)
             usage = usage_update(prompt.userId, day_of(now), model_id, completion_count(fields))

@@ -4,7 +4,8 @@ A worker at 32 prompts in flight settles a message every fraction of a second; e
 its own is one DeleteMessage per prompt. Here a delete waits up to `linger` seconds (0.1) for
 others to join it, and up to ten go in one DeleteMessageBatch. Meanwhile the message stays hidden
 (its visibility is a minute). One whose delete fails comes back after its visibility timeout,
-finds its prompt finished and is deleted then: nothing runs twice.
+finds its prompt finished and is deleted then: nothing runs twice. A batch is of one queue (SQS's
+rule): the worker keeps one of these per lane (domain/lanes.py).
 """
 
 import asyncio

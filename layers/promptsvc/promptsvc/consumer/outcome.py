@@ -14,6 +14,9 @@ class Outcome(StrEnum):
     RETRY = "retry"  # errored: run again after the backoff
     ABANDONED = "abandoned"
     DEAD_LETTER = "dead-letter"  # abandoned because consumers kept dying on it
+    # handed to an async endpoint (consumer/async_runs.py): running, its notification settles it;
+    # the message is kept hidden until the run's lease ends, to bring it back if none comes
+    SUBMITTED = "submitted"
 
 
 @dataclass(frozen=True)
@@ -24,4 +27,4 @@ class RunResult:
 
     @property
     def keep_message(self) -> bool:
-        return self.outcome in (Outcome.BUSY, Outcome.RETRY)
+        return self.outcome in (Outcome.BUSY, Outcome.RETRY, Outcome.SUBMITTED)

@@ -21,7 +21,10 @@ Rules (DESIGN.md, "Prompt lifecycle"), each kept by one part:
   backoff with jitter (the host changes its visibility: no consumer sleeps); others abandon it;
 - an answer too large for the prompt's item goes to the answers bucket, the item keeps its key
   (`domain.answers`); one over `max_answer_bytes` stops the generation and abandons the prompt
-  (endings.py).
+  (endings.py);
+- a model served by an async endpoint (engines/submission.py) is submitted instead of streamed:
+  the prompt stays running without a consumer and the endpoint's notification settles it
+  (consumer/async_runs.py, `settle_async`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
+from promptsvc.consumer.async_runs import AsyncRuns, Requeue
 from promptsvc.consumer.attempt import Attempt, attempt_for
 from promptsvc.consumer.claim import Claims
 from promptsvc.consumer.closing_events import ClosingEvents
@@ -53,8 +57,9 @@ from promptsvc.domain.failure_policy import FailurePolicy
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, RemovalCheck
-from promptsvc.engines.base import EngineError
+from promptsvc.engines.base import EngineError, Finish
 from promptsvc.engines.registry import EngineRegistry
+from promptsvc.engines.submission import AsyncRun, Submitter
 
 if TYPE_CHECKING:
     from promptsvc.domain.ports import AnswerBodies, PromptStore, ResponseCache, ThreadEventLog, UsageCounter
@@ -118,6 +123,17 @@ class PromptRunner:
         self._endings = Endings(
             repository, events, FailurePolicy(retry_base, retry_cap), answers, clock, usage=usage
         )
+        self._engines = engines
+        self._async = AsyncRuns(
+            repository,
+            catalog,
+            self._endings,
+            events,
+            lease_seconds=lease_seconds,
+            delta_interval=delta_interval,
+            max_answer_bytes=max_answer_bytes,
+            clock=clock,
+        )
 
     async def run(
         self,
@@ -145,6 +161,13 @@ class PromptRunner:
         if isinstance(claimed, RunResult):
             return claimed
         return await self._started(claimed, lease, _Host(keep_alive, on_generated, slot))
+
+    async def settle_async(
+        self, run: AsyncRun, answer: tuple[str, Finish] | EngineError, requeue: Requeue | None = None
+    ) -> RunResult:
+        """An async endpoint's notification: end `run` with its answer or failure, as a streamed
+        run ends (consumer/async_runs.py); `requeue` sends a retry's message."""
+        return await self._async.settle(run, answer, requeue)
 
     async def close_removed(self, check: RemovalCheck) -> RunResult:
         """A removal's check (consumer/removal_check.py): once the removed run's lease is over,
@@ -175,6 +198,8 @@ class PromptRunner:
         finally:
             keeping.cancel()
             await events.close()
+        if result.outcome is Outcome.SUBMITTED:
+            return await self._async.hold(claimed, result)
         await self._endings.count(progress)  # the usage counters, after the run's last event
         if events.fenced and result.outcome in _FINISHED:
             # Its closing event missed the finished run's fence (endings.py): the message comes
@@ -199,6 +224,9 @@ class PromptRunner:
         attempt: Attempt | None = None
         try:
             attempt = attempt_for(claimed, self._catalog(), caching=self._caching)
+            engine = self._engines.for_model(attempt.model)
+            if isinstance(engine, Submitter):  # an async endpoint: no slot, no stream
+                return await self._async.submit(claimed, attempt, engine)
             if host.slot is not None:
                 await host.slot()
                 progress.started = self._clock()

@@ -50,7 +50,7 @@ def requeue_stranded(
         report.found += 1
         if not repository.mark_requeued(prompt, now_rfc3339(moment), cutoff):
             continue  # claimed, canceled or re-queued by another sweep meanwhile
-        queue.send(prompt.id, prompt.userId)
+        queue.send(prompt.id, prompt.userId, prompt.lane)  # its own lane, as the add sent it
         report.requeued += 1
         logger.warning("re-queued a stranded prompt", prompt_id=prompt.id, created_at=prompt.createdAt)
     return report

@@ -29,7 +29,9 @@ class PromptStore(Protocol):
     def put_new(self, prompt: Prompt, in_flight_limit: int = 0) -> Prompt | None:
         """Store a new prompt; None if its owner has one with that id (then `get` it), and nothing
         written. A prompt carrying a `keyId` takes its key's in-flight slot in the same write (all
-        or nothing): LimitExceeded, and nothing written, when `in_flight_limit` (> 0) are taken."""
+        or nothing): LimitExceeded, and nothing written, when `in_flight_limit` (> 0) are taken.
+        With fair queueing on, the store chooses the prompt's lane (domain.lanes) in that write:
+        the prompt returned carries it."""
 
     def get(self, user_id: str, prompt_id: str) -> Prompt | None: ...
 
@@ -126,7 +128,9 @@ class PromptReader(Protocol):
 
 
 class PromptQueue(Protocol):
-    def send(self, prompt_id: str, user_id: str) -> None: ...
+    def send(self, prompt_id: str, user_id: str, lane: str = "") -> None:
+        """Queue the prompt on its lane's queue (domain.lanes.Lane: the bulk lane's, or the fast
+        lane's for any other)."""
 
     def send_removal_check(self, check: RemovalCheck, delay_seconds: int) -> None:
         """Queue the check, delivered no sooner than `delay_seconds` (at most 900, SQS's limit)."""

@@ -133,6 +133,9 @@ class Prompt:
     # The API key whose in-flight slot the prompt holds (domain/limits.py): set only when the
     # deployment keeps limits; its terminal transition gives the slot back, in the same transaction.
     keyId: str = ""
+    # Its lane (domain/lanes.py): "fast" holds a slot of its user's fast lane until its terminal
+    # transition gives it back (in the same transaction), "bulk" none; "": lanes are off.
+    lane: str = ""
 
     @property
     def sort_key(self) -> str:

@@ -41,10 +41,21 @@ def _sagemaker(settings: EngineSettings) -> Engine:
     return SageMakerEngine(streaming=settings.sagemaker_streaming)
 
 
+def _sagemaker_async(settings: EngineSettings) -> Engine:
+    from promptsvc.engines.sagemaker_async import SageMakerAsyncEngine
+
+    return SageMakerAsyncEngine(
+        settings.sagemaker_async_bucket,
+        request_ttl_seconds=settings.sagemaker_async_request_ttl_seconds,
+        default_endpoint=settings.sagemaker_async_endpoint,
+    )
+
+
 FACTORIES: dict[str, Callable[[EngineSettings], Engine]] = {
     "mock": _mock,
     "openai": _openai,
     "sagemaker": _sagemaker,
+    "sagemaker-async": _sagemaker_async,
 }
 
 

@@ -73,12 +73,12 @@ class PromptService:
                 raise Conflict(f"a prompt with id {new.id!r} already exists with a different body")
             return self._maybe_wait(AddResult(existing, created=False), new.sync, sync_wait)
         try:
-            self._queue.send(prompt.id, prompt.userId)
+            self._queue.send(stored.id, stored.userId, stored.lane)  # the lane the store chose
         except Exception:
             # The prompt is stored and accepted: the sweeper (consumer/stranded.py) sends its
             # message once it has waited `STRANDED_AFTER_SECONDS`, exactly as after a crash here.
             logger.exception("enqueue failed; the sweeper will queue the prompt", prompt_id=prompt.id)
-        return self._maybe_wait(AddResult(prompt, created=True), new.sync, sync_wait)
+        return self._maybe_wait(AddResult(stored, created=True), new.sync, sync_wait)
 
     def _maybe_wait(self, result: AddResult, sync: bool, limit: float) -> AddResult:
         if not sync or is_terminal(result.prompt.status):

@@ -31,6 +31,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "ws": ("keys_table", "connections_table", "subscriptions_table", "websocket_endpoint"),
     "stream": ("keys_table", "connections_table", "subscriptions_table", "websocket_endpoint"),
     "worker": ("prompts_table", "prompts_queue_url", "prompts_dlq_url"),
+    "settle": ("prompts_table", "prompts_queue_url"),
 }
 
 
@@ -60,6 +61,15 @@ class Settings(FromEnvironment):
     delta_interval_seconds: float = Field(0.25, gt=0, description="at most one delta event per this")
     prompts_queue_url: str = Field("", description="SQS queue the consumer works")
     prompts_dlq_url: str = Field("", description="the queue's dead-letter queue")
+    prompts_bulk_queue_url: str = Field(
+        "", description="SQS queue of the bulk lane (fair queueing; empty: one lane)"
+    )
+    fast_lane_prompts_per_user: int = Field(
+        0,
+        ge=0,
+        description="a user's prompts in the fast lane (queued or running) before more go to the bulk lane "
+        "(0: one lane, fairness off)",
+    )
     stranded_after_seconds: float = Field(
         300.0, gt=0, description="sweeper: re-queue a prompt scheduled and untouched this long"
     )

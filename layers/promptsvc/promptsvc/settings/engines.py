@@ -14,6 +14,15 @@ class EngineSettings(FromEnvironment):
     sagemaker_streaming: bool = Field(
         True, description="invoke_endpoint_with_response_stream, else invoke_endpoint"
     )
+    sagemaker_async_bucket: str = Field(
+        "", description="S3 bucket of the sagemaker-async engine's requests (its endpoints' answers too)"
+    )
+    sagemaker_async_endpoint: str = Field(
+        "", description="sagemaker-async: the endpoint of models whose catalog target names none"
+    )
+    sagemaker_async_request_ttl_seconds: int = Field(
+        3600, ge=60, le=21600, description="sagemaker-async: how long a request may wait in the endpoint"
+    )
     engine: str = Field(
         "", description="serve every model with this engine (e.g. 'mock'); empty: per catalog"
     )
