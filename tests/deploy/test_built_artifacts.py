@@ -31,6 +31,7 @@ METRICS = {
     "DeadLetterFunction": "DeadLettersAbandoned",
     "StreamFunction": "FramesDelivered",
     "WsFunction": "WebSocketMessages",
+    "SettleFunction": "AsyncResultsSettled",
 }
 
 

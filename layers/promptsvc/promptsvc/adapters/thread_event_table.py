@@ -57,7 +57,12 @@ if TYPE_CHECKING:
 
 COUNTER_SEQ = 0  # the counter item's sort key; events start at 1
 _PUT_PATIENCE_SECONDS = 5.0  # a throttled event put keeps trying this long (the hole bound is 10 s)
-_ATTEMPTS = 8  # blocks per append (each failure: a filler, or a writer putting past the counter, took a seq)
+# Blocks per append. Each failure means another writer stored an event at a seq of the block (a
+# filler, or a run putting right after its own last seq, past the counter), so the thread moved
+# on; a run that keeps winning that race against a counted writer, event after event (a storm
+# of back-to-back deltas on one thread), takes as many of them: 8 was seen to run out on a loaded
+# machine (tests/integration/test_thread_seq_writes.py), and an append that runs out loses its event.
+_ATTEMPTS = 32
 
 
 def event_to_item(event: ThreadEvent, expires_at: int) -> dict[str, Any]:
