@@ -132,11 +132,11 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server in its own process; yields its endpoint."""
+def moto_server(launch: tuple[str, ...] = ("-m", "moto.server")) -> Iterator[str]:
+    """moto's server in its own process (`python LAUNCH -H ... -p ...`); yields its endpoint."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *launch, "-H", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

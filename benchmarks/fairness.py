@@ -43,9 +43,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -57,6 +55,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+import consumer_efficiency  # a sibling script: its moto process
 from promptsvc import wiring
 from promptsvc.adapters import clients
 from promptsvc.consumer.outcome import Outcome
@@ -66,12 +65,11 @@ from promptsvc.domain.keys import Principal, Role
 from promptsvc.domain.prompt import NewPrompt
 from promptsvc.services.prompts import PromptService
 from promptsvc.settings import Settings, get_settings
-from promptsvc_dev.dev import aws_environment, free_port
+from promptsvc_dev.dev import aws_environment
 from promptsvc_dev.template import create_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
-STARTUP_SECONDS = 30.0
 PHASE_SECONDS = 120.0  # B's prompts not done by then: a failure, not a measurement
 ADD_THREADS = 4
 WARM_UP_RUNS = 3  # B adds once the worker has worked A's burst this many run times
@@ -95,17 +93,6 @@ class Config:
 # moto, as its own process
 
 
-def _wait_for_port(process: "subprocess.Popen[Any]", port: int) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto exited with status {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"moto did not listen on 127.0.0.1:{port} within {STARTUP_SECONDS:g} s")
-
-
 # moto's server with DynamoDB's atomic conditional writes (dev/promptsvc_dev/moto_atomic.py): the
 # adds' threads and the worker's writes meet on the lane counters, as they would in DynamoDB; and
 # with a cheaper rollback copy for its transactions (benchmarks/moto_transactions.py), without
@@ -118,26 +105,8 @@ _MOTO = (
 )
 
 
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", _MOTO, "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(process, port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+def moto_server() -> contextlib.AbstractContextManager[str]:
+    return consumer_efficiency.moto_server(("-c", _MOTO))
 
 
 def configure(endpoint: str, config: Config) -> Settings:

@@ -31,11 +31,14 @@ def server() -> Iterator[DevServer]:
 
 
 @contextmanager
-def dev_server(mock_chunk_delay: float = 0.05, env: dict[str, str] | None = None) -> Iterator[DevServer]:
-    """`promptsvc dev` on free ports until the block ends (`env`: more environment for it)."""
+def dev_server(
+    mock_chunk_delay: float = 0.05, env: dict[str, str] | None = None, *flags: str
+) -> Iterator[DevServer]:
+    """`promptsvc dev` on free ports until the block ends (`env`: more environment for it;
+    `flags`: more of its flags)."""
     try:
         dev = start_dev(
-            "--mock-chunk-delay", str(mock_chunk_delay), api_key=ADMIN_KEY, env=env, cwd=ROOT,
+            *flags, "--mock-chunk-delay", str(mock_chunk_delay), api_key=ADMIN_KEY, env=env, cwd=ROOT,
             startup_seconds=STARTUP_LIMIT,
         )  # fmt: skip
     except DevNotReady as error:

@@ -8,27 +8,16 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from promptsvc_dev.dev_process import DevNotReady, start_dev
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_KEY, STARTUP_LIMIT, DevServer, call
+from tests.e2e.conftest import ADMIN_KEY, DevServer, call, dev_server
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
-    try:
-        dev = start_dev(
-            "--engine", "sagemaker-async", "--mock-chunk-delay", "0.2", api_key=ADMIN_KEY, cwd=ROOT,
-            startup_seconds=STARTUP_LIMIT,
-        )  # fmt: skip
-    except DevNotReady as error:
-        pytest.fail(str(error))
-    try:
-        yield DevServer(dev.process, dev.base_url, dev.output, dev.ws_url)
-    finally:
-        dev.stop()
+    with dev_server(0.2, None, "--engine", "sagemaker-async") as started:
+        yield started
 
 
 def test_a_prompt_is_answered_by_the_async_endpoint_and_settled_by_its_notification(
