@@ -89,3 +89,47 @@ def test_a_failed_notification_is_read_without_touching_s3() -> None:
 )
 def test_a_message_that_is_not_about_one_of_our_runs_is_ignored(message: str) -> None:
     assert SageMakerAsyncEngine("bucket").read_notification(message) is None
+
+
+class _Body:
+    """A stand-in for S3's streaming body: what was read, in how large a read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.asked: list[int] = []
+        self.closed = False
+
+    def read(self, amount: int) -> bytes:
+        self.asked.append(amount)
+        return self.data[:amount]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _S3:
+    def __init__(self, data: bytes, length: int | None = None) -> None:
+        self.body = _Body(data)
+        self.length = len(data) if length is None else length
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        return {"Body": self.body, "ContentLength": self.length}
+
+
+OUTPUT = "s3://bucket/async/outputs/id-1.out"
+ANSWER = json.dumps({"choices": [{"message": {"content": "Hi"}, "finish_reason": "stop"}]}).encode()
+
+
+def test_an_output_is_read_with_a_bound_and_one_over_it_is_a_failure_not_worth_a_retry() -> None:
+    fits = _S3(ANSWER)
+    read = SageMakerAsyncEngine("bucket", s3=lambda: fits, max_output_bytes=len(ANSWER))
+    result = read.read_notification(note("Completed", responseParameters={"outputLocation": OUTPUT}))
+    assert result is not None and not isinstance(result.answer, EngineError)
+    assert fits.body.asked == [len(ANSWER) + 1] and fits.body.closed
+
+    for s3 in (_S3(ANSWER + b" " * 10), _S3(ANSWER + b" " * 10, length=0)):  # said, or found, too long
+        engine = SageMakerAsyncEngine("bucket", s3=lambda s3=s3: s3, max_output_bytes=len(ANSWER))
+        over = engine.read_notification(note("Completed", responseParameters={"outputLocation": OUTPUT}))
+        assert over is not None and isinstance(over.answer, EngineError)
+        assert over.answer.retryable is False and "is over" in str(over.answer)
+        assert all(amount <= len(ANSWER) + 1 for amount in s3.body.asked) and s3.body.closed

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from promptsvc.adapters import clients
+from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES
 from promptsvc.domain.routing import TIMEOUT_CODE
 from promptsvc.engines.base import EngineError, EngineEvent, EngineRequest, is_retryable_status
 from promptsvc.engines.sagemaker import engine_error, parse_response, request_body
@@ -32,6 +33,9 @@ from promptsvc.engines.submission import AsyncResult, AsyncRun, Submitted, split
 
 MAX_INVOCATION_SECONDS = 3600  # InvokeEndpointAsync's InvocationTimeoutSeconds, at most
 HOLD_MARGIN_SECONDS = 60  # the lease outlasts SageMaker's own deadline by this much
+# The most of an output object read: its JSON envelope around the longest answer kept
+# (domain.answers.DEFAULT_MAX_ANSWER_BYTES), escaped (up to 6 bytes a byte), with room to spare.
+MAX_OUTPUT_BYTES = 6 * DEFAULT_MAX_ANSWER_BYTES + 64 * 1024
 _STATUS = re.compile(r"\((\d{3})\)")  # "Received server error (500) from primary ..."
 
 
@@ -44,8 +48,10 @@ class SageMakerAsyncEngine:
         default_endpoint: str = "",
         client: Callable[[], Any] = lambda: clients.client("sagemaker-runtime"),
         s3: Callable[[], Any] = lambda: clients.client("s3"),
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self._bucket = bucket
+        self._max_output = max_output_bytes
         self._ttl = request_ttl_seconds
         self._default_endpoint = default_endpoint
         self._client = client
@@ -117,11 +123,20 @@ class SageMakerAsyncEngine:
     def _read(self, location: str) -> bytes:
         bucket, key = split_s3_uri(location)
         try:
-            return bytes(self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+            output = self._s3().get_object(Bucket=bucket, Key=key)
+            size = int(output.get("ContentLength") or 0)
+            body = b"" if size > self._max_output else bytes(output["Body"].read(self._max_output + 1))
+            output["Body"].close()
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             unread = f"could not read the async output {location}: {code}"
             raise EngineError(unread, retryable=True) from error
+        if size > self._max_output or len(body) > self._max_output:
+            # Never read into memory: the same answer again would be as long (and a longer answer
+            # than MAX_ANSWER_BYTES abandons its prompt anyway).
+            too_long = f"the async output {location} is over {self._max_output:,} bytes"
+            raise EngineError(too_long, retryable=False)
+        return body
 
 
 class _Request(BaseModel):
