@@ -22,6 +22,7 @@ from promptsvc.consumer.async_runs import settle_notification
 from promptsvc.consumer.runner import Outcome, PromptRunner, RunResult
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.names import scoped
+from promptsvc.domain.thread_events import ThreadEvent
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.engines.sagemaker_async import SageMakerAsyncEngine
 from promptsvc.services.prompt_intake import PromptIntake
@@ -31,6 +32,8 @@ from promptsvc_dev.sns_source import subscribe_queue
 from promptsvc_dev.template import LocalStack
 
 from tests.conftest import auth
+from tests.integration.helpers import stored_prompts
+from tests.integration.test_large_answers import LARGE_PROMPT
 
 LEASE = 90.0
 TTL = 600
@@ -90,10 +93,11 @@ class Async:
             cancel_poll=0.05,
             events=wiring.thread_event_log(self.settings),
             usage=wiring.usage_table(self.settings),
+            answers=wiring.answer_bodies(self.settings),  # as the settle function's (wiring.prompt_runner)
             clock=lambda: self.now[0],
         )
 
-    def add(self, key: str, **body: Any) -> dict[str, Any]:
+    def add(self, key: str, purge: bool = True, **body: Any) -> dict[str, Any]:
         response = self.client.post(
             "/prompt-svc/prompt", json={"modelId": "alpha", **body}, headers=auth(key)
         )
@@ -101,8 +105,9 @@ class Async:
         prompt = response.json()["prompt"]
         self.owners[prompt["id"]] = prompt["userId"]
         # The add's message is delivered by `run` (no event source here): off the queue, so what
-        # the queue holds later is what the settling queued.
-        client("sqs").purge_queue(QueueUrl=self.settings.prompts_queue_url)
+        # the queue holds later is what the settling queued. (SQS takes one purge a minute.)
+        if purge:
+            client("sqs").purge_queue(QueueUrl=self.settings.prompts_queue_url)
         return dict(prompt)
 
     def run(self, prompt_id: str) -> RunResult:
@@ -357,3 +362,78 @@ def test_a_late_notification_of_an_earlier_run_does_nothing(setup: Async, keys: 
 
     assert setup.settle(late).outcome is Outcome.SKIPPED
     assert setup.get(keys["alice"], prompt["id"])["prompt"]["status"] == "running"
+
+
+def test_an_answer_too_large_for_an_item_is_kept_whole_in_the_answers_bucket(
+    setup: Async, keys: dict[str, str], local_stack: LocalStack
+) -> None:
+    """The settle stores an async answer the way a streamed run stores it: past what an item holds,
+    the body goes to the answers bucket, and the thread's deltas carry it in events an item holds."""
+    prompt = setup.add(keys["alice"], prompt=LARGE_PROMPT, threadId="big")
+
+    setup.run(prompt["id"])
+    (result,) = setup.deliver()
+
+    assert result.outcome is Outcome.COMPLETED
+    body = setup.get(keys["alice"], prompt["id"])
+    assert body["prompt"]["status"] == "completed" and body["answer"] == LARGE_PROMPT
+    (item,) = [i for i in stored_prompts(local_stack) if i["id"]["S"] == prompt["id"]]
+    assert item["answer"]["S"] == "" and item["answerRef"]["S"] == f"alice/{prompt['id']}/1"
+    deltas = [text for kind, text in thread_of(setup, prompt) if kind == "delta"]
+    assert "".join(deltas) == LARGE_PROMPT
+    assert max(len(d.encode()) for d in deltas) <= 64 * 1024
+    assert thread_of(setup, prompt)[-1] == ("status", "completed")
+
+
+def test_a_hundred_notifications_settled_at_once_on_one_thread_lose_no_event(
+    setup: Async, keys: dict[str, str]
+) -> None:
+    """A hundred async runs of one thread, all notified at once and settled concurrently: every
+    prompt completes once, and the thread holds each one's events, in order, with no seq missing."""
+    prompts = [
+        setup.add(keys["alice"], purge=False, prompt=f"Question {n}", threadId="busy") for n in range(100)
+    ]
+    for prompt in prompts:
+        assert setup.run(prompt["id"]).outcome is Outcome.SUBMITTED
+    messages = setup.messages()
+    assert len(messages) == 100
+    assert setup.runner is not None and setup.engine is not None
+    runner, engine = setup.runner, setup.engine
+    queue = SqsPromptQueue(setup.settings.prompts_queue_url)
+
+    async def all_at_once() -> list[RunResult]:
+        return list(
+            await asyncio.gather(
+                *(settle_notification(runner.settle_async, engine, queue.send_later, m) for m in messages)
+            )
+        )
+
+    results = asyncio.run(all_at_once())
+
+    assert [r.outcome for r in results] == [Outcome.COMPLETED] * 100
+    log = wiring.thread_event_log(setup.settings)
+    assert log is not None
+    stored: list[ThreadEvent] = []
+    while page := log.after(scoped("alice", "busy"), stored[-1].seq if stored else 0, 100):
+        stored.extend(page)
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    for n, prompt in enumerate(prompts):
+        mine = [(str(e.type), e.status or e.text or "") for e in stored if e.promptId == prompt["id"]]
+        assert mine == [
+            ("status", "scheduled"),
+            ("status", "running"),
+            ("delta", f"Question {n}"),
+            ("status", "completed"),
+        ]
+        assert setup.get(keys["alice"], prompt["id"])["prompt"]["status"] == "completed"
+
+
+def thread_of(setup: Async, prompt: dict[str, Any]) -> list[tuple[str, str]]:
+    """The prompt's events, every page of its thread."""
+    log = wiring.thread_event_log(setup.settings)
+    assert log is not None
+    thread = scoped(prompt["userId"], prompt["threadId"])
+    stored: list[ThreadEvent] = []
+    while page := log.after(thread, stored[-1].seq if stored else 0, 100):
+        stored.extend(page)
+    return [(str(e.type), e.status or e.text or "") for e in stored if e.promptId == prompt["id"]]
