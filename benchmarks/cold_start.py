@@ -8,6 +8,23 @@ FastAPI app built). That process records which third-party modules the init impo
 a fresh process importing exactly those (the bare cost of the packages the function uses). Both are
 measured RUNS times, interleaved, and compared by their medians: init / floor.
 
+Each run imports from a different depth of Python calls (0 to RUNS - 1 frames under the probe's
+own), the floor and the init of a run from the same one. Python 3.12 keeps its frames in chunks,
+and a call that crosses from one chunk to the next allocates a chunk and frees it on return
+(CPython issue gh-142183, fixed in 3.13 and 3.14, not in 3.12): an import that happens to loop at
+a chunk's edge pays for it on every call. For the consumer's init at depth 0 that was urllib3's
+IPv6 regexes, 20 ms instead of 4 (init 227 ms at depth 0, 189 to 211 ms at depths 1 to 11, one
+machine, one session). Lambda's runtime imports the handler from a depth of its own, which this
+project does not choose, so a figure taken at one depth measures where that edge falls, not the
+code: the median over several depths does not.
+
+The probes import with bytecode: the first one writes `__pycache__` beside the built sources and
+the others read it. Lambda cannot: its code and layers are read-only, and `sam build` puts no
+bytecode in them, so a deployed init also compiles every module it imports. Without bytecode
+(`-B`, the caches removed) the consumer's init took 622 ms against a floor of 583 (1.07) and the
+API's 927 against 807 (1.15), where with bytecode they took about 190 and 320 ms (one run, this
+machine). Those seconds are the dependencies' as much as ours; the ratio is measured with bytecode.
+
 Twice: with tracing off (`POWERTOOLS_TRACE_DISABLED=true`, as `promptsvc dev` and the tests run)
 and on (inside Lambda with tracing active: the floor then includes the X-Ray SDK). It also prints
 each function's peak memory at init and the layer's size unzipped.
@@ -31,19 +48,26 @@ BUILD = ROOT / ".aws-sam" / "build"
 LAYER = BUILD / "PromptsvcLayer" / "python"
 TARGET = 1.10
 
-# A process that imports either the handler's module (`module`) or a list of modules (`floor`) and
-# prints the seconds it took, the third-party modules loaded, and its peak memory (KiB).
+# A process that imports either the handler's module (`module`) or a list of modules (`floor`),
+# `depth` Python calls deep, and prints the seconds it took, the third-party modules loaded, and its
+# peak memory (KiB).
 PROBE = r"""
 import importlib, json, resource, sys, time
-paths, module, floor = json.loads(sys.argv[1])
+paths, module, floor, depth = json.loads(sys.argv[1])
 sys.path[:0] = paths
-start = time.perf_counter()
-if floor is None:
-    importlib.import_module(module)
-else:
-    for name in floor:
-        importlib.import_module(name)
-seconds = time.perf_counter() - start
+
+def at_depth(frames):
+    if frames:
+        return at_depth(frames - 1)
+    start = time.perf_counter()
+    if floor is None:
+        importlib.import_module(module)
+    else:
+        for name in floor:
+            importlib.import_module(name)
+    return time.perf_counter() - start
+
+seconds = at_depth(depth)
 layer = paths[-1]
 third_party = [
     name for name, m in list(sys.modules.items())
@@ -124,8 +148,10 @@ def environment(variables: list[str], tracing: bool, function: str) -> dict[str,
     return env
 
 
-def probe(python: str, paths: list[str], module: str, floor: list[str] | None, env: dict[str, str]) -> Any:
-    argument = json.dumps([paths, module, floor])
+def probe(
+    python: str, paths: list[str], module: str, floor: list[str] | None, env: dict[str, str], depth: int = 0
+) -> Any:
+    argument = json.dumps([paths, module, floor, depth])
     done = subprocess.run(
         [python, "-S", "-I", "-c", PROBE, argument], env=env, capture_output=True, text=True, check=False
     )
@@ -142,10 +168,10 @@ def measure(
     paths = [str(code), str(LAYER)]
     first = probe(python, paths, module, None, env)
     floor_modules = first["third_party"]
-    inits, floors, peaks = [first["seconds"]], [], [first["peak_kib"]]
-    for _ in range(runs):
-        floors.append(probe(python, paths, module, floor_modules, env)["seconds"])
-        run = probe(python, paths, module, None, env)
+    inits, floors, peaks = [], [], [first["peak_kib"]]
+    for depth in range(runs):
+        floors.append(probe(python, paths, module, floor_modules, env, depth)["seconds"])
+        run = probe(python, paths, module, None, env, depth)
         inits.append(run["seconds"])
         peaks.append(run["peak_kib"])
     packages = sorted({name.split(".")[0] for name in floor_modules})
@@ -155,12 +181,16 @@ def measure(
 
 
 def layer_size_mib() -> float:
-    return sum(path.stat().st_size for path in LAYER.rglob("*") if path.is_file()) / 2**20
+    """What the layer's zip unpacks to: the bytecode the probes leave beside the sources is not in it."""
+    files = (path for path in LAYER.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+    return sum(path.stat().st_size for path in files) / 2**20
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="measured runs of each, interleaved")
+    parser.add_argument(
+        "--runs", type=int, default=8, help="measured runs of each, interleaved, each from its own call depth"
+    )
     args = parser.parse_args()
     ensure_build()
     python = python312()

@@ -1,5 +1,6 @@
 """HTTP API function: the FastAPI app behind Mangum (API Gateway HTTP API, payload v2)."""
 
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum

@@ -5,6 +5,7 @@ holds) is reported as a batch item failure after its visibility was set; all oth
 Lambda deletes them.
 """
 
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (

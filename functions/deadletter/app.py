@@ -1,11 +1,11 @@
 """Sweeper (scheduled, every minute): abandons the prompts whose messages reached the DLQ, and
 re-queues stranded ones (stored `scheduled`, their message never sent: consumer/stranded.py)."""
 
-from dataclasses import asdict
-
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from msgspec.structs import asdict
 from promptsvc import tracing, wiring
 from promptsvc.consumer.dead_letters import sweep
 from promptsvc.consumer.stranded import requeue_stranded

@@ -9,6 +9,7 @@ brings it back when the run's lease ends.
 
 import asyncio
 
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source

@@ -5,6 +5,7 @@ given (other than because it is gone) is reported as a batch item failure: the s
 and the connections that got it already skip it.
 """
 
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response

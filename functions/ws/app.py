@@ -4,6 +4,7 @@ Answers go to the client as frames through the Management API; the return value 
 Gateway whether to accept a handshake ($connect: 200, or 401 to refuse it).
 """
 
+import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source

@@ -49,7 +49,9 @@ def test_copies_of_a_message_racing_to_repair_a_closing_event_store_one(
 
     outcomes = asyncio.run(both())
 
-    assert outcomes == sorted([Outcome.BUSY, Outcome.SKIPPED])  # one repaired; one looks again later
+    # One repaired (skipped: nothing left to run); the other either found the repair under way and
+    # looks again later (busy), or came after it and found the closing event there (skipped).
+    assert outcomes in (sorted([Outcome.BUSY, Outcome.SKIPPED]), [Outcome.SKIPPED, Outcome.SKIPPED])
     statuses = [e.get("status") for e in events(client, keys["alice"], "raced") if e["type"] == "status"]
     assert statuses == ["scheduled", "running", "completed"]
     again = asyncio.run(copy().run(prompt["id"], user_id="alice"))

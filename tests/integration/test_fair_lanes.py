@@ -5,12 +5,12 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from msgspec.structs import replace
 from promptsvc import wiring
 from promptsvc.adapters import clients
 from promptsvc.adapters.clients import client

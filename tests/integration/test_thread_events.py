@@ -1,15 +1,16 @@
 """Thread events: what the consumer writes as it works, and GET /prompt-svc/thread/{id}/events."""
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
+from msgspec.structs import replace
 from promptsvc import wiring
 from promptsvc.adapters.clients import client as aws_client
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
@@ -453,3 +454,68 @@ def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repair
         e.get("status") for e in events(client, keys["alice"], "half-closed") if e["type"] == "status"
     ]
     assert statuses == ["scheduled", "running", "completed"]  # repaired, exactly once
+
+
+class HoldsErrored(DynamoThreadEventLog):
+    """The thread events table, where a run's `errored` event is held back (a slow or throttled
+    write): the run stores the prompt's status, then its event lands later, here when `release`d."""
+
+    def __init__(self, table_name: str) -> None:
+        super().__init__(table_name)
+        self.held: list[ThreadEvent] = []
+
+    def append_many(self, events: Sequence[ThreadEvent], **options: Any) -> list[ThreadEvent]:
+        if any(event.type is EventType.STATUS and event.status == "errored" for event in events):
+            self.held = self.held or list(events)
+            raise mock.ConsumerKilled("the errored event is still on its way")
+        return super().append_many(events, **options)
+
+    def release(self) -> None:
+        DynamoThreadEventLog.append_many(self, self.held)
+
+
+def test_a_prompt_removed_before_its_failed_runs_errored_event_lands_still_ends_with_removed(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """A failed run stores `errored` on the prompt, then writes the thread's `errored` event. A
+    removal in between must not write `removed` before that event: the thread would end with
+    `errored`, and a subscriber wait for a retry that never comes. The removal leaves its check
+    for the end of the run's closing write instead, which writes `removed` last."""
+    prompt = add(client, keys["alice"], threadId="late", maxRetries=3)
+
+    async def fails(request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        raise EngineError("the engine is down", retryable=True)
+        yield Finish()  # an async generator
+
+    log = HoldsErrored(settings.thread_events_table)
+    runner = PromptRunner(
+        wiring.prompt_store(settings),
+        wiring.catalog_source(settings).get,
+        EngineRegistry(settings.engines, {"mock": EngineOf(fails)}),
+        events=log,
+    )
+    with contextlib.suppress(mock.ConsumerKilled):
+        asyncio.run(runner.run(prompt["id"], user_id="alice"))
+    before = [e.get("status") for e in events(client, keys["alice"], "late")]
+
+    removed = client.delete(f"/prompt-svc/prompt/{prompt['id']}", headers=auth(keys["alice"]))
+    right_after = [e.get("status") for e in events(client, keys["alice"], "late")]
+    log.release()  # the run's `errored` event lands after the removal
+    delayed = aws_client("sqs").get_queue_attributes(
+        QueueUrl=settings.prompts_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+    # What the check does once delivered (the removal delayed it past the run's closing write).
+    check = RemovalCheck("alice", prompt["id"], "late", after_seq=2, lease_until_ms=0)
+    closed = asyncio.run(wiring.prompt_runner(settings).close_removed(check))
+
+    assert removed.status_code < 300
+    assert before == ["scheduled", "running"] and log.held
+    assert right_after == before  # no `removed` yet: the run's event may still come
+    assert int(delayed) >= 1  # the removal's check, due once the run can write no more
+    assert closed.outcome is Outcome.SKIPPED
+    assert [e.get("status") for e in events(client, keys["alice"], "late")] == [
+        "scheduled",
+        "running",
+        "errored",
+        "removed",
+    ]

@@ -6,12 +6,12 @@ stops in between leaves a hole. Readers and the fan-out still see every event on
 import threading
 import time
 from collections import defaultdict
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from boto3.dynamodb.conditions import Key
+from msgspec.structs import replace
 from promptsvc import wiring
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog

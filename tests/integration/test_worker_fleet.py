@@ -80,7 +80,7 @@ def test_when_the_last_task_is_stopped_it_finishes_what_runs_and_gives_back_the_
     client: TestClient, keys: dict[str, str], settings: Settings
 ) -> None:
     gauge = Gauge()
-    gauge.chunk_delay = 0.2
+    gauge.chunk_delay = 0.4  # busy past the protection's first look (once a second)
     ids = [add(client, keys["alice"], prompt="one two three four")["id"] for _ in range(6)]
     worker, _, states = fleet_worker(settings, gauge, concurrency=2, drain_seconds=30)
 

@@ -3,9 +3,9 @@ PromptReader) with the DynamoDB adapters' semantics: conditional status changes,
 reads in the order of a time field past a cursor, lazily, as many as the caller's `Reads` grant."""
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Unpack
 
+from msgspec.structs import replace
 from promptsvc.domain.prompt import Prompt, PromptChanges, RunState, check_changes, public_view
 from promptsvc.domain.query import Selection
 from promptsvc.domain.reads import Reads

@@ -1,9 +1,9 @@
 """The rule that decides whether a finished prompt's closing thread event is missing (a consumer
 died between finishing the prompt and storing the event): never a second closing event."""
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
+from msgspec.structs import replace
 from promptsvc.consumer.removal_check import closing_event_needed
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status

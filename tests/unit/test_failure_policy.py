@@ -1,8 +1,7 @@
 """What follows a failed attempt (domain/failure_policy.py), without AWS: retry after a backoff,
 fall back to the plan's next model at once, or abandon."""
 
-from dataclasses import replace
-
+from msgspec.structs import replace
 from promptsvc.domain.failure_policy import Failure, FailurePolicy
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.routing import RunPlan

@@ -1,9 +1,9 @@
 """The key lifecycle's pure rules (domain/keys.py): expiry, a rotation's grace, the allow-list."""
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from msgspec.structs import replace
 from promptsvc.domain.errors import Forbidden, InvalidRequest
 from promptsvc.domain.keys import (
     MAX_ALLOWED_MODELS,

@@ -7,13 +7,14 @@ orderBy's direction).
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import asdict, replace
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal, Role
@@ -635,7 +636,7 @@ def test_paging_property_with_small_limits(
     query = query_of(filters.raw, order.raw, limit=limit)
     selection = select(query, principal.user_id, principal.is_admin)
     served = query.sort_field in repo.orders(selection)
-    selected = sum(1 for p in prompts if selection.admits({**p.__dict__, "status": str(p.status)}))
+    selected = sum(1 for p in prompts if selection.admits({**asdict(p), "status": str(p.status)}))
     if not served and not query.is_random and selected > SMALL.sort_ceiling:
         with pytest.raises(InvalidRequest, match="orderBys"):
             lister.page(principal, query)

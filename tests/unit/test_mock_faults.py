@@ -4,6 +4,7 @@ engine errors real engines raise, and recording what each attempt produced."""
 import asyncio
 
 import pytest
+from msgspec.structs import replace
 from promptsvc.domain.catalog import Model
 from promptsvc.engines import mock
 from promptsvc.engines.base import Delta, EngineError, EngineRequest, Finish
@@ -37,7 +38,7 @@ def last_attempt(text: str) -> mock.Attempt:
 def test_the_same_seed_prompt_and_attempt_get_the_same_fault() -> None:
     plans = [FAULTS.plan(prompt_key(f"p{n}"), attempt, 4) for n in range(200) for attempt in (1, 2)]
     again = [FAULTS.plan(prompt_key(f"p{n}"), attempt, 4) for n in range(200) for attempt in (1, 2)]
-    other_seed = MockFaults(**{**FAULTS.__dict__, "seed": 6})
+    other_seed = replace(FAULTS, seed=6)
     reseeded = [other_seed.plan(prompt_key(f"p{n}"), attempt, 4) for n in range(200) for attempt in (1, 2)]
     assert plans == again
     assert plans != reseeded

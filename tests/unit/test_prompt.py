@@ -1,11 +1,11 @@
 """The prompt entity and its creation rules (promptsvc.domain.prompt)."""
 
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import (
@@ -65,8 +65,8 @@ def test_create_prompt() -> None:
         sync=False,
         createdAt="2024-05-01T10:00:00.123456Z",
         updatedAt="2024-05-01T10:00:00.123456Z",
+        requestHash=request_hash("alice", NEW),
     )
-    assert prompt.requestHash == request_hash("alice", NEW)
     assert prompt.sort_key == "2024-05-01T10:00:00.123456Z#p1"
 
 

@@ -123,3 +123,20 @@ def test_past_its_fence_a_run_writes_nothing_more_and_knows_it() -> None:
 
     assert written == ["running"]
     assert fenced is True
+
+
+def test_a_flush_does_not_wait_out_the_interval_of_the_gathered_deltas() -> None:
+    """Once the generation is over its last deltas are all there is, and the answer waits for
+    them: a flush ends the interval the gathered deltas were waiting out."""
+
+    async def scenario() -> list[str]:
+        log = MemoryLog()
+        events = RunEvents(log, PROMPT, interval=3600)  # an interval no test run reaches
+        events.delta("first ")
+        await settle()
+        events.delta("second ")  # gathered, waiting out the interval
+        await settle()
+        await asyncio.wait_for(events.flush(), 30)  # TimeoutError if it waited out the interval
+        return [e.text or "" for e in log.events]
+
+    assert asyncio.run(scenario()) == ["first ", "second "]

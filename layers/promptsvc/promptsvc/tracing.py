@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 
+# What the functions call through: AWS (botocore) and the engines' HTTP (httpx). Powertools' default
+# patches every library the X-Ray SDK knows, importing sqlite3 and the SQL drivers' patches too.
+TRACED_LIBRARIES = ("botocore", "httpx")
+
+
 def tracing_enabled() -> bool:
     if resolve_truthy_env_var_choice(env=os.getenv(constants.TRACER_DISABLED_ENV, "false")):
         return False
@@ -47,4 +52,4 @@ def tracer() -> "Tracer | Untraced":
         return Untraced()
     from aws_lambda_powertools import Tracer
 
-    return Tracer()
+    return Tracer(patch_modules=TRACED_LIBRARIES)

@@ -12,21 +12,21 @@ Every composite key is built by `domain.names.composite`, here and nowhere else 
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from promptsvc.domain.names import SEPARATOR, composite
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
 
-PROMPT_FIELDS = tuple(Prompt.__dataclass_fields__)
+PROMPT_FIELDS = Prompt.__struct_fields__
 SORT_ATTRIBUTE = "sk"
 _PAST_SEPARATOR = chr(ord(SEPARATOR) + 1)  # after `createdAt#` and any id: `createdAt$`
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(msgspec.Struct, frozen=True):
     """A global secondary index of the table, sorted by a time field of the prompt: `sk`
     (createdAt#id, unique) or the field itself (`updatedAt`: prompts may tie)."""
 

@@ -9,8 +9,7 @@ time for a quiet group AWS keeps low within the lane (SQS's own behaviour; moto 
 attribute and does not reorder). A received message is settled on the queue it came from
 (`SqsMessages.of_queue`)."""
 
-from dataclasses import dataclass
-
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptsvc.adapters.clients import client
@@ -37,8 +36,7 @@ class _Body(BaseModel):
     removal: _Removal | None = None
 
 
-@dataclass(frozen=True)
-class QueuedWork:
+class QueuedWork(msgspec.Struct, frozen=True):
     """What a message asks: run the prompt, or (with `removal`) check its removed run's thread."""
 
     prompt_id: str

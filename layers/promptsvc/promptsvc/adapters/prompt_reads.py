@@ -9,10 +9,10 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import msgspec
 from boto3.dynamodb.conditions import Key
 
 from promptsvc.adapters.clients import dynamodb_table
@@ -42,8 +42,7 @@ class Access(StrEnum):
     QUERY = "query"  # an index Query, one per partition value
 
 
-@dataclass(frozen=True)
-class KeyAccess:
+class KeyAccess(msgspec.Struct, frozen=True):
     kind: Access
     index: Index | None = None
     keys: tuple[str, ...] = ()  # partition key values (QUERY) or table keys userId#id (GET)

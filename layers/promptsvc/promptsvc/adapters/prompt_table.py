@@ -4,13 +4,14 @@ are adapters/prompt_reads.py."""
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
+import msgspec
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
+from msgspec.structs import replace
 
 from promptsvc.adapters.clients import dynamodb_table
 from promptsvc.adapters.conflicts import retry_conflicts
@@ -430,12 +431,11 @@ class DynamoPromptStore:
 # The update expressions of the lifecycle writes (`#status` names the status attribute in each)
 
 
-@dataclass(frozen=True)
-class _Write:
+class _Write(msgspec.Struct, frozen=True):
     update: str = ""
     condition: str = ""
-    names: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
+    names: dict[str, str] = msgspec.field(default_factory=dict)
+    values: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def _transition(

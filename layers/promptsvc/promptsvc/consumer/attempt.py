@@ -5,7 +5,8 @@ model its plan has reached, bounded by the plan's call timeout, with the stored 
 and parameters over the catalog's defaults; its answer may come from the response cache.
 """
 
-from dataclasses import dataclass, replace
+import msgspec
+from msgspec.structs import replace
 
 from promptsvc.domain.catalog import Catalog, Model
 from promptsvc.domain.prompt import Prompt
@@ -16,8 +17,7 @@ from promptsvc.domain.template import render
 from promptsvc.engines.base import CALL_PARAMETERS, EngineRequest
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """One run's model and request; a routed prompt's also has its place in the plan."""
 
     model: Model

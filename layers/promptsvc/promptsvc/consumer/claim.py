@@ -12,7 +12,10 @@ event is known to be stored (consumer/closing_events.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 CLAIM_ROUNDS = 3  # reads of a prompt whose claim keeps losing races, before the message is kept
+# Claims get threads of their own: an engine slot may be waiting for one (the ECS worker's runs
+# claimed ahead of a slot), so they must not queue behind the answers and reads of finished runs
+# on the default pool, which come in bursts when answers of one length end together.
+_CLAIMS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="claims")
 
 
 class Claims:
@@ -55,9 +62,9 @@ class Claims:
         what to do with its message."""
         # The common case, a waiting prompt: one write, no read. A refused write says what it found.
         lease_until = self._now_ms() + int(lease * 1000)
-        claim = await asyncio.to_thread(
-            self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until
-        )
+        write = partial(self._repo.claim_waiting, prompt_id, user_id, now_rfc3339(), lease_until)
+        context = contextvars.copy_context()  # as asyncio.to_thread does (tracing's segment)
+        claim = await asyncio.get_running_loop().run_in_executor(_CLAIMS, context.run, write)
         if claim.claimed is not None:
             return claim.claimed
         # The message of an unfinished prompt is never let go: a claim that loses a race (another

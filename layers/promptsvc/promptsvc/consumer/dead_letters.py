@@ -8,9 +8,9 @@ reading them again is harmless, as a terminal prompt is left alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 
-@dataclass
-class SweepReport:
+class SweepReport(msgspec.Struct):
     read: int = 0
     abandoned: int = 0
     unreadable: int = 0

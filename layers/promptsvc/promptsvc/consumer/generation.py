@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from promptsvc.consumer import telemetry
 from promptsvc.consumer.attempt import Attempt
@@ -34,12 +35,11 @@ if TYPE_CHECKING:
 tracer = telemetry.tracer
 
 
-@dataclass
-class Progress:
+class Progress(msgspec.Struct):
     """What a run has generated so far, and when."""
 
-    events: RunEvents | NoEvents = field(default_factory=NoEvents)
-    parts: list[str] = field(default_factory=list)
+    events: RunEvents | NoEvents = msgspec.field(default_factory=NoEvents)
+    parts: list[str] = msgspec.field(default_factory=list)
     size: int = 0  # UTF-8 bytes of the answer so far
     started: float = 0.0
     first_token: float | None = None

@@ -1,8 +1,9 @@
 """What a run of a prompt tells its host to do with the prompt's message (consumer/settle.py):
 delete it, keep it until `retry_after` has passed, or move it to the dead-letter queue."""
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 
 class Outcome(StrEnum):
@@ -19,8 +20,7 @@ class Outcome(StrEnum):
     SUBMITTED = "submitted"
 
 
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(msgspec.Struct, frozen=True):
     outcome: Outcome
     retry_after: int = 0  # seconds until the message should come back (BUSY, RETRY)
     error: str = ""

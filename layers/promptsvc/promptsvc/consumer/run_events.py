@@ -14,9 +14,11 @@ counter along (adapters/thread_event_table.py). A failed write is logged, never 
 answer in the prompts table stays the record, and `GET .../events` or a reconnect shows what was
 stored.
 
-The writes run on a thread pool of their own: a process runs many runs, each writing several
-events a second, and the calls a prompt waits on (its claim, the answer) must not queue behind
-them; when the pool is busy, a run's deltas simply gather longer.
+The writes run on threads of their own: a process runs many runs, each writing several events a
+second, and the calls a prompt waits on (its claim, the answer) must not queue behind them; when
+the threads are busy, a run's deltas simply gather longer. Once a run's generation is over (a
+flush or the end), its writes go before those of the runs still streaming (consumer/write_pool.py),
+and gathered deltas stop waiting out their interval: the answer, then the message, wait for them.
 
 A run's writes are fenced by its lease (`fence`): past the fence another consumer may claim the
 prompt and start its events over, so nothing is written then, not even a write queued or retried
@@ -26,16 +28,17 @@ since; the run sees `fenced` and must not finish the prompt (its deltas are not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
+from msgspec.structs import replace
 
+from promptsvc.consumer.write_pool import WritePool
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import DeadlinePassed
 from promptsvc.domain.item_size import utf8_pieces
@@ -51,7 +54,10 @@ _DELTAS = object()  # queue marker: flush the gathered deltas
 MAX_DELTA_BYTES = 64 * 1024  # of text per delta event
 _END = object()
 _WRITE_ATTEMPTS = 3  # of one event, each already retried by the SDK and the log
-_WRITES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
+# The writes of a run whose generation is over (its last deltas, which the answer waits for, and
+# its closing status, which its message waits for) go before the deltas of the runs still
+# streaming, which at 32 runs keep the threads busy on a slow table (consumer/write_pool.py).
+_WRITES = WritePool(threads=6, name="events")
 
 
 class RunEvents:
@@ -71,6 +77,8 @@ class RunEvents:
         self._deltas_queued = False
         self._next_delta_at = 0.0
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._over = asyncio.Event()  # a flush or the end is queued: gathered deltas wait no longer
+        self._finishing = False  # the generation is over: the run's writes are waited on
         self._dropped = False
         self._deadline: float | None = None
         self._last_seq: int | None = None  # of the run's last stored event
@@ -114,12 +122,16 @@ class RunEvents:
         a run after it never overtakes them."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(done)
+        self._over.set()
+        self._finishing = True
         if not self._writer.done():
             await asyncio.shield(done)
 
     async def close(self) -> None:
         """Write everything queued (deltas first, in order), then stop."""
         self._queue.put_nowait(_END)
+        self._over.set()
+        self._finishing = True
         await asyncio.shield(self._writer)
 
     async def _write_all(self) -> None:
@@ -128,12 +140,15 @@ class RunEvents:
         while True:
             items = [await self._queue.get(), *self._queued()]
             # A flush or the end means the generation is over: its last deltas are all there is,
-            # and the answer waits for them (the interval spaces out deltas still coming).
+            # and the answer waits for them (the interval spaces out deltas still coming), so one
+            # that comes while the deltas wait out the interval ends the wait.
             over = any(item is _END or isinstance(item, asyncio.Future) for item in items)
             if _DELTAS in items and not over:
                 wait = self._next_delta_at - self._monotonic()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    self._over.clear()  # none is queued: it would be in `items`
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._over.wait(), wait)
                     items.extend(self._queued())
             if await self._write_batch(items):
                 return
@@ -205,7 +220,7 @@ class RunEvents:
             self._log.append_many, stamped, deadline=self._current_deadline, after=after, final=final
         )
         try:
-            stored = await asyncio.get_running_loop().run_in_executor(_WRITES, write)
+            stored = await asyncio.wrap_future(_WRITES.submit(lambda: self._finishing, write))
         except PartlyStored as partly:
             self._stored(partly.stored)
             del events[: len(partly.stored)]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.prompt import Prompt, RunState
@@ -53,11 +53,10 @@ class Watched:
             self._next.set_result(state)
 
 
-@dataclass
-class _Rounds:
+class _Rounds(msgspec.Struct):
     """The runs watched in one event loop, and the task reading for them."""
 
-    members: list[Watched] = field(default_factory=list)
+    members: list[Watched] = msgspec.field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
 

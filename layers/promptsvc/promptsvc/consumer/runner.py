@@ -33,9 +33,9 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
@@ -71,8 +71,7 @@ logger = Logger(child=True)
 Slot = Callable[[], Awaitable[None]]  # waits for a free engine slot
 
 
-@dataclass(frozen=True)
-class _Host:
+class _Host(msgspec.Struct, frozen=True):
     """What the host gives a run (PromptRunner.run)."""
 
     keep_alive: KeepAlive | None = None

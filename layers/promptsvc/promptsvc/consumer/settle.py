@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.prompt_queue import parse_body
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 
-@dataclass(frozen=True)
-class ReceivedMessage:
+class ReceivedMessage(msgspec.Struct, frozen=True):
     message_id: str
     receipt_handle: str
     body: str

@@ -11,10 +11,10 @@ into nothing (never a second run).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.domain.clock import now_rfc3339
@@ -28,8 +28,7 @@ DEFAULT_GRACE_SECONDS = 300
 MAX_PER_SWEEP = 100
 
 
-@dataclass
-class RequeueReport:
+class RequeueReport(msgspec.Struct):
     found: int = 0
     requeued: int = 0
 

@@ -27,9 +27,9 @@ import functools
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools import Logger
 
 from promptsvc.adapters.clients import client
@@ -49,8 +49,7 @@ _RECEIVING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="receive")
 LANE_TURNS = 4  # a cycle of starts while both lanes wait: `fast_share` of them go to the fast lane
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
+class WorkerOptions(msgspec.Struct, frozen=True):
     queue_url: str
     bulk_queue_url: str = ""  # the bulk lane's queue (domain/lanes.py); empty: one lane
     fast_share: int = 3  # of every LANE_TURNS starts while both lanes have messages waiting
@@ -61,7 +60,9 @@ class WorkerOptions:
     # Prompts received and claimed ahead of a free slot (at most a quarter of `concurrency`;
     # consumer/engine_slots.py): at 32 slots a slot frees every fraction of a second, so they wait
     # briefly, under their lease; one still waiting when the worker stops is released, uncounted,
-    # and its message goes back to the queue at once.
+    # and its message goes back to the queue at once. Not more: a prompt claimed ahead waits in
+    # this task while another task may have a free slot, and the fleet's scaling does not count it
+    # (consumer/fleet_metrics.py, infra/ecs-gpu/README.md).
     prefetch: int = 8
     # The prompt's lease outlives the message's visibility by this much, so when a worker dies
     # the message reappears first and finds the prompt busy only briefly.

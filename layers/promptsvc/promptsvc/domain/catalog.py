@@ -1,10 +1,11 @@
 """The model catalog: which models exist, their prompt template and which engine serves them."""
 
 import json
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from promptsvc.domain.errors import InvalidRequest
 
@@ -15,8 +16,7 @@ DEFAULT_STALL_TIMEOUT = 30.0
 TEXT_TO_TEXT = "Text-to-Text"
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(msgspec.Struct, frozen=True):
     """A servable model.
 
     `engine` names the backend (`sagemaker`, `openai`, `mock`); `target` says where it is
@@ -32,12 +32,12 @@ class Model:
     name: str
     template: str
     engine: str
-    target: dict[str, Any] = field(default_factory=dict)
-    parameters: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = msgspec.field(default_factory=dict)
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
     api: str = "chat"
     call_timeout: float = DEFAULT_CALL_TIMEOUT  # seconds one engine call may take in all
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # seconds without a chunk before giving up
-    routing: dict[str, Any] = field(default_factory=dict)
+    routing: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def prompt_type(self) -> str:
@@ -46,8 +46,7 @@ class Model:
         return TEXT_TO_TEXT
 
 
-@dataclass(frozen=True)
-class Catalog:
+class Catalog(msgspec.Struct, frozen=True):
     models: dict[str, Model]
     default_model_id: str
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from promptsvc.domain.keys import Role
 
@@ -11,8 +12,7 @@ if TYPE_CHECKING:
     from promptsvc.domain.thread_events import ThreadEvent
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(msgspec.Struct, frozen=True):
     """An open WebSocket connection and who opened it (its API key's user and role)."""
 
     connection_id: str
@@ -27,8 +27,7 @@ class Connection:
         return self.role is Role.ADMIN
 
 
-@dataclass(frozen=True)
-class Subscription:
+class Subscription(msgspec.Struct, frozen=True):
     """A connection following a thread; `last_seq` is the last seq it was given (or skipped)."""
 
     thread_id: str  # the thread's scoped key (owner#threadId), as the event log names it

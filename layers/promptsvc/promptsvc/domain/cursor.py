@@ -13,16 +13,16 @@ import binascii
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from promptsvc.domain.errors import InvalidRequest
 
 VERSION = 1
 
 
-@dataclass(frozen=True)
-class Cursor:
+class Cursor(msgspec.Struct, frozen=True):
     fingerprint: str
     position: list[Any]
     seed: str | None = None

@@ -10,7 +10,8 @@ one conditional write and, for a retry, the message's visibility.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from promptsvc.domain.prompt import Prompt, PromptChanges
 from promptsvc.domain.retry import BASE_SECONDS, CAP_SECONDS, backoff_seconds
@@ -18,8 +19,7 @@ from promptsvc.domain.routing import TRANSPORT_CODE, RunPlan, StepKind, after_fa
 from promptsvc.domain.status import Status, status_after_failure
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(msgspec.Struct, frozen=True):
     """A failed attempt as the policy sees it."""
 
     message: str
@@ -28,17 +28,15 @@ class Failure:
     final: bool = False  # no run of this prompt could avoid it
 
 
-@dataclass(frozen=True)
-class NextStep:
+class NextStep(msgspec.Struct, frozen=True):
     status: Status  # ERRORED (run again) or ABANDONED
     delay: int = 0  # seconds before the next run (its message's visibility)
     error: str = ""  # what the prompt's `error` says
     # the plan's place (routeIndex, routeStart)
-    changes: PromptChanges = field(default_factory=lambda: PromptChanges())
+    changes: PromptChanges = msgspec.field(default_factory=lambda: PromptChanges())
 
 
-@dataclass(frozen=True)
-class FailurePolicy:
+class FailurePolicy(msgspec.Struct, frozen=True):
     retry_base: float = BASE_SECONDS
     retry_cap: float = CAP_SECONDS
     backoff: Callable[..., int] = backoff_seconds

@@ -12,10 +12,11 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.errors import Forbidden, InvalidRequest
@@ -32,15 +33,14 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(msgspec.Struct, frozen=True):
     """Who is calling: the user the key belongs to and the key's role."""
 
     user_id: str
     role: Role
     key_id: str
     allowed_models: frozenset[str] | None = None  # None: every model
-    limits: KeyLimits = field(default_factory=KeyLimits)  # the key's own (None: the default)
+    limits: KeyLimits = msgspec.field(default_factory=KeyLimits)  # the key's own (None: the default)
     # Which of the key's secrets the caller used (`secret_tag`), so that a WebSocket opened with a
     # rotated-out secret closes when its grace ends; "" when unknown.
     secret_tag: str = ""
@@ -73,8 +73,7 @@ class KeyState(StrEnum):
     EXPIRED = "expired"  # past `expiresAt`: refused like an unknown key (kept until revoked)
 
 
-@dataclass(frozen=True)
-class ApiKeyRecord:
+class ApiKeyRecord(msgspec.Struct, frozen=True):
     """A stored key. Listings read an index that holds no hashes: theirs are empty."""
 
     key_id: str
@@ -88,7 +87,7 @@ class ApiKeyRecord:
     previous_until: str = ""
     last_used_at: str = ""
     prefix: str = ""  # the start of the key as shown, nothing of its secret: `psk_<keyId>_`
-    limits: KeyLimits = field(default_factory=KeyLimits)  # overrides of the deployment's defaults
+    limits: KeyLimits = msgspec.field(default_factory=KeyLimits)  # overrides of the deployment's defaults
 
     def state(self, now: str) -> KeyState:
         if self.expires_at and now >= self.expires_at:
@@ -157,8 +156,7 @@ class ApiKeyRecord:
         }
 
 
-@dataclass(frozen=True)
-class ParsedKey:
+class ParsedKey(msgspec.Struct, frozen=True):
     key_id: str
     secret: str
 

@@ -6,9 +6,10 @@ the pure rules: a key's effective limits, the counters' windows and item keys, a
 A limit of 0 is no limit.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from promptsvc.domain.errors import DomainError, InvalidRequest
 
@@ -26,8 +27,7 @@ class LimitExceeded(DomainError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class KeyLimits:
+class KeyLimits(msgspec.Struct, frozen=True):
     """Limits of a key; None (on a key's record): the deployment's default; 0: unlimited."""
 
     requests_per_minute: int | None = None
@@ -75,8 +75,7 @@ def _pick(override: int | None, default: int | None) -> int:
     return int(override if override is not None else (default or 0))
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(msgspec.Struct, frozen=True):
     """A counter's window: its name in the item key, when the item may expire (epoch seconds, the
     table's TTL) and the seconds from now until the next window starts (`Retry-After`)."""
 

@@ -2,9 +2,11 @@
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
+
+import msgspec
+from msgspec.structs import replace
 
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.names import composite
@@ -47,8 +49,7 @@ PUBLIC_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class RunState:
+class RunState(msgspec.Struct, frozen=True):
     """The part of a stored prompt a running consumer watches: has it been canceled or re-run?"""
 
     status: Status
@@ -57,7 +58,7 @@ class RunState:
 
 def public_view(data: "dict[str, Any] | Prompt") -> dict[str, Any]:
     """A prompt as the API shows it: exactly the spec's schema fields."""
-    source = asdict(data) if isinstance(data, Prompt) else data
+    source = msgspec.structs.asdict(data) if isinstance(data, Prompt) else data
     view = {name: source.get(name) for name in PUBLIC_FIELDS}
     view["status"] = str(view["status"])
     return view
@@ -94,8 +95,7 @@ def check_changes(changes: dict[str, Any]) -> None:
         raise ValueError(f"not changeable prompt fields: {', '.join(unknown)}")
 
 
-@dataclass(frozen=True)
-class Prompt:
+class Prompt(msgspec.Struct, frozen=True):
     """A queued prompt. Field names are the wire names of the spec's schema."""
 
     id: str
@@ -123,7 +123,7 @@ class Prompt:
     completionTokens: int = 0
     finishReason: str = ""
     usageEstimated: bool = False
-    requestHash: str = field(default="", compare=False)
+    requestHash: str = ""  # the add request's fingerprint (request_hash); compared like every field
     plan: str = ""  # a routed prompt's RunPlan, as JSON; empty: one model, retried on its own
     # Consumer bookkeeping, not part of the public schema:
     leaseUntil: int = 0  # epoch milliseconds until which the consumer running it holds it
@@ -152,8 +152,7 @@ class Prompt:
         return RunPlan.from_json(self.plan) if self.plan else None
 
 
-@dataclass(frozen=True)
-class NewPrompt:
+class NewPrompt(msgspec.Struct, frozen=True):
     """What an add-prompt request asks for, after validation and defaulting."""
 
     prompt: str
@@ -168,7 +167,7 @@ class NewPrompt:
     plan: "RunPlan | None" = None
     # What the caller asked for, as opposed to what was made of it (a generated thread id, a load
     # balancer's pick): re-sending the same request must find the same fingerprint.
-    fingerprint: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def request_hash(user_id: str, new: NewPrompt) -> str:
@@ -208,8 +207,7 @@ def create_prompt(user_id: str, new: NewPrompt, clock: datetime | None = None) -
     )
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """What a claim's write came to: the prompt it claimed, or, refused, the prompt as it found
     it (`found`; None: not known, read it)."""
 

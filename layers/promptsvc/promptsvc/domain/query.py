@@ -11,17 +11,16 @@ Semantics:
 - `or`: any of `subFilters` matches.
 """
 
-import dataclasses
 import functools
 import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -94,23 +93,20 @@ MEMBERSHIP = frozenset({Op.EQUALS, Op.IS_IN_LIST, Op.INTERSECTS})
 SORTING_TYPES = frozenset({"", "numeric", "text", "date", "random"})
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(msgspec.Struct, frozen=True):
     op: Op
     fields: tuple[str, ...] = ()
     values: tuple[Any, ...] = ()
     sub_filters: tuple["Filter", ...] = ()
 
 
-@dataclass(frozen=True)
-class OrderBy:
+class OrderBy(msgspec.Struct, frozen=True):
     field: str = DEFAULT_ORDER_FIELD
     desc: bool = False
     randomize: bool = False
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(msgspec.Struct, frozen=True):
     filters: tuple[Filter, ...] = ()
     order_bys: tuple[OrderBy, ...] = ()
     limit: int = DEFAULT_LIMIT
@@ -148,7 +144,7 @@ def _filter_repr(f: Filter) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Parsing: pydantic models of the request's `query` object, read into the dataclasses above.
+# Parsing: pydantic models of the request's `query` object, read into the value classes above.
 
 _FieldOp = Literal[
     "equals",
@@ -427,8 +423,7 @@ def stored_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class TimeRange:
+class TimeRange(msgspec.Struct, frozen=True):
     """What time filters leave of one time field: inclusive bounds in the stored form (fixed width,
     so string order is time order, as in every index); None is unbounded."""
 
@@ -477,8 +472,7 @@ def time_range(f: Filter) -> tuple[str, TimeRange, bool] | None:
     return f.fields[0], bounds[f.op], True
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(msgspec.Struct, frozen=True):
     """The prompts a query can match, as far as their key fields (`KEY_FIELDS`) and time ranges
     (`RANGE_FIELDS`) tell.
 
@@ -492,7 +486,7 @@ class Selection:
     pinned: Mapping[str, tuple[str, ...]]
     filters: tuple[Filter, ...] = ()
     exact: bool = False
-    ranges: Mapping[str, TimeRange] = dataclasses.field(default_factory=dict)
+    ranges: Mapping[str, TimeRange] = msgspec.field(default_factory=dict)
 
     def admits(self, fields: Mapping[str, Any]) -> bool:
         """The prompt's key fields take pinned values, and its times are within the ranges."""

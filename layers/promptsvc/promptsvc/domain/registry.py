@@ -7,10 +7,11 @@ snapshot. Ids are ULIDs, so ordering by id is ordering by creation, which is wha
 
 import json
 import uuid
-from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar
 
+import msgspec
 import ulid
+from msgspec.structs import replace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptsvc.domain.errors import InvalidRequest
@@ -183,8 +184,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], field: str) -> Any:
 # -- records ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RegistryVersion:
+class RegistryVersion(msgspec.Struct, frozen=True):
     """An immutable snapshot of a prompt. `prompt.version` is this version's id."""
 
     id: str
@@ -209,8 +209,7 @@ class RegistryVersion:
         }
 
 
-@dataclass(frozen=True)
-class RegistryPrompt:
+class RegistryPrompt(msgspec.Struct, frozen=True):
     """A stored prompt entity. `revision` counts its writes: updates are conditional on it."""
 
     id: str
@@ -349,8 +348,7 @@ def apply_patch(
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class PageRequest:
+class PageRequest(msgspec.Struct, frozen=True):
     """A page of a newest-first list: after `starting_after` (older items) or before
     `ending_before` (newer items), both ids of listed items."""
 
@@ -374,7 +372,6 @@ def _cursor(name: str, value: str | None) -> str | None:
     return canonical
 
 
-@dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(msgspec.Struct, Generic[T], frozen=True):
     items: list[T]
     has_more: bool

@@ -3,8 +3,9 @@
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 
 def cache_key(
@@ -28,8 +29,7 @@ def cache_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class CachedAnswer:
+class CachedAnswer(msgspec.Struct, frozen=True):
     """A cached answer, with the tokens it used when it was made (None: the engine did not say)."""
 
     answer: str

@@ -21,9 +21,10 @@ a fallback), so a consumer never sleeps and a consumer that dies loses nothing.
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+import msgspec
 
 TIMEOUT_CODE = 504
 TRANSPORT_CODE = 502
@@ -34,8 +35,7 @@ def is_retryable_code(code: int) -> bool:
     return code in (408, 429) or code >= 500
 
 
-@dataclass(frozen=True)
-class RunPlan:
+class RunPlan(msgspec.Struct, frozen=True):
     """Everything a consumer needs to run a routed prompt, stored with it as JSON."""
 
     models: tuple[str, ...]
@@ -44,7 +44,7 @@ class RunPlan:
     call_timeout_ms: float | None = None
     cache_ttl: int | None = None  # seconds; None: no cache
     messages: tuple[dict[str, Any], ...] = ()  # rendered chat messages (stored prompts)
-    parameters: dict[str, Any] = field(default_factory=dict)  # over the catalog's defaults
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)  # over the catalog's defaults
 
     @property
     def attempts(self) -> int:
@@ -52,7 +52,7 @@ class RunPlan:
         return len(self.models) * (1 + self.retry_count)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(msgspec.structs.asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "RunPlan":
@@ -74,8 +74,7 @@ class StepKind(StrEnum):
     GIVE_UP = "give-up"  # abandoned
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(msgspec.Struct, frozen=True):
     kind: StepKind
     model_index: int  # the model the next attempt uses
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec.structs import replace
 
 from promptsvc.domain.clock import now_rfc3339, parse_rfc3339
 from promptsvc.domain.names import scoped
@@ -37,8 +39,7 @@ class EventType(StrEnum):
     GAP = "gap"
 
 
-@dataclass(frozen=True)
-class ThreadEvent:
+class ThreadEvent(msgspec.Struct, frozen=True):
     threadId: str
     userId: str  # the thread's owner: events are only ever shown to them (and admins)
     promptId: str
@@ -102,8 +103,7 @@ TERMINAL_STATUSES = frozenset({"completed", "abandoned", "canceled", REMOVED})
 CLOCK_SLACK_SECONDS = 60.0  # how far out of seq order events' createdAt may be
 
 
-@dataclass(frozen=True)
-class RemovalCheck:
+class RemovalCheck(msgspec.Struct, frozen=True):
     """A prompt removed while a consumer held its lease. That consumer ends the thread's events
     with `removed` when it notices; if it died first, nobody would. So the removal also leaves
     this check, looked at once the lease is over (the consumer can write nothing after it): if no

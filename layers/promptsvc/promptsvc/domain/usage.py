@@ -12,9 +12,10 @@ and are not counted.
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+
+import msgspec
 
 from promptsvc.domain.errors import InvalidRequest
 
@@ -31,8 +32,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8", "surrogatepass")) / BYTES_PER_TOKEN)
 
 
-@dataclass(frozen=True)
-class PromptUsage:
+class PromptUsage(msgspec.Struct, frozen=True):
     """What the run that answered a prompt used (the prompt's `promptTokens`, ... fields)."""
 
     prompt_tokens: int
@@ -68,8 +68,7 @@ def prompt_usage(
     )
 
 
-@dataclass(frozen=True)
-class UsageCount:
+class UsageCount(msgspec.Struct, frozen=True):
     """The counters of one (user, day, model), or a sum of them. Names are the wire names."""
 
     prompts: int = 0  # prompts completed (a cache hit included)
@@ -79,13 +78,13 @@ class UsageCount:
     cacheHits: int = 0
 
     def __add__(self, other: "UsageCount") -> "UsageCount":
-        return UsageCount(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return UsageCount(*(getattr(self, name) + getattr(other, name) for name in COUNTERS))
 
     def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in COUNTERS}
 
 
-COUNTERS = tuple(f.name for f in fields(UsageCount))
+COUNTERS: tuple[str, ...] = UsageCount.__struct_fields__
 FAILED_ATTEMPT = UsageCount(failedAttempts=1)
 
 
@@ -109,8 +108,7 @@ def completion_count(changes: Mapping[str, Any]) -> UsageCount:
     )
 
 
-@dataclass(frozen=True)
-class UsageRow:
+class UsageRow(msgspec.Struct, frozen=True):
     """The stored counters of one user, day and model."""
 
     user_id: str
@@ -124,8 +122,7 @@ def day_of(stamp: str) -> str:
     return stamp[:10]
 
 
-@dataclass(frozen=True)
-class DayRange:
+class DayRange(msgspec.Struct, frozen=True):
     first: date
     last: date
 

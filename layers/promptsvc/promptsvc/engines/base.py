@@ -1,8 +1,9 @@
 """The engine interface every inference backend implements."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 from promptsvc.domain.catalog import Model
 
@@ -35,24 +36,21 @@ CALL_PARAMETERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class EngineRequest:
+class EngineRequest(msgspec.Struct, frozen=True):
     """One generation. Chat-style APIs (`model.api == "chat"`) send `messages`; completion-style
     APIs send `prompt`, which is the user's prompt already rendered with the model's template."""
 
     model: Model
     prompt: str
     messages: tuple[dict[str, Any], ...] = ()
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Delta:
+class Delta(msgspec.Struct, frozen=True):
     text: str
 
 
-@dataclass(frozen=True)
-class Finish:
+class Finish(msgspec.Struct, frozen=True):
     """The end of an answer: the finish reason, and the tokens the server counted (None: it did
     not say; the consumer then estimates them, `domain.usage`)."""
 

@@ -17,8 +17,9 @@ import json
 import random
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import asdict, dataclass
 from enum import StrEnum
+
+import msgspec
 
 from promptsvc.engines.base import Delta, EngineError, EngineEvent, EngineRequest, Finish
 
@@ -36,16 +37,14 @@ class Fault(StrEnum):
     KILL = "kill"
 
 
-@dataclass(frozen=True)
-class FaultPlan:
+class FaultPlan(msgspec.Struct, frozen=True):
     fault: Fault = Fault.NONE
     at: int = 0  # the chunk before which a stall, cut or kill happens
     status_code: int = 0  # of an error
     slow_first_token: bool = False
 
 
-@dataclass(frozen=True)
-class MockFaults:
+class MockFaults(msgspec.Struct, frozen=True):
     seed: int = 0
     error_rate: float = 0.0
     error_codes: tuple[int, ...] = (500, 502, 503, 429)
@@ -80,8 +79,7 @@ class MockFaults:
         return FaultPlan(slow_first_token=slow)
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """One stream of one rendered prompt, as the engine saw it end."""
 
     key: str  # prompt_key(rendered prompt)
@@ -124,7 +122,7 @@ def _record(attempt: Attempt, log_file: str) -> None:
         _attempts.append(attempt)
         if log_file:
             with open(log_file, "a", encoding="utf-8") as out:
-                out.write(json.dumps(asdict(attempt)) + "\n")
+                out.write(json.dumps(msgspec.structs.asdict(attempt)) + "\n")
 
 
 class MockEngine:

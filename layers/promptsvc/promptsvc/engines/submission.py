@@ -4,17 +4,17 @@ whatever engine a deployment uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
+
+import msgspec
 
 from promptsvc.engines.base import EngineError, EngineRequest, Finish
 
 INPUT_PREFIX = "async/inputs/"  # where runs' requests are stored (the consumer may only put there)
 
 
-@dataclass(frozen=True)
-class AsyncRun:
+class AsyncRun(msgspec.Struct, frozen=True):
     """Which run of which prompt a submitted request answers."""
 
     user_id: str
@@ -37,8 +37,7 @@ class AsyncRun:
         return cls(parts[0], parts[1], int(parts[2]))
 
 
-@dataclass(frozen=True)
-class Submitted:
+class Submitted(msgspec.Struct, frozen=True):
     """An accepted request. `hold_seconds`: how long the run may wait for its notification (the
     endpoint drops the request after its TTL in the queue plus the invocation timeout)."""
 
@@ -47,8 +46,7 @@ class Submitted:
     hold_seconds: int
 
 
-@dataclass(frozen=True)
-class AsyncResult:
+class AsyncResult(msgspec.Struct, frozen=True):
     """A notification, read: the run it settles and its answer (text, Finish), or why it failed."""
 
     run: AsyncRun

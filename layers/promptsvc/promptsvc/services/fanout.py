@@ -15,11 +15,12 @@ by the same rule. A failed post drops the claim and leaves the cursor, so the ca
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
+from msgspec.structs import replace
 
 from promptsvc.domain.connections import ConnectionGone, Subscription
 from promptsvc.domain.thread_events import HOLE_SECONDS, ThreadEvent
@@ -48,15 +49,13 @@ class Outcome(StrEnum):
     REVOKED = "revoked"  # the connection's API key was revoked: it is closed and forgotten
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     outcome: Outcome
     last_seq: int  # the cursor as this delivery last knew it
 
 
-@dataclass
-class FanoutReport:
-    outcomes: dict[str, Outcome] = field(default_factory=dict)  # by connection id
+class FanoutReport(msgspec.Struct):
+    outcomes: dict[str, Outcome] = msgspec.field(default_factory=dict)  # by connection id
 
     @property
     def failed(self) -> list[str]:

@@ -7,11 +7,12 @@ import binascii
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
+from msgspec.structs import replace
 
 from promptsvc.domain.clock import epoch_seconds, now_rfc3339
 from promptsvc.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
@@ -47,25 +48,22 @@ REFRESH_SECONDS = 1.0  # a secret that does not match the cached record re-reads
 _POSITION = re.compile(ID_PATTERN.strip("^$") + r" \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9]{1,64}")
 
 
-@dataclass(frozen=True)
-class KeyPage:
+class KeyPage(msgspec.Struct, frozen=True):
     keys: list[ApiKeyRecord]
     after: str | None  # the cursor of the next page; None on the last
 
 
-@dataclass(frozen=True)
-class NewKey:
+class NewKey(msgspec.Struct, frozen=True):
     """What `POST /prompt-svc/keys` asks for, validated at the edge."""
 
     user_id: str
     role: Role = Role.USER
     expires_at: str | None = None  # RFC 3339
     allowed_models: Sequence[str] | None = None
-    limits: KeyLimits = field(default_factory=KeyLimits)  # overrides of the deployment's defaults
+    limits: KeyLimits = msgspec.field(default_factory=KeyLimits)  # overrides of the deployment's defaults
 
 
-@dataclass(frozen=True)
-class KeyChanges:
+class KeyChanges(msgspec.Struct, frozen=True):
     """What `PATCH /prompt-svc/keys/{keyId}` changes; a field left None keeps the key's.
     `expires_at` "" is never; `allowed_models` () is every model; `limits` maps the wire names of
     the limits it changes to a value (None: back to the deployment's default)."""

@@ -19,9 +19,10 @@ from __future__ import annotations
 import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from promptsvc.domain import cursor as cursors
 from promptsvc.domain.clock import parse_rfc3339
@@ -63,15 +64,13 @@ def _index_position(fields: dict[str, Any]) -> list[Any]:
     return [fields[_BLOCK_ORDER], fields["id"]]
 
 
-@dataclass(frozen=True)
-class Page:
+class Page(msgspec.Struct, frozen=True):
     items: list[Prompt]
     after: str | None
     count: int | None
 
 
-@dataclass(frozen=True)
-class ReadLimits:
+class ReadLimits(msgspec.Struct, frozen=True):
     """What one request may read (domain.query's ceilings; tests make them small). A budget below
     the partitions one page may merge (MAX_KEY_PARTITIONS) could not read one item of each."""
 
@@ -84,8 +83,7 @@ class ReadLimits:
             raise ValueError(f"read limits below {MAX_KEY_PARTITIONS} items")
 
 
-@dataclass(frozen=True)
-class _Slice:
+class _Slice(msgspec.Struct, frozen=True):
     """A page's prompts, and where the next page starts (None: this is the last page)."""
 
     items: list[_Listed]
@@ -212,8 +210,7 @@ class PromptLister:
         return _examined(prompts, reads, selection.filters)
 
 
-@dataclass
-class _Block:
+class _Block(msgspec.Struct):
     """Random order's block: prompts of creation order, newest first, strictly past `start` (the
     previous block's last; None: from the newest). Its first page reads it and keeps its bounds,
     `top` and `bottom` (positions), and whether prompts follow it (`more`); later pages read it

@@ -9,8 +9,9 @@ run is refused here rather than abandoned later.
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.errors import InvalidRequest
@@ -33,8 +34,7 @@ class StoredPrompts(Protocol):
     def version_for_run(self, user_id: str, prompt_id: str, version_id: str | None) -> StoredVersion: ...
 
 
-@dataclass(frozen=True)
-class PromptRequest:
+class PromptRequest(msgspec.Struct, frozen=True):
     """An add-prompt request, validated at the edge (`api.schemas.AddPromptRequest`)."""
 
     id: str | None

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import msgspec
 from aws_lambda_powertools import Logger
+from msgspec.structs import replace
 
 from promptsvc.domain.catalog import Catalog
-from promptsvc.domain.clock import now_rfc3339, seconds_until
+from promptsvc.domain.clock import epoch_seconds, now_rfc3339, seconds_until
 from promptsvc.domain.errors import Conflict, NotFound
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.prompt import NewPrompt, Prompt, create_prompt, request_hash
 from promptsvc.domain.status import Status, is_terminal
-from promptsvc.domain.thread_events import REMOVED, RemovalCheck, status_event, thread_key_of
+from promptsvc.domain.thread_events import (
+    CLOSE_GRACE_SECONDS,
+    REMOVED,
+    RemovalCheck,
+    status_event,
+    thread_key_of,
+)
 
 if TYPE_CHECKING:
     from promptsvc.domain.ports import AnswerBodies, PromptQueue, PromptStore, ThreadEventLog
@@ -24,8 +31,7 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 
-@dataclass(frozen=True)
-class AddResult:
+class AddResult(msgspec.Struct, frozen=True):
     prompt: Prompt
     created: bool  # False for an idempotent re-add of an existing prompt
     timed_out: bool = False  # a sync add whose prompt was not terminal by the deadline
@@ -146,12 +152,13 @@ class PromptService:
         if removed is None or is_terminal(removed.status):
             return  # gone already, or its events already ended
         now_ms = int(time.time() * 1000)
-        if removed.status is not Status.RUNNING or removed.leaseUntil <= now_ms:
+        check_at = _events_may_follow(removed, now_ms)
+        if check_at is None:
             self._end_events(removed, REMOVED, now_rfc3339())
         elif last_seq is not None:
-            check = RemovalCheck(removed.userId, removed.id, removed.threadId, last_seq, removed.leaseUntil)
+            check = RemovalCheck(removed.userId, removed.id, removed.threadId, last_seq, check_at)
             try:
-                self._queue.send_removal_check(check, seconds_until(removed.leaseUntil, now_ms) + 1)
+                self._queue.send_removal_check(check, seconds_until(check_at, now_ms) + 1)
             except Exception:
                 logger.exception("could not queue the removal's check", prompt_id=removed.id)
 
@@ -167,3 +174,19 @@ class PromptService:
             self._events.append(status_event(prompt, status, now))
         except Exception:
             logger.exception("could not write the thread's closing event", prompt_id=prompt.id)
+
+
+def _events_may_follow(removed: Prompt, now_ms: int) -> int | None:
+    """Until when (epoch ms) a run of the removed prompt may still write thread events, or None
+    when none can: then the removal writes `removed` itself. A run holding the lease notices the
+    removal and writes `removed` (the check is for a run that died). A run that has just ended it
+    (`errored`: its retry waits) stored that status first and writes its `errored` event after,
+    starting it within CLOSING_WRITE_SECONDS: a `removed` written now could land before it, and the
+    thread would not end with its removal. So the check writes `removed` once that time is over."""
+    if removed.status is Status.RUNNING and removed.leaseUntil > now_ms:
+        return removed.leaseUntil
+    if removed.runCount:
+        ended_ms = int((epoch_seconds(removed.updatedAt) + CLOSE_GRACE_SECONDS) * 1000)
+        if ended_ms > now_ms:
+            return ended_ms
+    return None

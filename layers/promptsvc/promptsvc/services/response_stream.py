@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import msgspec
 
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
@@ -34,8 +34,7 @@ MAX_POLL_SECONDS = 0.5  # the wait doubles while nothing comes, up to this
 Chunk = tuple[int, dict[str, Any]]  # (the event's seq: the SSE id, the chunk)
 
 
-@dataclass(frozen=True)
-class Cursor:
+class Cursor(msgspec.Struct, frozen=True):
     """Where a subscription is: the thread (its scoped key; None: a thread the caller cannot have,
     which stays empty) and the last seq read."""
 
@@ -43,8 +42,7 @@ class Cursor:
     after: int
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True):
     chunks: list[Chunk]
     cursor: Cursor  # after the last event read
     done: bool = False  # the last chunk is a `done` one: the response ends with it

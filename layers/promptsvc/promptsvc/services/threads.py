@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
@@ -15,8 +16,7 @@ if TYPE_CHECKING:
 MAX_LIMIT = 1000
 
 
-@dataclass(frozen=True)
-class EventPage:
+class EventPage(msgspec.Struct, frozen=True):
     events: list[dict[str, Any]]
     after: int  # pass back as `after` for the next page
 

@@ -3,9 +3,10 @@ user's (`userId`) or every user's (no `userId`: one Query a day of the `byDay` i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from promptsvc.domain.errors import Forbidden, NotFound
 from promptsvc.domain.usage import GroupBy, UsageCount, UsageRow, aggregate, day_range
@@ -15,8 +16,7 @@ if TYPE_CHECKING:
     from promptsvc.domain.ports import UsageReader
 
 
-@dataclass(frozen=True)
-class UsageReport:
+class UsageReport(msgspec.Struct, frozen=True):
     first: str
     last: str
     group_by: GroupBy
