@@ -6,7 +6,14 @@ functions' runtime; `-S -I`, so only the function's code and its layer are impor
 runs it) imports the handler's module, i.e. the whole init (settings checked, services wired, the
 FastAPI app built). That process records which third-party modules the init imported; the floor is
 a fresh process importing exactly those (the bare cost of the packages the function uses). Both are
-measured RUNS times, interleaved, and compared by their medians: init / floor.
+measured RUNS times, interleaved, and compared by the medians of their CPU time (the process's
+`time.process_time()`): init / floor. Wall-clock medians are printed beside them; on this shared
+2-core machine a probe descheduled for 50 ms reads 50 ms slower on the wall, not in CPU.
+
+`--instructions` adds, for each function, the ratio of the instructions the init and the floor
+execute, counted by valgrind's callgrind (the interpreter's own start, a probe importing nothing,
+taken from both): the same count whatever else the machine runs, so a change in our init shows in
+it where the seconds are noise (about 7 minutes more; needs valgrind).
 
 Each run imports from a different depth of Python calls (0 to RUNS - 1 frames under the probe's
 own), the floor and the init of a run from the same one. Python 3.12 keeps its frames in chunks,
@@ -36,9 +43,12 @@ missed. Run from the repository root: `.venv/bin/python benchmarks/cold_start.py
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +59,8 @@ LAYER = BUILD / "PromptsvcLayer" / "python"
 TARGET = 1.10
 
 # A process that imports either the handler's module (`module`) or a list of modules (`floor`),
-# `depth` Python calls deep, and prints the seconds it took, the third-party modules loaded, and its
-# peak memory (KiB).
+# `depth` Python calls deep, and prints the seconds it took (wall and CPU), the third-party modules
+# loaded, and its peak memory (KiB).
 PROBE = r"""
 import importlib, json, resource, sys, time
 paths, module, floor, depth = json.loads(sys.argv[1])
@@ -59,22 +69,22 @@ sys.path[:0] = paths
 def at_depth(frames):
     if frames:
         return at_depth(frames - 1)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if floor is None:
         importlib.import_module(module)
     else:
         for name in floor:
             importlib.import_module(name)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
-seconds = at_depth(depth)
+seconds, cpu = at_depth(depth)
 layer = paths[-1]
 third_party = [
     name for name, m in list(sys.modules.items())
     if (getattr(m, "__file__", None) or "").startswith(layer) and name.split(".")[0] != "promptsvc"
 ]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "third_party": third_party, "peak_kib": peak}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "third_party": third_party, "peak_kib": peak}))
 """
 
 # Placeholder values of the resource settings a function's template environment sets: init reads
@@ -93,8 +103,10 @@ PLACEHOLDERS = {
 class Figure:
     function: str
     tracing: bool
-    init: float
+    init: float  # CPU seconds (the median over the runs)
     floor: float
+    init_wall: float  # wall-clock seconds, printed beside them
+    floor_wall: float
     peak_mib: float
     packages: list[str]
 
@@ -170,14 +182,59 @@ def measure(
     floor_modules = first["third_party"]
     inits, floors, peaks = [], [], [first["peak_kib"]]
     for depth in range(runs):
-        floors.append(probe(python, paths, module, floor_modules, env, depth)["seconds"])
+        floors.append(probe(python, paths, module, floor_modules, env, depth))
         run = probe(python, paths, module, None, env, depth)
-        inits.append(run["seconds"])
+        inits.append(run)
         peaks.append(run["peak_kib"])
     packages = sorted({name.split(".")[0] for name in floor_modules})
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
     return Figure(
-        function, tracing, statistics.median(inits), statistics.median(floors), max(peaks) / 1024, packages
+        function,
+        tracing,
+        init=median(inits, "cpu"),
+        floor=median(floors, "cpu"),
+        init_wall=median(inits, "seconds"),
+        floor_wall=median(floors, "seconds"),
+        peak_mib=max(peaks) / 1024,
+        packages=packages,
     )
+
+
+def instructions(
+    python: str, paths: list[str], module: str, floor: list[str] | None, env: dict[str, str]
+) -> int:
+    """The instructions one probe executes, counted by valgrind's callgrind: the same count for the
+    same code whatever else the machine runs (a cross-check of the seconds on a busy machine)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        argument = json.dumps([paths, module, floor, 0])
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out"]
+        done = subprocess.run(
+            [*command, python, "-S", "-I", "-c", PROBE, argument],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{module}: callgrind failed:\n{done.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+def instruction_ratio(python: str, function: str, spec: tuple[Path, str, list[str]], tracing: bool) -> float:
+    """init / floor in instructions, the interpreter's own start (a probe importing nothing)
+    taken from both."""
+    code, module, variables = spec
+    env = environment(variables, tracing, function)
+    paths = [str(code), str(LAYER)]
+    floor_modules = probe(python, paths, module, None, env)["third_party"]
+    start = instructions(python, paths, module, [], env)
+    init = instructions(python, paths, module, None, env) - start
+    floor = instructions(python, paths, module, floor_modules, env) - start
+    return init / floor
 
 
 def layer_size_mib() -> float:
@@ -191,7 +248,14 @@ def main() -> int:
     parser.add_argument(
         "--runs", type=int, default=8, help="measured runs of each, interleaved, each from its own call depth"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each init's and floor's instructions with valgrind (minutes; valgrind needed)",
+    )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     ensure_build()
     python = python312()
     print(f"layer {layer_size_mib():.1f} MiB unzipped ({LAYER.relative_to(ROOT)})")
@@ -201,10 +265,14 @@ def main() -> int:
             figure = measure(python, function, spec, tracing, args.runs)
             figures.append(figure)
             print(
-                f"{function:<20} tracing {'on ' if tracing else 'off'}  init {figure.init * 1000:6.0f} ms"
-                f"  floor {figure.floor * 1000:6.0f} ms  ratio {figure.ratio:.2f}"
+                f"{function:<20} tracing {'on ' if tracing else 'off'}  init {figure.init * 1000:4.0f} ms CPU"
+                f" ({figure.init_wall * 1000:4.0f} wall)  floor {figure.floor * 1000:4.0f} ms CPU"
+                f" ({figure.floor_wall * 1000:4.0f} wall)  ratio {figure.ratio:.2f}"
                 f"  peak {figure.peak_mib:5.1f} MiB  packages: {', '.join(figure.packages)}"
             )
+            if args.instructions:
+                ratio = instruction_ratio(python, function, spec, tracing)
+                print(f"{function:<20} tracing {'on ' if tracing else 'off'}  instructions ratio {ratio:.3f}")
     worst = max(figures, key=lambda f: f.ratio)
     where = f"{worst.function}, tracing {'on' if worst.tracing else 'off'}"
     print(f"cold start: worst init/floor ratio {worst.ratio:.2f} ({where}) (target <= {TARGET:.2f})")

@@ -121,7 +121,7 @@ _Part = Annotated[
     Field(discriminator="type"),
     untagged("type"),
 ]
-_PARTS: TypeAdapter[list[_Part]] = TypeAdapter(list[_Part])
+_PARTS: TypeAdapter[list[_Part]] = TypeAdapter(list[_Part], config=ConfigDict(defer_build=True))
 
 # Which content parts each role may carry (the OpenAI chat schema, as the SDK models it).
 PART_TYPES: dict[str, tuple[str, ...]] = {

@@ -256,8 +256,7 @@ class _OrFilter(_Input):
 
 # A discriminated union on `op`: an unknown op is named as such, and each op's rules apply.
 _AnyFilter = Annotated[_FieldFilter | _OrFilter, Field(discriminator="op"), untagged("op")]
-_OrFilter.model_rebuild()
-_FILTER: TypeAdapter[_FieldFilter | _OrFilter] = TypeAdapter(_AnyFilter)
+_FILTER: TypeAdapter[_FieldFilter | _OrFilter] = TypeAdapter(_AnyFilter, config=ConfigDict(defer_build=True))
 
 
 class _OrderByInput(_Input):
