@@ -41,7 +41,14 @@ WEBSOCKET = (
     "promptsvc.adapters.connections_api",
 )
 NOT_IMPORTED = {
-    "api": ("promptsvc.consumer", "promptsvc.engines", *WEBSOCKET, "aws_xray_sdk"),
+    # api/documentation: the OpenAPI document's models, which the deployed API never writes
+    "api": (
+        "promptsvc.consumer",
+        "promptsvc.engines",
+        *WEBSOCKET,
+        "aws_xray_sdk",
+        "promptsvc.api.documentation",
+    ),
     "consumer": ("fastapi", "starlette", "mangum", "promptsvc.api", *WEBSOCKET, "aws_xray_sdk"),
     "deadletter": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.engines", "aws_xray_sdk"),
     "ws": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.consumer", "aws_xray_sdk"),

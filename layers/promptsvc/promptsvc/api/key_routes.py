@@ -11,16 +11,11 @@ from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
 from promptsvc.api.key_schemas import (
-    CreatedKey,
     CreateKeyRequest,
-    KeyPage,
-    KeyView,
-    RotatedKey,
     RotateKeyRequest,
     UpdateKeyRequest,
 )
 from promptsvc.api.openapi import contract
-from promptsvc.api.schemas import Empty
 from promptsvc.domain.keys import ApiKeyRecord, Principal
 from promptsvc.domain.limits import KeyLimits
 from promptsvc.domain.names import ID_PATTERN
@@ -45,7 +40,7 @@ def _shown(key: str, record: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/keys", **contract(CreatedKey, 400, 403, 413, status=201, body=CreateKeyRequest))
+@router.post("/keys", **contract("CreatedKey", 400, 403, 413, status=201, body=CreateKeyRequest))
 def create_key(
     keys: Keys,
     caller: Principal = Depends(principal),
@@ -59,7 +54,7 @@ def create_key(
     return _shown(key, record)
 
 
-@router.get("/keys", **contract(KeyPage, 400, 403))
+@router.get("/keys", **contract("KeyPage", 400, 403))
 def list_keys(
     keys: Keys,
     caller: Principal = Depends(principal),
@@ -81,7 +76,7 @@ def list_keys(
 
 @router.post(
     "/keys/{key_id}/rotate",
-    **contract(RotatedKey, 400, 404, 409, 413, body=RotateKeyRequest, body_required=False),
+    **contract("RotatedKey", 400, 404, 409, 413, body=RotateKeyRequest, body_required=False),
 )
 def rotate_key(
     keys: Keys,
@@ -93,7 +88,7 @@ def rotate_key(
     return {**_shown(key, record), "graceEndsAt": record.previous_until}
 
 
-@router.patch("/keys/{key_id}", **contract(KeyView, 400, 403, 404, 413, body=UpdateKeyRequest))
+@router.patch("/keys/{key_id}", **contract("KeyView", 400, 403, 404, 413, body=UpdateKeyRequest))
 def update_key(
     keys: Keys,
     key_id: KeyIdPath,
@@ -118,7 +113,7 @@ def _given_limits(body: UpdateKeyRequest) -> dict[str, int | None] | None:
     return {name: getattr(body.limits, name) for name in body.limits.model_fields_set}
 
 
-@router.delete("/keys/{key_id}", **contract(Empty, 404))
+@router.delete("/keys/{key_id}", **contract("Empty", 404))
 def revoke_key(keys: Keys, key_id: KeyIdPath, caller: Principal = Depends(principal)) -> dict[str, Any]:
     keys.revoke(caller, key_id)
     return {}

@@ -1,4 +1,5 @@
-"""Request and response models of the `/prompt-svc/keys` routes."""
+"""The request models of the `/prompt-svc/keys` routes (their answers, for the OpenAPI document, are in
+`api/documentation/keys.py`)."""
 
 from typing import Annotated, Any
 
@@ -8,7 +9,6 @@ from promptsvc.domain.keys import (
     DEFAULT_GRACE_SECONDS,
     MAX_ALLOWED_MODELS,
     MAX_GRACE_SECONDS,
-    KeyState,
     Role,
 )
 from promptsvc.domain.limits import MAX_LIMIT
@@ -17,11 +17,8 @@ from promptsvc.domain.names import ID_PATTERN
 ModelId = Annotated[str, Field(min_length=1, max_length=256)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-
-class _Request(_Model):
+class _Request(BaseModel):
+    # built on first use (the first request with a body), not at import: cold start
     model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
 
@@ -35,14 +32,6 @@ class KeyLimitsBody(_Request):
     requestsPerMinute: Limit | None = Field(None, description="authenticated HTTP requests a minute")
     promptsInFlight: Limit | None = Field(None, description="prompts not yet finished at once")
     tokensPerDay: Limit | None = Field(None, description="prompt + completion tokens a UTC day")
-
-
-class KeyLimitsView(_Model):
-    """A key's own limits; null: the deployment's default."""
-
-    requestsPerMinute: int | None = None
-    promptsInFlight: int | None = None
-    tokensPerDay: int | None = None
 
 
 class CreateKeyRequest(_Request):
@@ -94,48 +83,3 @@ class RotateKeyRequest(_Request):
         le=MAX_GRACE_SECONDS,
         description="how long the current secret keeps working (default an hour, at most 7 days)",
     )
-
-
-class CreatedKey(_Model):
-    key: str = Field(description="the API key, shown only here")
-    keyId: str
-    userId: str
-    role: Role
-    prefix: str = Field(description="the start of the key that is not secret: psk_<keyId>_")
-    expiresAt: str | None = None
-    allowedModels: list[str] | None = None
-    limits: KeyLimitsView | None = None
-
-
-class RotatedKey(CreatedKey):
-    graceEndsAt: str = Field(description="when the previous secret stops working")
-
-
-class KeyView(_Model):
-    """A key as listings show it: never its secret or a hash of it."""
-
-    keyId: str
-    prefix: str = Field(
-        description="the start of the key that is not secret; empty for an operator's own key"
-    )
-    userId: str
-    role: Role
-    state: KeyState
-    createdAt: str
-    lastUsedAt: str | None = Field(
-        None,
-        description="within KEY_CACHE_SECONDS: recorded at most that often per key and function instance",
-    )
-    expiresAt: str | None = None
-    graceEndsAt: str | None = Field(
-        None, description="while rotating: when the previous secret stops working"
-    )
-    allowedModels: list[str] | None = None
-    limits: KeyLimitsView | None = Field(
-        None, description="the key's own limits (each null: the deployment's default)"
-    )
-
-
-class KeyPage(_Model):
-    keys: list[KeyView]
-    after: str | None = Field(None, description="pass back as `after` for the next page; absent on the last")

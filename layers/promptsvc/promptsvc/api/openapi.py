@@ -27,12 +27,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.warnings import UnsupportedFieldAttributeWarning
 
-from promptsvc.api.registry_schemas import RegistryError
-from promptsvc.api.schemas import QueueError
-
 REF_TEMPLATE = "#/components/schemas/{model}"
 _MODEL_PATH = "/request-models"
-_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+_REQUEST_MODELS: dict[str, type[BaseModel] | str] = {}  # a name: a model of api/documentation
 
 _MEANING = {
     400: "malformed JSON, a wrong field (named), or a bad cursor",
@@ -51,21 +48,23 @@ _ALWAYS = (401, 429, 500, 503)  # 429: every request counts in its key's minute
 
 
 def contract(
-    ok: type[BaseModel] | None,
+    ok: str | None,
     *errors: int,
     registry: bool = False,
     status: int = 200,
-    also: dict[int, type[BaseModel]] | None = None,
-    body: type[BaseModel] | None = None,
+    also: dict[int, str] | None = None,
+    body: type[BaseModel] | str | None = None,
     body_required: bool = True,
     stream: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Route decorator arguments documenting a route: its answer (`ok`, with `status`; None for an
     empty body), more successful answers (`also`), its error statuses besides 401 and 500, and the
-    JSON body its `json_body` dependency reads. `stream`: the content of an answer that is a
-    stream (`{media type: {"schema": ...}}`; `ok` None, the route's `response_class` has that media
-    type), whose errors are still JSON."""
-    error_model = RegistryError if registry else QueueError
+    JSON body it reads: the model its `json_body` dependency validates with, or the name of one in
+    api/documentation for a body read as a plain object. `stream`: the content of an answer that is
+    a stream (`{media type: {"schema": ...}}`; `ok` None, the route's `response_class` has that
+    media type), whose errors are still JSON. Answers are named, not given: their models are in
+    api/documentation, which only `document()` imports."""
+    error_model = "RegistryError" if registry else "QueueError"
     responses: dict[int | str, dict[str, Any]] = {}
     for code, model in {status: ok, **(also or {})}.items():
         responses[code] = {"description": "OK"} if model is None else {"model": model, "description": "OK"}
@@ -75,7 +74,7 @@ def contract(
     for code in sorted({*errors, *_ALWAYS, *bounded}):
         responses[code] = {"model": error_model, "description": _MEANING[code]}
         if stream is not None:  # FastAPI would give the model the route's media type
-            schema = {"$ref": REF_TEMPLATE.format(model=error_model.__name__)}
+            schema = {"$ref": REF_TEMPLATE.format(model=error_model)}
             responses[code] = {
                 "description": _MEANING[code],
                 "content": {"application/json": {"schema": schema}},
@@ -87,8 +86,9 @@ def contract(
     extra: dict[str, Any] = {_DOCUMENTED: responses}
     arguments: dict[str, Any] = {"response_model": None, "status_code": status, "responses": described}
     if body is not None:
-        _REQUEST_MODELS[body.__name__] = body
-        schema = {"$ref": _placeholder(body.__name__)}  # the schema's name is FastAPI's to choose
+        name = body if isinstance(body, str) else body.__name__
+        _REQUEST_MODELS[name] = body
+        schema = {"$ref": _placeholder(name)}  # the schema's name is FastAPI's to choose
         extra["requestBody"] = {
             "required": body_required,
             "content": {"application/json": {"schema": schema}},
@@ -112,7 +112,10 @@ def _documented(route: Any) -> Any:
     if not isinstance(route, APIRoute) or _DOCUMENTED not in (route.openapi_extra or {}):
         return route
     extra = dict(route.openapi_extra or {})
-    responses = extra.pop(_DOCUMENTED)
+    responses = {
+        code: {**response, "model": _model(response["model"])} if "model" in response else response
+        for code, response in extra.pop(_DOCUMENTED).items()
+    }
     return APIRoute(
         route.path,
         route.endpoint,
@@ -130,6 +133,13 @@ def _documented(route: Any) -> Any:
         operation_id=route.operation_id,
         include_in_schema=route.include_in_schema,
     )
+
+
+def _model(name: str) -> type[BaseModel]:
+    """A model of api/documentation: imported here, when a document is written, not at init."""
+    from promptsvc.api import documentation
+
+    return documentation.model(name)
 
 
 def _placeholder(name: str) -> str:
@@ -162,7 +172,8 @@ def _documentation_routes() -> dict[str, APIRoute]:
     """One route per request model, taking it as a body: FastAPI then names and generates its schema
     together with every other model (shared ones once); `_link_request_bodies` removes them again."""
     routes = {}
-    for name, model in _REQUEST_MODELS.items():
+    for name, body in _REQUEST_MODELS.items():
+        model = _model(body) if isinstance(body, str) else body
 
         def endpoint(body: Any) -> None:  # never called
             raise NotImplementedError
@@ -198,8 +209,8 @@ def _validation_errors(doc: dict[str, Any]) -> None:
             ):
                 del responses["422"]
             if any(_constrained(parameter["schema"]) for parameter in operation.get("parameters", ())):
-                status, model = (422, RegistryError) if path.startswith("/v2/") else (400, QueueError)
-                schema = {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+                status, model = (422, "RegistryError") if path.startswith("/v2/") else (400, "QueueError")
+                schema = {"$ref": REF_TEMPLATE.format(model=model)}
                 responses.setdefault(
                     str(status),
                     {"description": _MEANING[status], "content": {"application/json": {"schema": schema}}},

@@ -12,12 +12,6 @@ from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
 from promptsvc.api.openapi import contract
-from promptsvc.api.registry_schemas import (
-    RegistryPromptList,
-    RegistryPromptView,
-    RegistryVersionList,
-    RegistryVersionView,
-)
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.registry import (
     DEFAULT_PAGE,
@@ -45,7 +39,7 @@ def envelope(page: Page[Any]) -> dict[str, Any]:
     return {"object": "list", "data": [item.view() for item in page.items], "has_more": page.has_more}
 
 
-@router.post("", **contract(RegistryPromptView, 400, 409, 413, 422, registry=True, body=NewRegistryPrompt))
+@router.post("", **contract("RegistryPromptView", 400, 409, 413, 422, registry=True, body=NewRegistryPrompt))
 def create_prompt(
     caller: Principal = Depends(principal),
     new: NewRegistryPrompt = Depends(json_body(NewRegistryPrompt, Unprocessable)),
@@ -54,7 +48,7 @@ def create_prompt(
     return service.create(caller.user_id, new).view()
 
 
-@router.get("", **contract(RegistryPromptList, 400, 422, registry=True))
+@router.get("", **contract("RegistryPromptList", 400, 422, registry=True))
 def list_prompts(
     caller: Principal = Depends(principal),
     page: PageRequest = Depends(page_request),
@@ -63,7 +57,7 @@ def list_prompts(
     return envelope(service.list_prompts(caller.user_id, page))
 
 
-@router.get("/{prompt_id}", **contract(RegistryPromptView, 404, registry=True))
+@router.get("/{prompt_id}", **contract("RegistryPromptView", 404, registry=True))
 def get_prompt(
     prompt_id: str, caller: Principal = Depends(principal), service: RegistryService = Depends(deps.registry)
 ) -> dict[str, Any]:
@@ -72,7 +66,7 @@ def get_prompt(
 
 @router.patch(
     "/{prompt_id}",
-    **contract(RegistryPromptView, 400, 404, 409, 413, 422, registry=True, body=RegistryPromptPatch),
+    **contract("RegistryPromptView", 400, 404, 409, 413, 422, registry=True, body=RegistryPromptPatch),
 )
 def update_prompt(
     prompt_id: str,
@@ -91,7 +85,7 @@ def delete_prompt(
     return Response(status_code=200)  # the SDK accepts only a 200 here (no 204)
 
 
-@router.get("/{prompt_id}/versions", **contract(RegistryVersionList, 400, 404, 422, registry=True))
+@router.get("/{prompt_id}/versions", **contract("RegistryVersionList", 400, 404, 422, registry=True))
 def list_versions(
     prompt_id: str,
     caller: Principal = Depends(principal),
@@ -101,7 +95,7 @@ def list_versions(
     return envelope(service.list_versions(caller.user_id, prompt_id, page))
 
 
-@router.get("/{prompt_id}/versions/{version_id}", **contract(RegistryVersionView, 404, registry=True))
+@router.get("/{prompt_id}/versions/{version_id}", **contract("RegistryVersionView", 404, registry=True))
 def get_version(
     prompt_id: str,
     version_id: str,

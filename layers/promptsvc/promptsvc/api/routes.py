@@ -9,18 +9,7 @@ from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body, json_object
 from promptsvc.api.openapi import contract
-from promptsvc.api.schemas import (
-    AddPromptRequest,
-    CanceledPrompt,
-    Empty,
-    ListPromptsRequest,
-    Models,
-    PromptPage,
-    PromptResponse,
-    RemovePromptRequest,
-    ThreadEvents,
-    add_prompt_response,
-)
+from promptsvc.api.schemas import AddPromptRequest, RemovePromptRequest, add_prompt_response
 from promptsvc.domain.errors import PayloadTooLarge
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.names import ID_PATTERN
@@ -49,7 +38,7 @@ router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
 @router.post(
     "/prompt",
-    **contract(PromptResponse, 400, 404, 409, 413, also={202: PromptResponse}, body=AddPromptRequest),
+    **contract("PromptResponse", 400, 404, 409, 413, also={202: "PromptResponse"}, body=AddPromptRequest),
 )
 def add_prompt(
     prompts: Prompts,
@@ -79,21 +68,21 @@ def add_prompt(
     return JSONResponse(add_prompt_response(result.prompt), status_code=202 if result.timed_out else 200)
 
 
-@router.get("/prompt/{prompt_id}", **contract(PromptResponse, 404))
+@router.get("/prompt/{prompt_id}", **contract("PromptResponse", 404))
 def get_prompt(
     prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
     return add_prompt_response(prompts.get(caller, prompt_id, userId))
 
 
-@router.post("/prompt/{prompt_id}/cancel", **contract(CanceledPrompt, 404, 409))
+@router.post("/prompt/{prompt_id}/cancel", **contract("CanceledPrompt", 404, 409))
 def cancel_prompt(
     prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
     return {"prompt": public_view(prompts.cancel(caller, prompt_id, userId))}
 
 
-@router.delete("/prompt/{prompt_id}", **contract(Empty, 404))
+@router.delete("/prompt/{prompt_id}", **contract("Empty", 404))
 def delete_prompt(
     prompts: Prompts, prompt_id: IdPath, userId: OwnerParam = None, caller: Principal = Depends(principal)
 ) -> dict[str, Any]:
@@ -101,7 +90,7 @@ def delete_prompt(
     return {}
 
 
-@router.post("/remove", **contract(Empty, 400, 404, 413, body=RemovePromptRequest))
+@router.post("/remove", **contract("Empty", 400, 404, 413, body=RemovePromptRequest))
 def remove_prompt(
     prompts: Prompts,
     caller: Principal = Depends(principal),
@@ -111,7 +100,7 @@ def remove_prompt(
     return {}
 
 
-@router.post("/prompts", **contract(PromptPage, 400, 413, body=ListPromptsRequest, body_required=False))
+@router.post("/prompts", **contract("PromptPage", 400, 413, body="ListPromptsRequest", body_required=False))
 def list_prompts(
     caller: Principal = Depends(principal),
     body: dict = Depends(json_object),
@@ -127,7 +116,7 @@ def list_prompts(
     return response
 
 
-@router.get("/thread/{thread_id}/events", **contract(ThreadEvents, 400))
+@router.get("/thread/{thread_id}/events", **contract("ThreadEvents", 400))
 def thread_events(
     thread_id: IdPath,
     after: int = Query(0, ge=0, le=MAX_SEQ),
@@ -140,7 +129,7 @@ def thread_events(
     return {"events": page.events, "after": page.after}
 
 
-@router.get("/models", **contract(Models))
+@router.get("/models", **contract("Models"))
 def list_models(
     prompts: Prompts,
 ) -> dict[str, Any]:

@@ -1,29 +1,17 @@
-"""Request and response models at the HTTP edge (wire names follow the spec and `@1backend/client`)."""
+"""The request models of the `/prompt-svc/*` routes and the bodies they answer (wire names follow the
+spec and `@1backend/client`). What the answers look like, for the OpenAPI document, is in
+`api/documentation/queue.py`."""
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptsvc.domain.names import ID_PATTERN
-from promptsvc.domain.prompt import MAX_MAX_RETRIES, PUBLIC_FIELDS, Prompt, public_view
-from promptsvc.domain.query import (
-    COUNT_CEILING,
-    MAX_FILTER_NODES,
-    MAX_FILTERS,
-    MAX_LIMIT,
-    MAX_OR_DEPTH,
-    MAX_ORDER_BYS,
-    MAX_VALUE_CHARS,
-    MAX_VALUES,
-    SORTING_TYPES,
-    Op,
-)
-from promptsvc.domain.status import Status
-from promptsvc.domain.thread_events import REMOVED, EventType
+from promptsvc.domain.prompt import MAX_MAX_RETRIES, Prompt, public_view
 
 
 class _Model(BaseModel):
-    """Built on first use, not at import: most are read only to write the OpenAPI document."""
+    """Built on first use (the first request with a body), not at import: cold start."""
 
     model_config = ConfigDict(defer_build=True)
 
@@ -128,158 +116,3 @@ def add_prompt_response(prompt: Prompt) -> dict[str, Any]:
     if message is not None:
         body["responseMessage"] = message
     return body
-
-
-# -- the published contract (OpenAPI) ----------------------------------------------------------
-# The models below describe what the routes answer and what /prompt-svc/prompts reads; they are the
-# OpenAPI document's schemas. The routes keep building their bodies as before (add_prompt_response,
-# public_view, parse_query): tests/e2e/test_fuzz_openapi.py checks every answer against these.
-
-PromptField = Literal[PUBLIC_FIELDS]  # type: ignore[valid-type]
-QueryValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | bool | None
-
-
-class _Doc(_Model):
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-
-class QueueError(_Model):
-    """Every error of the /prompt-svc API."""
-
-    error: str = Field(description="what went wrong, naming the field or the rule")
-
-
-class PromptView(_Model):
-    """A prompt as the API shows it: the spec's schema fields, plus where it came from and who answered."""
-
-    id: str
-    prompt: str
-    modelId: str
-    template: str
-    threadId: str
-    userId: str
-    status: Status
-    runCount: int
-    maxRetries: int
-    lastRun: str = Field(description="RFC 3339 UTC time of the last run's start; empty before the first")
-    error: str
-    sync: bool
-    createdAt: str
-    updatedAt: str
-    promptConfigId: str = Field(description="the stored prompt (/v2/prompts) run; empty for a plain prompt")
-    promptConfigVersion: str
-    answeredBy: str = Field(description="the model whose answer it is (routing may fall back)")
-    promptTokens: int = Field(description="tokens of the answering run's input (0 until completed)")
-    completionTokens: int = Field(description="tokens of the answer (0 until completed)")
-    finishReason: str = Field(
-        description="why the answer ended: `stop`, `length`, ... as the engine said; `cached`: from the "
-        "response cache; empty until completed"
-    )
-    usageEstimated: bool = Field(
-        description="a token count the engine did not report was estimated: ceil(UTF-8 bytes / 4)"
-    )
-
-
-class ResponseMessage(_Model):
-    """The answer as a chat message (`ChatSvcMessage` of the JS client)."""
-
-    id: str
-    threadId: str
-    userId: str
-    text: str
-    createdAt: str
-    updatedAt: str
-
-
-class PromptResponse(_Model):
-    """The add and get answer."""
-
-    answer: str
-    prompt: PromptView
-    responseMessage: ResponseMessage | None = Field(None, description="there once the prompt is completed")
-
-
-class CanceledPrompt(_Model):
-    prompt: PromptView
-
-
-class Empty(_Model):
-    """An empty JSON object."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class QueryFilter(_Doc):
-    """Several `fields` OR together; values as `jsonValues`/`valuesJson` (a JSON-encoded array) or
-    `values`; `or` takes `subFilters` instead."""
-
-    op: Op
-    fields: list[PromptField] | None = None
-    jsonValues: str | None = Field(None, description=f"a JSON-encoded array of at most {MAX_VALUES} values")
-    valuesJson: str | None = None
-    values: list[QueryValue] | None = Field(None, max_length=MAX_VALUES)
-    subFilters: list["QueryFilter"] | None = Field(
-        None, description=f"`or` only; at most {MAX_FILTER_NODES} filters in all, `or` {MAX_OR_DEPTH} deep"
-    )
-
-
-class QueryOrderBy(_Doc):
-    field: PromptField | None = None
-    desc: bool | None = None
-    randomize: bool | None = None
-    sortingType: Literal[tuple(sorted(SORTING_TYPES))] | None = None  # type: ignore[valid-type]
-
-
-class PromptQuery(_Doc):
-    filters: list[QueryFilter] | None = Field(None, max_length=MAX_FILTERS)
-    orderBys: list[QueryOrderBy] | None = Field(None, max_length=MAX_ORDER_BYS)
-    limit: int | None = Field(None, ge=0, le=MAX_LIMIT, description="0 or absent: the default, 20")
-    count: bool | None = None
-    jsonAfter: str | None = Field(None, description="the `after` of the previous page")
-    afterJson: str | None = None
-
-
-class ListPromptsRequest(_Doc):
-    query: PromptQuery | None = None
-
-
-class PromptPage(_Model):
-    prompts: list[PromptView]
-    after: str | None = Field(
-        None,
-        description="a cursor for the next page; absent on the last page. A page may hold fewer than "
-        "`limit` prompts, even none, and a cursor: filters no key serves read a bounded number of items",
-    )
-    count: int | None = Field(
-        None,
-        description=f"the filtered total, when the query asked for it (a 400 past {COUNT_CEILING:,} "
-        "items to read)",
-    )
-
-
-class ThreadEvent(_Model):
-    seq: int
-    threadId: str
-    promptId: str
-    type: EventType
-    createdAt: str
-    status: Status | Literal[REMOVED] | None = None  # type: ignore[valid-type]
-    error: str | None = None
-    text: str | None = None
-
-
-class ThreadEvents(_Model):
-    events: list[ThreadEvent]
-    after: int = Field(description="pass back as `after` for the next page")
-
-
-class CatalogModel(_Model):
-    id: str
-    name: str
-    template: str
-    engine: str
-
-
-class Models(_Model):
-    defaultModelId: str
-    models: list[CatalogModel]

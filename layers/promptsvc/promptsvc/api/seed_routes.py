@@ -24,7 +24,6 @@ from promptsvc.api.auth import principal
 from promptsvc.api.body import json_object
 from promptsvc.api.openapi import REF_TEMPLATE, contract
 from promptsvc.api.routes import IdPath, OwnerParam, Prompts
-from promptsvc.api.seed_schemas import PromptTypes, PromptTypesRequest, StreamChunk
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.response_stream import CHUNK_TYPES
@@ -52,7 +51,7 @@ SSE_EVENT = {
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "contentSchema": {"$ref": REF_TEMPLATE.format(model=StreamChunk.__name__)},
+            "contentSchema": {"$ref": REF_TEMPLATE.format(model="StreamChunk")},
         },
         "event": {"type": "string", "description": "none sent (`message`)"},
     },
@@ -69,7 +68,7 @@ def _responses(request: Request) -> ResponseStream:
     return request.app.state.responses
 
 
-@router.post("/types", **contract(PromptTypes, 400, 413, body=PromptTypesRequest, body_required=False))
+@router.post("/types", **contract("PromptTypes", 400, 413, body="PromptTypesRequest", body_required=False))
 def prompt_types(prompts: Prompts, _: dict[str, Any] = Depends(json_object)) -> dict[str, Any]:
     return {"promptTypes": prompts.catalog.prompt_types(), "chunkTypes": list(CHUNK_TYPES)}
 

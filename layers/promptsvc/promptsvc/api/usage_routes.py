@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query
 from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.openapi import contract
-from promptsvc.api.usage_schemas import Usage
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.usage import MAX_USAGE_DAYS
@@ -17,7 +16,7 @@ from promptsvc.services.usage import UsageService
 router = APIRouter(prefix="/prompt-svc", dependencies=[Depends(principal)])
 
 
-@router.get("/usage", **contract(Usage, 400, 403, 404))
+@router.get("/usage", **contract("Usage", 400, 403, 404))
 def usage(
     first: Annotated[
         date | None,

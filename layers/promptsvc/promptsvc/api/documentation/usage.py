@@ -2,14 +2,10 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-
-class UsageCounts(_Model):
+class UsageCounts(BaseModel):
     prompts: int = Field(description="prompts completed (cache hits included)")
     promptTokens: int = Field(description="input tokens of the completed prompts (cache hits: none)")
     completionTokens: int = Field(description="answer tokens of the completed prompts (cache hits: none)")
@@ -24,7 +20,7 @@ class UsageGroup(UsageCounts):
     modelId: str | None = Field(None, description="groupBy=model: the model that answered or failed")
 
 
-class Usage(_Model):
+class Usage(BaseModel):
     """The usage counters from `from` to `to` (UTC days, both included; at most 92 days: more is
     a 400), by day or by model, and their total (docs/api.md, "Usage")."""
 

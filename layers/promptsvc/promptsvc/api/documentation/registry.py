@@ -12,20 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptsvc.domain.prompt_settings import PromptSettings, Role
 
 
-class _Model(BaseModel):
-    """Built on first use, not at import: most are read only to write the OpenAPI document."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
-class RegistryError(_Model):
+class RegistryError(BaseModel):
     """Every error of the /v2 API (the orq SDK's shape)."""
 
     message: str = Field(description="what went wrong, naming the field or the rule")
 
 
-class MirroredMessage(_Model):
-    model_config = ConfigDict(extra="allow", defer_build=True)
+class MirroredMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
     role: Role
     content: str | list[dict[str, Any]] | None
@@ -33,7 +27,7 @@ class MirroredMessage(_Model):
     tool_call_id: str | None = None
 
 
-class PromptConfig(_Model):
+class PromptConfig(BaseModel):
     """The spec's deprecated mirror of `prompt` (camelCase `model_parameters`), kept in step."""
 
     messages: list[MirroredMessage]
@@ -48,7 +42,7 @@ class StoredPrompt(PromptSettings):
     """The stored `prompt`: `version` is the id of the version it is."""
 
 
-class RegistryPromptView(_Model):
+class RegistryPromptView(BaseModel):
     """A stored prompt entity."""
 
     id: str = Field(alias="_id", description="a ULID")
@@ -67,7 +61,7 @@ class RegistryPromptView(_Model):
     metadata: dict[str, Any]
 
 
-class RegistryVersionView(_Model):
+class RegistryVersionView(BaseModel):
     """An immutable snapshot of a stored prompt."""
 
     id: str = Field(alias="_id", description="a ULID: the version id")
@@ -80,13 +74,13 @@ class RegistryVersionView(_Model):
     metadata: dict[str, Any]
 
 
-class RegistryPromptList(_Model):
+class RegistryPromptList(BaseModel):
     object: Literal["list"]
     data: list[RegistryPromptView]
     has_more: bool
 
 
-class RegistryVersionList(_Model):
+class RegistryVersionList(BaseModel):
     object: Literal["list"]
     data: list[RegistryVersionView]
     has_more: bool

@@ -9,17 +9,13 @@ from promptsvc.domain.status import Status
 from promptsvc.domain.thread_events import REMOVED
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # built on first use (cold start), as api/schemas.py
-
-
-class PromptTypesRequest(_Model):
+class PromptTypesRequest(BaseModel):
     """Any JSON object (the client sends one; nothing in it is read)."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow")
 
 
-class StreamChunk(_Model):
+class StreamChunk(BaseModel):
     """The `data` of one Server-Sent Event of a responses subscription (`PromptSvcStreamChunk`)."""
 
     messageId: str = Field(description="the prompt's id (its answer's `responseMessage.id`)")
@@ -34,7 +30,7 @@ class StreamChunk(_Model):
     error: str | None = Field(None, description="`done` only: why it did not complete, when it says")
 
 
-class PromptTypes(_Model):
+class PromptTypes(BaseModel):
     """What the service generates, in the seed client's words (`PromptSvcPromptType`)."""
 
     promptTypes: list[str] = Field(description="the prompt types the model catalog serves: `Text-to-Text`")
