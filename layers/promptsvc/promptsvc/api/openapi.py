@@ -21,11 +21,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from pydantic.warnings import UnsupportedFieldAttributeWarning
+
+from promptsvc.api.auth import principal
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 _MODEL_PATH = "/request-models"
@@ -107,10 +110,26 @@ def _routes_of(routes: Any) -> Any:
         yield from _routes_of(included.routes) if included is not None else (route,)
 
 
+def _bearer() -> HTTPBearer:
+    """The API key scheme as the document shows it. Only the document's twins of the routes depend on
+    it: `principal` reads the header itself, and a `Security` dependency on every route would be
+    analyzed per route at init and run on every request, for the document's sake."""
+    return HTTPBearer(
+        scheme_name="apiKey",
+        bearerFormat="psk_<keyId>_<secret>",
+        description="An API key: `Authorization: Bearer KEY` (a bare `KEY` is accepted too).",
+        auto_error=False,
+    )
+
+
 def _documented(route: Any) -> Any:
-    """The route as the document shows it: a twin made with its responses' models."""
+    """The route as the document shows it: a twin made with its responses' models and, where it
+    depends on `principal`, the API key scheme."""
     if not isinstance(route, APIRoute) or _DOCUMENTED not in (route.openapi_extra or {}):
         return route
+    dependencies = list(route.dependencies)
+    if any(dependency.dependency is principal for dependency in dependencies):
+        dependencies.append(Security(_bearer()))
     extra = dict(route.openapi_extra or {})
     responses = {
         code: {**response, "model": _model(response["model"])} if "model" in response else response
@@ -124,7 +143,7 @@ def _documented(route: Any) -> Any:
         response_model=None,
         response_class=route.response_class,
         responses=responses,
-        dependencies=route.dependencies,
+        dependencies=dependencies,
         openapi_extra=extra or None,
         name=route.name,
         summary=route.summary,
