@@ -6,9 +6,12 @@ functions' runtime; `-S -I`, so only the function's code and its layer are impor
 runs it) imports the handler's module, i.e. the whole init (settings checked, services wired, the
 FastAPI app built). That process records which third-party modules the init imported; the floor is
 a fresh process importing exactly those (the bare cost of the packages the function uses). Both are
-measured RUNS times, interleaved, and compared by the medians of their CPU time (the process's
-`time.process_time()`): init / floor. Wall-clock medians are printed beside them; on this shared
-2-core machine a probe descheduled for 50 ms reads 50 ms slower on the wall, not in CPU.
+measured RUNS times, interleaved, and compared by their CPU time (the process's
+`time.process_time()`): each run's init over the floor measured just before it, and the median of
+those ratios. On this shared 2-core machine a probe descheduled for 50 ms reads 50 ms slower on the
+wall, not in CPU; but the CPU's own speed drifts too (other tenants' load: one run read a floor of
+340 ms, another an hour later 524 ms), and a ratio of two probes a second apart drifts less than
+a ratio of medians taken over two minutes. The medians of each are printed beside it, CPU and wall.
 
 `--instructions` adds, for each function, the ratio of the instructions the init and the floor
 execute, counted by valgrind's callgrind (the interpreter's own start, a probe importing nothing,
@@ -103,16 +106,13 @@ PLACEHOLDERS = {
 class Figure:
     function: str
     tracing: bool
-    init: float  # CPU seconds (the median over the runs)
+    ratio: float  # the median over the runs of init / floor, each run's init over its own floor
+    init: float  # CPU seconds (the median over the runs), printed beside it
     floor: float
-    init_wall: float  # wall-clock seconds, printed beside them
+    init_wall: float  # wall-clock seconds
     floor_wall: float
     peak_mib: float
     packages: list[str]
-
-    @property
-    def ratio(self) -> float:
-        return self.init / self.floor
 
 
 def python312() -> str:
@@ -194,6 +194,7 @@ def measure(
     return Figure(
         function,
         tracing,
+        ratio=statistics.median(run["cpu"] / floor["cpu"] for run, floor in zip(inits, floors, strict=True)),
         init=median(inits, "cpu"),
         floor=median(floors, "cpu"),
         init_wall=median(inits, "seconds"),
@@ -246,7 +247,7 @@ def layer_size_mib() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--runs", type=int, default=8, help="measured runs of each, interleaved, each from its own call depth"
+        "--runs", type=int, default=12, help="measured runs of each, interleaved, each at its own call depth"
     )
     parser.add_argument(
         "--instructions",
