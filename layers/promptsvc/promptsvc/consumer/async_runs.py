@@ -19,6 +19,7 @@ the endpoint's notification (functions/settle), with the endings of any run (end
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from promptsvc.consumer.attempt import Attempt, attempt_for
 from promptsvc.consumer.endings import Endings
 from promptsvc.consumer.generation import FinalError, Progress
 from promptsvc.consumer.lease import fence_of
-from promptsvc.consumer.outcome import Outcome, RunResult
+from promptsvc.consumer.outcome import FINISHED, Outcome, RunResult
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import answer_over_maximum, answer_size
@@ -37,6 +38,7 @@ from promptsvc.domain.clock import epoch_seconds
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.prompt import Prompt
 from promptsvc.domain.status import Status
+from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS
 from promptsvc.engines.base import EngineError, Finish
 from promptsvc.engines.submission import AsyncRun, NotificationReader, Submitter
 
@@ -117,6 +119,12 @@ class AsyncRuns:
         await self._endings.count(progress)
         if result.outcome is Outcome.RETRY and requeue is not None:
             await asyncio.to_thread(requeue, prompt.id, prompt.userId, result.retry_after, prompt.lane)
+        elif events.fenced and result.outcome in FINISHED and requeue is not None:
+            # Its closing event missed the finished run's fence (endings.py): a message after the
+            # grace brings the repair (closing_events.py), as a streamed run's own message does. The
+            # run's own message, held for the endpoint's deadline, would bring it hours later.
+            grace = math.ceil(CLOSE_GRACE_SECONDS)
+            await asyncio.to_thread(requeue, prompt.id, prompt.userId, grace, prompt.lane)
         return result
 
     async def _end(

@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     SUBMITTED = "submitted"
 
 
+# A run that ended the prompt: its thread's events must end with the closing status.
+FINISHED = frozenset({Outcome.COMPLETED, Outcome.CANCELED, Outcome.ABANDONED})
+
+
 class RunResult(msgspec.Struct, frozen=True):
     outcome: Outcome
     retry_after: int = 0  # seconds until the message should come back (BUSY, RETRY)

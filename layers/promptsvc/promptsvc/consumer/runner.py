@@ -46,7 +46,7 @@ from promptsvc.consumer.closing_events import ClosingEvents
 from promptsvc.consumer.endings import Endings
 from promptsvc.consumer.generation import Generation, LeaseLost, Progress, Stopped
 from promptsvc.consumer.lease import KeepAlive, LeaseKeeper
-from promptsvc.consumer.outcome import Outcome, RunResult
+from promptsvc.consumer.outcome import FINISHED, Outcome, RunResult
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES
@@ -77,9 +77,6 @@ class _Host(msgspec.Struct, frozen=True):
     keep_alive: KeepAlive | None = None
     on_generated: Callable[[], None] | None = None
     slot: Slot | None = None
-
-
-_FINISHED = frozenset({Outcome.COMPLETED, Outcome.CANCELED, Outcome.ABANDONED})
 
 
 class PromptRunner:
@@ -200,7 +197,7 @@ class PromptRunner:
         if result.outcome is Outcome.SUBMITTED:
             return await self._async.hold(claimed, result)
         await self._endings.count(progress)  # the usage counters, after the run's last event
-        if events.fenced and result.outcome in _FINISHED:
+        if events.fenced and result.outcome in FINISHED:
             # Its closing event missed the finished run's fence (endings.py): the message comes
             # back after the grace, and its repair stores the event (closing_events.py).
             return RunResult(Outcome.BUSY, retry_after=math.ceil(CLOSE_GRACE_SECONDS))
