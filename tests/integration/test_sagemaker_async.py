@@ -414,14 +414,11 @@ def test_a_hundred_notifications_settled_at_once_on_one_thread_lose_no_event(
     assert [r.outcome for r in results] == [Outcome.COMPLETED] * 100
     # On a starved CPU a settle's closing event may come too late after its finish: fenced, its
     # repair's message is queued for after the grace (the test below checks it); run those repairs.
-    unclosed = [p for p in prompts if ("status", "completed") not in thread_of(setup, p)]
+    closed = {e.promptId for e in whole_thread(setup, "alice", "busy") if e.status == "completed"}
+    unclosed = [p for p in prompts if p["id"] not in closed]
     setup.now[0] += CLOSE_GRACE_SECONDS + 60
     assert [setup.run(p["id"]).outcome for p in unclosed] == [Outcome.SKIPPED] * len(unclosed)
-    log = wiring.thread_event_log(setup.settings)
-    assert log is not None
-    stored: list[ThreadEvent] = []
-    while page := log.after(scoped("alice", "busy"), stored[-1].seq if stored else 0, 100):
-        stored.extend(page)
+    stored = whole_thread(setup, "alice", "busy")
     assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
     for n, prompt in enumerate(prompts):
         mine = [(str(e.type), e.status or e.text or "") for e in stored if e.promptId == prompt["id"]]
@@ -434,14 +431,20 @@ def test_a_hundred_notifications_settled_at_once_on_one_thread_lose_no_event(
         assert setup.get(keys["alice"], prompt["id"])["prompt"]["status"] == "completed"
 
 
-def thread_of(setup: Async, prompt: dict[str, Any]) -> list[tuple[str, str]]:
-    """The prompt's events, every page of its thread."""
+def whole_thread(setup: Async, user_id: str, thread_id: str) -> list[ThreadEvent]:
+    """Every event of the user's thread, every page."""
     log = wiring.thread_event_log(setup.settings)
     assert log is not None
-    thread = scoped(prompt["userId"], prompt["threadId"])
+    thread = scoped(user_id, thread_id)
     stored: list[ThreadEvent] = []
     while page := log.after(thread, stored[-1].seq if stored else 0, 100):
         stored.extend(page)
+    return stored
+
+
+def thread_of(setup: Async, prompt: dict[str, Any]) -> list[tuple[str, str]]:
+    """The prompt's events, every page of its thread."""
+    stored = whole_thread(setup, prompt["userId"], prompt["threadId"])
     return [(str(e.type), e.status or e.text or "") for e in stored if e.promptId == prompt["id"]]
 
 

@@ -10,15 +10,10 @@ from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import MAX_MAX_RETRIES, Prompt, public_view
 
 
-class _Model(BaseModel):
-    """Built on first use (the first request with a body), not at import: cold start."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
-class _Request(_Model):
+class _Request(BaseModel):
     # strict: "5" is not an integer and 1 is not a boolean; unknown fields are ignored because the
-    # published client sends more than this service reads.
+    # published client sends more than this service reads. Built on first use (the first request
+    # with a body), not at import: cold start.
     model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
 
