@@ -1,4 +1,5 @@
-"""HTTP API function: the FastAPI app behind Mangum (API Gateway HTTP API, payload v2)."""
+"""Queue API function: `/prompt-svc/*` and the playground (FastAPI behind Mangum, API Gateway HTTP
+API, payload v2). The prompt registry is functions/registry: each imports only its own routes."""
 
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
@@ -11,7 +12,7 @@ from promptsvc.settings import get_settings
 logger = Logger()
 tracer = tracing.tracer()
 metrics = Metrics()
-asgi = Mangum(create_app(get_settings().for_function("api")), lifespan="off")
+asgi = Mangum(create_app(get_settings().for_function("api"), apis=("queue",)), lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

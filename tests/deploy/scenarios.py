@@ -46,6 +46,11 @@ def add_prompt(stack: Stack) -> str:
 
 def api(stack: Stack) -> None:
     key = stack.create_key()
+    # A run of a stored prompt: the queue API reads its version from the registry's table.
+    created = stack.invoke("RegistryFunction", {"payload": _authorized("registry-create.json", key)})
+    stored_prompt = _json(created.check().responses[0])["_id"]
+    run_stored = _authorized("api-add-prompt.json", key)
+    run_stored["body"] = json.dumps({"promptConfigId": stored_prompt, "variables": {"fruit": "banana"}})
     outcome = stack.invoke(
         "ApiFunction",
         {"payload": _authorized("api-add-prompt.json", key)},
@@ -57,11 +62,10 @@ def api(stack: Stack) -> None:
         {"payload": _authorized("api-add-prompt.json", key)},
         {"payload": _authorized("api-list-prompts.json", key)},  # thread-1, 1 a page, with the count
         {"payload": _authorized("api-list-models.json", key)},
-        {"payload": _authorized("api-registry-create.json", key)},  # POST /v2/prompts
-        {"payload": _authorized("api-registry-list.json", key)},  # GET /v2/prompts
         {"payload": event("api-add-prompt.json")},  # the example key does not exist: 401
+        {"payload": run_stored},
     ).check()
-    added, got, _, listed, models, stored, registry, refused = outcome.responses
+    added, got, _, listed, models, refused, stored = outcome.responses
 
     assert added["statusCode"] == 200, added
     prompt = _json(added)["prompt"]
@@ -80,13 +84,29 @@ def api(stack: Stack) -> None:
     assert models["statusCode"] == 200, models
     catalog = _json(models)
     assert catalog["defaultModelId"] in {m["id"] for m in catalog["models"]}  # the layer ships the catalog
-    assert stored["statusCode"] == 200, stored
-    assert registry["statusCode"] == 200, registry
-    assert [p["_id"] for p in _json(registry)["data"]] == [_json(stored)["_id"]]
     assert refused["statusCode"] == 401, refused
     assert "error" in _json(refused)
+    assert stored["statusCode"] == 200, stored
+    assert _json(stored)["prompt"]["prompt"] == "What is a banana?"
     queued = client("sqs").receive_message(QueueUrl=stack.local.refs["PromptsQueue"], MaxNumberOfMessages=10)
     assert prompt["id"] in [json.loads(m["Body"])["promptId"] for m in queued["Messages"]]
+
+
+def registry(stack: Stack) -> None:
+    key = stack.create_key()
+    outcome = stack.invoke(
+        "RegistryFunction",
+        {"payload": _authorized("registry-create.json", key)},  # POST /v2/prompts
+        {"payload": _authorized("registry-list.json", key)},  # GET /v2/prompts
+        {"payload": event("registry-list.json")},  # the example key does not exist: 401
+    ).check()
+    stored, listed, refused = outcome.responses
+
+    assert stored["statusCode"] == 200, stored
+    assert listed["statusCode"] == 200, listed
+    assert [p["_id"] for p in _json(listed)["data"]] == [_json(stored)["_id"]]
+    assert refused["statusCode"] == 401, refused
+    assert "message" in _json(refused)  # the registry's error shape
 
 
 # A prompt whose item, with even the mock's 8 KB answer, passes DynamoDB's 400 KB: its answer goes
@@ -199,6 +219,7 @@ def settle(stack: Stack) -> None:
 
 SCENARIOS: dict[str, Callable[[Stack], None]] = {
     "ApiFunction": api,
+    "RegistryFunction": registry,
     "ConsumerFunction": consumer,
     "DeadLetterFunction": deadletter,
     "WsFunction": ws,

@@ -1,5 +1,6 @@
 """Each function's init imports what its requests use and no more (benchmarks/cold_start.py times
-it): the API no consumer, engine or WebSocket code; the other functions no FastAPI; none the X-Ray
+it): the queue API no consumer, engine, WebSocket or registry code (a run of a stored prompt imports
+the registry's at that run), the registry API no queue code; the other functions no FastAPI; none the X-Ray
 SDK while tracing is off. Counted in a fresh process that imports the handler's module, as Lambda's
 init does, with the function's folder and the layer's source on its path."""
 
@@ -40,6 +41,13 @@ WEBSOCKET = (
     "promptsvc.adapters.connection_table",
     "promptsvc.adapters.connections_api",
 )
+REGISTRY = (
+    "promptsvc.api.registry_routes",
+    "promptsvc.services.registry",
+    "promptsvc.domain.registry",
+    "promptsvc.domain.prompt_settings",
+    "promptsvc.adapters.registry_table",
+)
 NOT_IMPORTED = {
     # api/documentation: the OpenAPI document's models, which the deployed API never writes
     "api": (
@@ -48,6 +56,20 @@ NOT_IMPORTED = {
         *WEBSOCKET,
         "aws_xray_sdk",
         "promptsvc.api.documentation",
+        *REGISTRY,
+    ),
+    "registry": (
+        "promptsvc.consumer",
+        "promptsvc.engines",
+        *WEBSOCKET,
+        "aws_xray_sdk",
+        "promptsvc.api.documentation",
+        "promptsvc.api.routes",
+        "promptsvc.api.seed_routes",
+        "promptsvc.services.prompts",
+        "promptsvc.services.prompt_intake",
+        "promptsvc.adapters.prompt_table",
+        "promptsvc.adapters.prompt_queue",
     ),
     "consumer": ("fastapi", "starlette", "mangum", "promptsvc.api", *WEBSOCKET, "aws_xray_sdk"),
     "deadletter": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.engines", "aws_xray_sdk"),

@@ -92,6 +92,7 @@ def test_every_variable_the_template_sets_is_a_setting(template: dict[str, Any])
 
 FUNCTION_NEEDS = {
     "ApiFunction": "api",
+    "RegistryFunction": "registry",
     "ConsumerFunction": "consumer",
     "DeadLetterFunction": "deadletter",
     "WsFunction": "ws",
@@ -512,20 +513,24 @@ def test_the_outputs_name_every_table_and_queue_and_both_urls(template: dict[str
 
 
 def test_the_events_are_routed_as_the_template_routes_them(template: dict[str, Any]) -> None:
-    api_routes = {
-        f"{e['Properties']['Method']} {e['Properties']['Path']}"
-        for e in functions(template)["ApiFunction"]["Events"].values()
-        if e["Type"] == "HttpApi"
-    }
+    def http_routes(function: str) -> set[str]:
+        return {
+            f"{e['Properties']['Method']} {e['Properties']['Path']}"
+            for e in functions(template)[function]["Events"].values()
+            if e["Type"] == "HttpApi"
+        }
+
+    routes = {"api-": http_routes("ApiFunction"), "registry-": http_routes("RegistryFunction")}
     ws_routes = {
         r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()
     }
     for path in sorted(EVENTS.glob("*.json")):
         payload = json.loads(path.read_text())
-        if path.name.startswith("api-"):
-            assert payload["version"] == "2.0", path.name  # HTTP API payload format 2.0
-            assert payload["routeKey"] in api_routes, path.name
-            assert payload["requestContext"]["routeKey"] == payload["routeKey"], path.name
+        for prefix, function_routes in routes.items():
+            if path.name.startswith(prefix):
+                assert payload["version"] == "2.0", path.name  # HTTP API payload format 2.0
+                assert payload["routeKey"] in function_routes, path.name
+                assert payload["requestContext"]["routeKey"] == payload["routeKey"], path.name
         if path.name.startswith("ws-"):
             assert payload["requestContext"]["routeKey"] in ws_routes, path.name
     sweep = functions(template)["DeadLetterFunction"]["Events"]["Sweep"]["Properties"]

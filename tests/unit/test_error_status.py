@@ -2,8 +2,7 @@
 (an ItemTooLarge, a registry's Unprocessable) keeps its base's kind instead of falling to 400."""
 
 from promptsvc.api.errors import status_of
-from promptsvc.domain.errors import Conflict, DomainError, ItemTooLarge, NotFound
-from promptsvc.domain.registry import Unprocessable
+from promptsvc.domain.errors import Conflict, DomainError, ItemTooLarge, NotFound, Unprocessable
 
 
 class GoneForGood(NotFound):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from promptsvc.consumer.runner import PromptRunner
     from promptsvc.domain.catalog import Catalog
     from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
+    from promptsvc.domain.registry import RegistryVersion
     from promptsvc.engines.base import Engine
     from promptsvc.engines.sagemaker_async import SageMakerAsyncEngine
     from promptsvc.services.connection_keys import ConnectionKeys
@@ -105,7 +106,21 @@ def prompt_service(settings: Settings, limits: "LimitService | None" = None) -> 
 def prompt_intake(settings: Settings) -> "PromptIntake":
     from promptsvc.services.prompt_intake import PromptIntake
 
-    return PromptIntake(catalog_source(settings).get, registry_service(settings))
+    return PromptIntake(catalog_source(settings).get, StoredPromptsOnDemand(settings))
+
+
+class StoredPromptsOnDemand:
+    """The registry as the queue API's runs of stored prompts read it, built at the first such run:
+    an instance whose requests name no stored prompt never imports the registry's modules."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._registry: RegistryService | None = None
+
+    def version_for_run(self, user_id: str, prompt_id: str, version_id: str | None) -> "RegistryVersion":
+        if self._registry is None:
+            self._registry = registry_service(self._settings)
+        return self._registry.version_for_run(user_id, prompt_id, version_id)
 
 
 def registry_service(settings: Settings) -> "RegistryService":

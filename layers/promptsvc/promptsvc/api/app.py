@@ -1,20 +1,25 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory.
+
+The service has two APIs behind one HTTP API: the queue (`/prompt-svc/*` and the playground) and the
+prompt registry (`/v2/prompts`). Each Lambda function serves one (functions/api, functions/registry)
+and imports only its routes; `promptsvc dev` and the OpenAPI document serve both.
+"""
+
+from collections.abc import Collection
+from typing import Literal
 
 from aws_lambda_powertools import Logger
 from fastapi import FastAPI
 
 from promptsvc import wiring
-from promptsvc.api import errors, openapi, seed_routes
+from promptsvc.api import errors, openapi
 from promptsvc.api.body_limit import BodyLimit
-from promptsvc.api.key_routes import router as key_router
-from promptsvc.api.playground import router as playground_router
-from promptsvc.api.registry_routes import router as registry_router
-from promptsvc.api.routes import router
-from promptsvc.api.usage_routes import router as usage_router
-from promptsvc.services.threads import ThreadService
 from promptsvc.settings import Settings, get_settings
 
 logger = Logger(child=True)
+
+Api = Literal["queue", "registry"]
+APIS: tuple[Api, ...] = ("queue", "registry")
 
 DESCRIPTION = (
     "A managed prompt service: the queue API (`/prompt-svc/*`, wire-compatible with `@1backend/client`) "
@@ -23,9 +28,11 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastAPI:
-    """The API. `docs`: also serve the OpenAPI document at /openapi.json and Swagger UI at /docs,
-    unauthenticated (`promptsvc dev` does; the deployed API's routes do not reach them)."""
+def create_app(
+    settings: Settings | None = None, *, docs: bool = False, apis: Collection[Api] = APIS
+) -> FastAPI:
+    """The API serving `apis`. `docs`: also serve the OpenAPI document at /openapi.json and Swagger
+    UI at /docs, unauthenticated (`promptsvc dev` does; the deployed API's routes do not reach them)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="promptsvc",
@@ -38,20 +45,39 @@ def create_app(settings: Settings | None = None, *, docs: bool = False) -> FastA
     )
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
-    app.state.limits = wiring.limit_service(settings)
+    app.state.limits = wiring.limit_service(settings)  # every route's key counts its requests
+    app.state.keys = wiring.key_service(settings, api=True)
+    errors.install(app)
+    if "queue" in apis:
+        _serve_queue(app, settings)
+    if "registry" in apis:
+        _serve_registry(app, settings)
+    app.add_middleware(BodyLimit, read_seconds=settings.body_read_seconds)
+    return app
+
+
+def _serve_queue(app: FastAPI, settings: Settings) -> None:
+    from promptsvc.api import seed_routes
+    from promptsvc.api.key_routes import router as key_router
+    from promptsvc.api.playground import router as playground_router
+    from promptsvc.api.routes import router
+    from promptsvc.api.usage_routes import router as usage_router
+    from promptsvc.services.threads import ThreadService
+
     app.state.prompts = wiring.prompt_service(settings, app.state.limits)
     app.state.intake = wiring.prompt_intake(settings)
     app.state.lister = wiring.prompt_lister(settings)
-    app.state.keys = wiring.key_service(settings, api=True)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))
-    app.state.registry = wiring.registry_service(settings)
     app.state.usage = wiring.usage_service(settings)
-    errors.install(app)
     app.include_router(router)
     app.include_router(key_router)  # /prompt-svc/keys
     app.include_router(usage_router)
-    app.include_router(registry_router)
     app.include_router(playground_router)  # static, the one route without a key (api/playground.py)
     seed_routes.install(app)  # promptTypes, subscribeToPromptResponses (SSE)
-    app.add_middleware(BodyLimit, read_seconds=settings.body_read_seconds)
-    return app
+
+
+def _serve_registry(app: FastAPI, settings: Settings) -> None:
+    from promptsvc.api.registry_routes import router
+
+    app.state.registry = wiring.registry_service(settings)
+    app.include_router(router)

@@ -1,17 +1,23 @@
 """The services a route uses, as FastAPI dependencies: the one way a handler reaches them (the app
 builds each once, in api/app.py, and keeps it on `app.state`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from fastapi import Request
 
-from promptsvc.services.keys import KeyService
-from promptsvc.services.limits import LimitService
-from promptsvc.services.listing import PromptLister
-from promptsvc.services.prompt_intake import PromptIntake
-from promptsvc.services.prompts import PromptService
-from promptsvc.services.registry import RegistryService
-from promptsvc.services.threads import ThreadService
-from promptsvc.services.usage import UsageService
-from promptsvc.settings import Settings
+# Types only: each API imports the services it serves (api/app.py), and no other's.
+if TYPE_CHECKING:
+    from promptsvc.services.keys import KeyService
+    from promptsvc.services.limits import LimitService
+    from promptsvc.services.listing import PromptLister
+    from promptsvc.services.prompt_intake import PromptIntake
+    from promptsvc.services.prompts import PromptService
+    from promptsvc.services.registry import RegistryService
+    from promptsvc.services.threads import ThreadService
+    from promptsvc.services.usage import UsageService
+    from promptsvc.settings import Settings
 
 
 def settings(request: Request) -> Settings:

@@ -21,9 +21,9 @@ from promptsvc.domain.errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    Unprocessable,
 )
 from promptsvc.domain.limits import LimitExceeded
-from promptsvc.domain.registry import Unprocessable
 from promptsvc.domain.validation import describe
 
 logger = Logger(child=True)

@@ -12,6 +12,7 @@ from promptsvc.api import deps
 from promptsvc.api.auth import principal
 from promptsvc.api.body import json_body
 from promptsvc.api.openapi import contract
+from promptsvc.domain.errors import Unprocessable
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.registry import (
     DEFAULT_PAGE,
@@ -20,7 +21,6 @@ from promptsvc.domain.registry import (
     Page,
     PageRequest,
     RegistryPromptPatch,
-    Unprocessable,
 )
 from promptsvc.services.registry import RegistryService
 

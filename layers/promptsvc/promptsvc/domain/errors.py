@@ -9,6 +9,10 @@ class InvalidRequest(DomainError):
     """The request is malformed or names something that does not exist (HTTP 400)."""
 
 
+class Unprocessable(InvalidRequest):
+    """Well-formed but invalid content (HTTP 422 on /v2; 400 where the API has no 422)."""
+
+
 class PayloadTooLarge(DomainError):
     """The request exceeds a size limit (HTTP 413)."""
 

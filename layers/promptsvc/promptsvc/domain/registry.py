@@ -14,7 +14,7 @@ import ulid
 from msgspec.structs import replace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from promptsvc.domain.errors import InvalidRequest
+from promptsvc.domain.errors import InvalidRequest, Unprocessable
 from promptsvc.domain.prompt_settings import PromptSettings, prompt_config
 from promptsvc.domain.validation import describe
 
@@ -29,10 +29,6 @@ ITEM_OVERHEAD_BYTES = 2048
 STORED_ROLES = ("system", "user", "assistant", "tool")
 
 _DOMAIN_NAMESPACE = uuid.UUID("6f1d2c3e-9a47-5b8e-a1c0-7d5e4f3b2a19")
-
-
-class Unprocessable(InvalidRequest):
-    """Well-formed but invalid content (HTTP 422 on /v2; 400 where the API has no 422)."""
 
 
 UseCase = Literal[

@@ -9,7 +9,7 @@ run is refused here rather than abandoned later.
 
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -17,9 +17,11 @@ from promptsvc.domain.catalog import Catalog
 from promptsvc.domain.errors import InvalidRequest
 from promptsvc.domain.ids import new_id
 from promptsvc.domain.prompt import DEFAULT_MAX_RETRIES, NewPrompt
-from promptsvc.domain.prompt_settings import PromptSettings
 from promptsvc.domain.prompt_variables import last_user_text, render_messages
 from promptsvc.domain.routing import RunPlan, has_routing, plan_from
+
+if TYPE_CHECKING:  # its 37 models are built where a prompt has routing or is stored, not at init
+    from promptsvc.domain.prompt_settings import PromptSettings
 
 
 class StoredVersion(Protocol):
@@ -27,7 +29,7 @@ class StoredVersion(Protocol):
     def id(self) -> str: ...
 
     @property
-    def prompt(self) -> PromptSettings: ...
+    def prompt(self) -> "PromptSettings": ...
 
 
 class StoredPrompts(Protocol):
@@ -156,7 +158,9 @@ class PromptIntake:
             raise InvalidRequest(f"{where} routes to unknown model {names}; known models: {known}")
 
 
-def _catalog_routing(model_id: str, routing: dict[str, Any]) -> PromptSettings:
+def _catalog_routing(model_id: str, routing: dict[str, Any]) -> "PromptSettings":
+    from promptsvc.domain.prompt_settings import PromptSettings
+
     try:
         return PromptSettings.model_validate(routing)
     except ValueError as error:  # a catalog the operator got wrong: say where
