@@ -11,7 +11,9 @@ from promptsvc import wiring
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
 from promptsvc.consumer import endings
 from promptsvc.consumer.runner import Outcome, PromptRunner
-from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS
+from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.names import scoped
+from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, EventType, ThreadEvent
 from promptsvc.engines import mock
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.settings import Settings
@@ -86,3 +88,47 @@ def test_a_closing_event_that_misses_the_finished_runs_fence_is_repaired_from_th
     assert asyncio.run(back.run(prompt["id"], user_id="alice")).outcome is Outcome.SKIPPED
     statuses = [e.get("status") for e in events(client, keys["alice"], "late") if e["type"] == "status"]
     assert statuses == ["scheduled", "running", "completed"]
+
+
+def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_and_repaired(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """A busy thread: 250 events of other prompts follow the finish, stamped no earlier than it,
+    before the repair runs. The repair reads back page by page to the finish, not only the latest
+    events (where it could not tell, and left the thread without the event)."""
+    prompt = add(client, keys["alice"], threadId="busy-repair")
+    engines = streaming(["the ", "answer"])
+    store = wiring.prompt_store(settings)
+    catalog = wiring.catalog_source(settings).get
+    dying = PromptRunner(
+        store,
+        catalog,
+        EngineRegistry(settings.engines, engines),
+        events=DiesBeforeClosing(settings.thread_events_table),
+    )
+    with pytest.raises(mock.ConsumerKilled):
+        asyncio.run(dying.run(prompt["id"], user_id="alice"))
+    log = DynamoThreadEventLog(settings.thread_events_table)
+    for batch in range(5):
+        log.append_many(
+            [
+                ThreadEvent(
+                    "busy-repair", "alice", f"other-{batch}-{n}", EventType.DELTA, now_rfc3339(), text="x"
+                )
+                for n in range(50)
+            ]
+        )
+    later = time.time() + CLOSE_GRACE_SECONDS + 1
+    repairing = PromptRunner(
+        store, catalog, EngineRegistry(settings.engines, engines), events=log, clock=lambda: later
+    )
+
+    assert asyncio.run(repairing.run(prompt["id"], user_id="alice")).outcome is Outcome.SKIPPED
+
+    stored = log.after(scoped("alice", "busy-repair"), 0, 1000)
+    mine = [e.status for e in stored if e.promptId == prompt["id"] and e.type == EventType.STATUS]
+    assert mine == ["scheduled", "running", "completed"]
+    assert stored[-1].promptId == prompt["id"]  # the repair's event, after the others
+    again = asyncio.run(repairing.run(prompt["id"], user_id="alice"))
+    assert again.outcome is Outcome.SKIPPED  # found now, pages back: not stored twice
+    assert len(log.after(scoped("alice", "busy-repair"), 0, 1000)) == len(stored)

@@ -11,7 +11,7 @@ from promptsvc.domain.thread_events import (
     EventType,
     RemovalCheck,
     ThreadEvent,
-    closing_event_missing,
+    closing_event_search,
     writes_in_flight,
 )
 
@@ -32,7 +32,7 @@ def test_a_closing_event_stamped_after_a_later_seq_is_still_found() -> None:
         event("p2", EventType.STATUS, "00:09.900000", "completed"),  # newest seq, older stamp
         event("p1", EventType.STATUS, "00:10.100000", "completed"),
     ]
-    assert closing_event_missing(DONE, recent, complete=False) is False
+    assert closing_event_search(DONE, recent) is False
 
 
 def test_missing_once_the_search_passes_the_finish_by_the_clock_slack() -> None:
@@ -45,13 +45,13 @@ def test_missing_once_the_search_passes_the_finish_by_the_clock_slack() -> None:
         event("p1", EventType.STATUS, "00:00.000000", "scheduled"),
         two_minutes_before,
     ]
-    assert closing_event_missing(DONE, recent, complete=False) is True
+    assert closing_event_search(DONE, recent) is True
 
 
-def test_when_the_search_runs_out_it_is_missing_only_if_it_saw_the_whole_thread() -> None:
+def test_events_that_neither_close_the_prompt_nor_pass_its_finish_do_not_tell() -> None:
+    """The repairer then reads the next page back, or, at the thread's start, stores the event."""
     recent = [event("p1", EventType.DELTA, "00:09.000000")]
-    assert closing_event_missing(DONE, recent, complete=True) is True
-    assert closing_event_missing(DONE, recent, complete=False) is False
+    assert closing_event_search(DONE, recent) is None
 
 
 class Log:

@@ -356,9 +356,14 @@ class DynamoThreadEventLog(_EventWrites):
         holes = young_holes(seqs, datetime.now(UTC), self._hole_seconds)
         return holes[-1] if holes else (seqs[0][0] if seqs else 0)  # below the lowest write in flight
 
-    def recent(self, thread_key: str, limit: int) -> list[ThreadEvent]:
+    def recent(self, thread_key: str, limit: int, before_seq: int | None = None) -> list[ThreadEvent]:
+        if before_seq is not None and before_seq <= COUNTER_SEQ + 1:
+            return []  # nothing comes before the first event
+        seqs = Key("seq").gt(COUNTER_SEQ)
+        if before_seq is not None:
+            seqs = Key("seq").between(COUNTER_SEQ + 1, before_seq - 1)
         page = self._table.query(
-            KeyConditionExpression=Key("threadKey").eq(thread_key) & Key("seq").gt(COUNTER_SEQ),
+            KeyConditionExpression=Key("threadKey").eq(thread_key) & seqs,
             ScanIndexForward=False,
             Limit=limit,
             ConsistentRead=True,

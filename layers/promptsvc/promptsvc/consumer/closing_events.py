@@ -23,7 +23,7 @@ from promptsvc.domain.thread_events import (
     CLOSE_GRACE_SECONDS,
     HOLE_SECONDS,
     RemovalCheck,
-    closing_event_missing,
+    closing_event_search,
     status_event,
     thread_key_of,
     writes_in_flight,
@@ -31,10 +31,16 @@ from promptsvc.domain.thread_events import (
 
 if TYPE_CHECKING:
     from promptsvc.domain.ports import PromptStore, ThreadEventLog
+    from promptsvc.domain.thread_events import ThreadEvent
 
 logger = Logger(child=True)
 
-REPAIR_LOOKBACK = 50  # recent thread events searched for a finished prompt's closing event
+# A finished prompt's closing event is searched for among its thread's events, newest first, a page
+# at a time, back to the prompt's finish: on a busy thread (a hundred prompts finishing at once)
+# that is hundreds of events. Past REPAIR_PAGES pages it is not stored (a second closing event is
+# worse than none; docs/guarantees.md).
+REPAIR_PAGE = 100
+REPAIR_PAGES = 20
 
 
 class ClosingEvents:
@@ -74,8 +80,8 @@ class ClosingEvents:
         if self._events is None:
             return RunResult(Outcome.SKIPPED)
         try:
-            recent = await asyncio.to_thread(self._events.recent, thread_key_of(prompt), REPAIR_LOOKBACK)
-            if not closing_event_missing(prompt, recent, complete=len(recent) < REPAIR_LOOKBACK):
+            missing, recent = await asyncio.to_thread(_search, self._events, prompt)
+            if not missing:
                 return RunResult(Outcome.SKIPPED)
             waited = self._clock() - epoch_seconds(prompt.updatedAt)
             if waited < CLOSE_GRACE_SECONDS:
@@ -95,3 +101,22 @@ class ClosingEvents:
         except Exception:
             logger.exception("could not check the thread's closing event", **log_keys(prompt))
         return RunResult(Outcome.SKIPPED)
+
+
+def _search(events: ThreadEventLog, prompt: Prompt) -> tuple[bool, list[ThreadEvent]]:
+    """Whether the finished prompt's closing event is missing, and the thread's latest events."""
+    key, before = thread_key_of(prompt), None
+    latest: list[ThreadEvent] = []
+    for _ in range(REPAIR_PAGES):
+        page = events.recent(key, REPAIR_PAGE, before_seq=before)
+        latest = latest or page
+        found = closing_event_search(prompt, page)
+        if found is not None:
+            return found, latest
+        if len(page) < REPAIR_PAGE:  # the whole thread read: none closes it
+            return True, latest
+        before = page[-1].seq
+    logger.warning(
+        "a finished prompt's closing event is too deep in its thread to look for", **log_keys(prompt)
+    )
+    return False, latest

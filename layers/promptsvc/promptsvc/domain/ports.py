@@ -203,8 +203,8 @@ class ThreadEventLog(Protocol):
     def last_seq(self, thread_key: str) -> int:
         """The thread's last stored seq, 0 when it has none."""
 
-    def recent(self, thread_key: str, limit: int) -> list[ThreadEvent]:
-        """The thread's last `limit` stored events, newest first."""
+    def recent(self, thread_key: str, limit: int, before_seq: int | None = None) -> list[ThreadEvent]:
+        """The thread's last `limit` stored events (those before `before_seq`, if given), newest first."""
 
 
 class ConnectionStore(Protocol):

@@ -136,20 +136,19 @@ def thread_key_of(prompt: Prompt) -> str:
     return scoped(prompt.userId, prompt.threadId)
 
 
-def closing_event_missing(prompt: Prompt, recent: list[ThreadEvent], *, complete: bool) -> bool:
-    """Whether a finished prompt's closing status event is missing from `recent` (its thread's
-    latest events, newest first; `complete`: they are all the thread has). Writers stamp and
-    number events concurrently, so `createdAt` is only roughly in seq order: the search stops at
-    events older than the prompt's last change by `CLOCK_SLACK_SECONDS`, which cannot be its
-    closing event. If it runs out of events before that, the answer is no, unless they are all the
-    thread has (a second closing event is worse than none)."""
+def closing_event_search(prompt: Prompt, newest_first: list[ThreadEvent]) -> bool | None:
+    """Searching a thread's events from its newest back, one page after another: True if the
+    finished prompt's closing event is missing, False if found, None if these events do not tell
+    (search the next page). Writers stamp and number events concurrently, so `createdAt` is only
+    roughly in seq order: the search stops at events older than the prompt's last change by
+    `CLOCK_SLACK_SECONDS`, which cannot be its closing event."""
     horizon = _shifted(prompt.updatedAt, -CLOCK_SLACK_SECONDS)
-    for event in recent:
+    for event in newest_first:
         if closes(event, prompt.id):
             return False
         if event.createdAt < horizon:
             return True
-    return complete
+    return None
 
 
 def _shifted(rfc3339: str, seconds: float) -> str:
