@@ -14,12 +14,11 @@ from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.names import scoped
 from promptsvc.domain.thread_events import CLOSE_GRACE_SECONDS, EventType, ThreadEvent
-from promptsvc.engines import mock
 from promptsvc.engines.registry import EngineRegistry
 from promptsvc.settings import Settings
 
 from tests.integration.helpers import add
-from tests.integration.test_thread_events import DiesBeforeClosing, events, streaming
+from tests.integration.test_thread_events import die_between_finish_and_closing, events, streaming
 
 
 def test_copies_of_a_message_racing_to_repair_a_closing_event_store_one(
@@ -29,14 +28,7 @@ def test_copies_of_a_message_racing_to_repair_a_closing_event_store_one(
     engines = streaming(["the ", "answer"])
     store = wiring.prompt_store(settings)
     catalog = wiring.catalog_source(settings).get
-    dying = PromptRunner(
-        store,
-        catalog,
-        EngineRegistry(settings.engines, engines),
-        events=DiesBeforeClosing(settings.thread_events_table),
-    )
-    with pytest.raises(mock.ConsumerKilled):
-        asyncio.run(dying.run(prompt["id"], user_id="alice"))
+    die_between_finish_and_closing(settings, engines, prompt["id"])
     later = time.time() + CLOSE_GRACE_SECONDS + 1
 
     def copy() -> PromptRunner:
@@ -100,14 +92,7 @@ def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_an
     engines = streaming(["the ", "answer"])
     store = wiring.prompt_store(settings)
     catalog = wiring.catalog_source(settings).get
-    dying = PromptRunner(
-        store,
-        catalog,
-        EngineRegistry(settings.engines, engines),
-        events=DiesBeforeClosing(settings.thread_events_table),
-    )
-    with pytest.raises(mock.ConsumerKilled):
-        asyncio.run(dying.run(prompt["id"], user_id="alice"))
+    die_between_finish_and_closing(settings, engines, prompt["id"])
     log = DynamoThreadEventLog(settings.thread_events_table)
     for batch in range(5):
         log.append_many(

@@ -417,6 +417,18 @@ class DiesBeforeClosing(DynamoThreadEventLog):
         return super().append_many(events, **options)
 
 
+def die_between_finish_and_closing(settings: Settings, engines: dict[str, Engine], prompt_id: str) -> None:
+    """Run alice's prompt to its finish with a consumer killed before its closing event is stored."""
+    dying = PromptRunner(
+        wiring.prompt_store(settings),
+        wiring.catalog_source(settings).get,
+        EngineRegistry(settings.engines, engines),
+        events=DiesBeforeClosing(settings.thread_events_table),
+    )
+    with pytest.raises(mock.ConsumerKilled):
+        asyncio.run(dying.run(prompt_id, user_id="alice"))
+
+
 def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repaired_once(
     client: TestClient, keys: dict[str, str], settings: Settings
 ) -> None:
@@ -427,14 +439,7 @@ def test_a_consumer_that_dies_between_completing_and_its_closing_event_is_repair
     engines = streaming(["the ", "answer"])
     repository = wiring.prompt_store(settings)
     catalog = wiring.catalog_source(settings).get
-    dying = PromptRunner(
-        repository,
-        catalog,
-        EngineRegistry(settings.engines, engines),
-        events=DiesBeforeClosing(settings.thread_events_table),
-    )
-    with pytest.raises(mock.ConsumerKilled):
-        asyncio.run(dying.run(prompt["id"], user_id="alice"))
+    die_between_finish_and_closing(settings, engines, prompt["id"])
     log = DynamoThreadEventLog(settings.thread_events_table)
     clock = [time.time()]
     redelivered = PromptRunner(
