@@ -5,6 +5,10 @@ holds) is reported as a batch item failure after its visibility was set; all oth
 Lambda deletes them.
 """
 
+from promptsvc import collector
+
+collector.pause()  # before any other import: promptsvc/collector.py
+
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -66,3 +70,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # Per-prompt outcomes and timings are emitted by the runner (consumer/telemetry.py).
     metrics.add_metric(name="MessagesKept", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     return response
+
+
+collector.resume()  # the init is done: promptsvc/collector.py

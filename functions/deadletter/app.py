@@ -1,6 +1,10 @@
 """Sweeper (scheduled, every minute): abandons the prompts whose messages reached the DLQ, and
 re-queues stranded ones (stored `scheduled`, their message never sent: consumer/stranded.py)."""
 
+from promptsvc import collector
+
+collector.pause()  # before any other import: promptsvc/collector.py
+
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -33,3 +37,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if stranded.found:
         logger.info("stranded prompts", **asdict(stranded))
     return {**asdict(report), "requeued": stranded.requeued}
+
+
+collector.resume()  # the init is done: promptsvc/collector.py

@@ -1,6 +1,10 @@
 """Prompt registry function: the `/v2/prompts` API (FastAPI behind Mangum, API Gateway HTTP API,
 payload v2). The queue API is functions/api: each imports only its own routes."""
 
+from promptsvc import collector
+
+collector.pause()  # before any other import: promptsvc/collector.py
+
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -25,3 +29,6 @@ def handler(event: dict, context: object) -> dict:
         name="RegistryServerErrors", unit=MetricUnit.Count, value=int(response["statusCode"] >= 500)
     )
     return response
+
+
+collector.resume()  # the init is done: promptsvc/collector.py

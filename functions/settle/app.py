@@ -7,6 +7,10 @@ asynchronous invocation. One never settled leaves the prompt to its kept queue m
 brings it back when the run's lease ends.
 """
 
+from promptsvc import collector
+
+collector.pause()  # before any other import: promptsvc/collector.py
+
 import asyncio
 
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
@@ -43,3 +47,6 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
     outcomes = asyncio.run(_settle_all([record.sns.message for record in event.records]))
     metrics.add_metric(name="AsyncResultsSettled", unit=MetricUnit.Count, value=len(outcomes))
     return {"outcomes": outcomes}
+
+
+collector.resume()  # the init is done: promptsvc/collector.py

@@ -4,6 +4,10 @@ Answers go to the client as frames through the Management API; the return value 
 Gateway whether to accept a handshake ($connect: 200, or 401 to refuse it).
 """
 
+from promptsvc import collector
+
+collector.pause()  # before any other import: promptsvc/collector.py
+
 import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -45,3 +49,6 @@ def lambda_handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> d
         service.message(connection_id, event.decoded_body)
     metrics.add_metric(name="WebSocketMessages", unit=MetricUnit.Count, value=1)
     return {"statusCode": 200}
+
+
+collector.resume()  # the init is done: promptsvc/collector.py

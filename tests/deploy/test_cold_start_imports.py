@@ -104,3 +104,44 @@ def test_a_functions_init_imports_only_what_its_requests_use(function: str) -> N
         if name == prefix or name.startswith(f"{prefix}.")
     )
     assert unwanted == []
+
+
+COLLECTOR_PROBE = r"""
+import gc, importlib, json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+importlib.import_module("app")
+print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+FUNCTIONS = sorted(path.parent.name for path in (ROOT / "functions").glob("*/app.py"))
+
+
+def collector_after_init(function: str, *, in_lambda: bool) -> dict[str, int]:
+    paths = [str(ROOT / "functions" / function), str(ROOT / "layers" / "promptsvc")]
+    lambda_env = {"LAMBDA_TASK_ROOT": str(ROOT / "functions" / function)} if in_lambda else {}
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_PROBE, json.dumps(paths)],
+        env={**ENVIRONMENT, **lambda_env, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT / "functions" / function,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    state: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return state
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_in_lambda_an_init_ends_with_its_objects_frozen_and_the_collector_back_on(function: str) -> None:
+    """The handler pauses the collector for its init (promptsvc/collector.py): a handler that
+    never resumed it would leave every invocation's cyclic garbage uncollected."""
+    state = collector_after_init(function, in_lambda=True)
+    assert state["enabled"] is True
+    assert state["frozen"] > 10_000  # the init's modules, classes and app: no later collection scans them
+
+
+@pytest.mark.parametrize("function", ["api", "consumer"])
+def test_outside_lambda_a_handler_module_freezes_nothing(function: str) -> None:
+    """Tests and `promptsvc dev` load handler modules again and again in one process."""
+    assert collector_after_init(function, in_lambda=False) == {"enabled": True, "frozen": 0}
