@@ -1,5 +1,5 @@
 """A cheaper rollback copy for moto's TransactWriteItems, for benchmarks whose tables hold thousands
-of items (benchmarks/fairness.py).
+of items (benchmarks/fairness.py, benchmarks/consumer_efficiency.py).
 
 moto backs up every table a transaction names with a deep copy, to restore it if the transaction
 is cancelled: each transaction costs time in proportion to the table's size, so thousands of adds
