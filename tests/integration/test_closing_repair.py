@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from promptsvc import wiring
 from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
-from promptsvc.consumer import endings
+from promptsvc.consumer import closing_events, endings
 from promptsvc.consumer.runner import Outcome, PromptRunner
 from promptsvc.domain.clock import now_rfc3339
 from promptsvc.domain.names import scoped
@@ -82,13 +82,12 @@ def test_a_closing_event_that_misses_the_finished_runs_fence_is_repaired_from_th
     assert statuses == ["scheduled", "running", "completed"]
 
 
-def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_and_repaired(
-    client: TestClient, keys: dict[str, str], settings: Settings
-) -> None:
-    """A busy thread: 250 events of other prompts follow the finish, stamped no earlier than it,
-    before the repair runs. The repair reads back page by page to the finish, not only the latest
-    events (where it could not tell, and left the thread without the event)."""
-    prompt = add(client, keys["alice"], threadId="busy-repair")
+def finished_under_later_events(
+    client: TestClient, keys: dict[str, str], settings: Settings, thread: str
+) -> tuple[str, DynamoThreadEventLog, PromptRunner]:
+    """A prompt finished without its closing event, then 250 events of other prompts on its thread,
+    stamped no earlier than the finish; and a runner past the grace to repair it."""
+    prompt = add(client, keys["alice"], threadId=thread)
     engines = streaming(["the ", "answer"])
     store = wiring.prompt_store(settings)
     catalog = wiring.catalog_source(settings).get
@@ -97,9 +96,7 @@ def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_an
     for batch in range(5):
         log.append_many(
             [
-                ThreadEvent(
-                    "busy-repair", "alice", f"other-{batch}-{n}", EventType.DELTA, now_rfc3339(), text="x"
-                )
+                ThreadEvent(thread, "alice", f"other-{batch}-{n}", EventType.DELTA, now_rfc3339(), text="x")
                 for n in range(50)
             ]
         )
@@ -107,13 +104,38 @@ def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_an
     repairing = PromptRunner(
         store, catalog, EngineRegistry(settings.engines, engines), events=log, clock=lambda: later
     )
+    return prompt["id"], log, repairing
 
-    assert asyncio.run(repairing.run(prompt["id"], user_id="alice")).outcome is Outcome.SKIPPED
+
+def test_a_closing_event_missing_under_pages_of_later_events_is_found_missing_and_repaired(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """A busy thread: the repair reads back page by page to the finish, not only the latest events
+    (where it could not tell, and left the thread without the event)."""
+    prompt_id, log, repairing = finished_under_later_events(client, keys, settings, "busy-repair")
+
+    assert asyncio.run(repairing.run(prompt_id, user_id="alice")).outcome is Outcome.SKIPPED
 
     stored = log.after(scoped("alice", "busy-repair"), 0, 1000)
-    mine = [e.status for e in stored if e.promptId == prompt["id"] and e.type == EventType.STATUS]
+    mine = [e.status for e in stored if e.promptId == prompt_id and e.type == EventType.STATUS]
     assert mine == ["scheduled", "running", "completed"]
-    assert stored[-1].promptId == prompt["id"]  # the repair's event, after the others
-    again = asyncio.run(repairing.run(prompt["id"], user_id="alice"))
+    assert stored[-1].promptId == prompt_id  # the repair's event, after the others
+    again = asyncio.run(repairing.run(prompt_id, user_id="alice"))
     assert again.outcome is Outcome.SKIPPED  # found now, pages back: not stored twice
     assert len(log.after(scoped("alice", "busy-repair"), 0, 1000)) == len(stored)
+
+
+def test_a_finish_deeper_than_the_repairs_pages_is_left_without_a_second_closing_event(
+    client: TestClient, keys: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past REPAIR_PAGES pages the repair cannot tell whether the closing event is there: it stores
+    none (a second closing event is worse than none) and lets the message go."""
+    monkeypatch.setattr(closing_events, "REPAIR_PAGES", 2)  # 200 events back; the finish is 250 back
+    prompt_id, log, repairing = finished_under_later_events(client, keys, settings, "too-deep")
+
+    assert asyncio.run(repairing.run(prompt_id, user_id="alice")).outcome is Outcome.SKIPPED
+
+    stored = log.after(scoped("alice", "too-deep"), 0, 1000)
+    mine = [e.status for e in stored if e.promptId == prompt_id and e.type == EventType.STATUS]
+    assert mine == ["scheduled", "running"]  # no closing event: not found, and not guessed
+    assert len(stored) == 2 + 1 + 250  # its start, its delta, the others: nothing added
