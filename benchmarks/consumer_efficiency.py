@@ -139,14 +139,19 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 # walk the queue for each message it returns (benchmarks/moto_receive.py: 130 ms a receive with 256
 # queued). With the plain server (`("-m", "moto.server")`) the ratio read 0.88 to 0.91 here, the
 # same code: the worker's claims and event writes waited behind moto's receives and rollback copies.
-MOTO = (
-    "-c",
-    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
-    "from promptsvc_dev import moto_atomic; moto_atomic.install(); "
-    "import moto_transactions; moto_transactions.install(); "
-    "import moto_receive; moto_receive.install(); "
-    "from moto.server import main; main()",
-)
+def patched_moto(*patches: str) -> tuple[str, ...]:
+    """`moto_server`'s launch for moto's server with these modules' `install()` run first (those of
+    benchmarks/ by their name, dev's by theirs)."""
+    here = str(Path(__file__).resolve().parent)
+    return (
+        "-c",
+        f"import importlib, sys; sys.path.insert(0, {here!r}); "
+        f"[importlib.import_module(name).install() for name in {list(patches)!r}]; "
+        "from moto.server import main; main()",
+    )
+
+
+MOTO = patched_moto("promptsvc_dev.moto_atomic", "moto_transactions", "moto_receive")
 
 
 @contextlib.contextmanager

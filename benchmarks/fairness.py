@@ -97,16 +97,11 @@ class Config:
 # adds' threads and the worker's writes meet on the lane counters, as they would in DynamoDB; and
 # with a cheaper rollback copy for its transactions (benchmarks/moto_transactions.py), without
 # which 2,000 adds into one table take quadratic time.
-_MOTO = (
-    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
-    "from promptsvc_dev import moto_atomic; moto_atomic.install(); "
-    "import moto_transactions; moto_transactions.install(); "
-    "from moto.server import main; main()"
-)
+_MOTO = consumer_efficiency.patched_moto("promptsvc_dev.moto_atomic", "moto_transactions")
 
 
 def moto_server() -> contextlib.AbstractContextManager[str]:
-    return consumer_efficiency.moto_server(("-c", _MOTO))
+    return consumer_efficiency.moto_server(_MOTO)
 
 
 def configure(endpoint: str, config: Config) -> Settings:
