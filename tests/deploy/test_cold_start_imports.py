@@ -7,6 +7,7 @@ init does, with the function's folder and the layer's source on its path."""
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -78,18 +79,24 @@ NOT_IMPORTED = {
 }
 
 
-def imported_by(function: str) -> list[str]:
+def after_init(function: str, probe: str, env: dict[str, str] | None = None) -> Any:
+    """What `probe` prints (JSON, its last line) in a fresh process that imported the function's
+    handler module, with the function's folder and the layer's source on its path."""
     paths = [str(ROOT / "functions" / function), str(ROOT / "layers" / "promptsvc")]
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(paths)],
-        env={**ENVIRONMENT, "PATH": ""},
+        [sys.executable, "-c", probe, json.dumps(paths)],
+        env={**ENVIRONMENT, **(env or {}), "PATH": ""},
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT / "functions" / function,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def imported_by(function: str) -> list[str]:
+    modules: list[str] = after_init(function, PROBE)
     return modules
 
 
@@ -117,18 +124,8 @@ FUNCTIONS = sorted(path.parent.name for path in (ROOT / "functions").glob("*/app
 
 
 def collector_after_init(function: str, *, in_lambda: bool) -> dict[str, int]:
-    paths = [str(ROOT / "functions" / function), str(ROOT / "layers" / "promptsvc")]
     lambda_env = {"LAMBDA_TASK_ROOT": str(ROOT / "functions" / function)} if in_lambda else {}
-    done = subprocess.run(
-        [sys.executable, "-c", COLLECTOR_PROBE, json.dumps(paths)],
-        env={**ENVIRONMENT, **lambda_env, "PATH": ""},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT / "functions" / function,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    state: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    state: dict[str, int] = after_init(function, COLLECTOR_PROBE, lambda_env)
     return state
 
 
