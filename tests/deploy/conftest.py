@@ -287,8 +287,8 @@ class Stack:
         self.outcomes.append(outcome)
         return outcome
 
-    def create_key(self, key: str = SMOKE_KEY, user: str = SMOKE_USER) -> str:
-        KeyService(DynamoKeyRepository(self.local.refs["ApiKeysTable"])).bootstrap(key, user, Role.USER)
+    def create_key(self, key: str = SMOKE_KEY, user: str = SMOKE_USER, role: Role = Role.USER) -> str:
+        KeyService(DynamoKeyRepository(self.local.refs["ApiKeysTable"])).bootstrap(key, user, role)
         return key
 
 

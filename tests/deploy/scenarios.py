@@ -10,6 +10,7 @@ from promptsvc.adapters.clients import client
 from promptsvc.adapters.prompt_queue import message_body
 from promptsvc.adapters.prompt_table import DynamoPromptStore
 from promptsvc.domain.clock import now_rfc3339
+from promptsvc.domain.keys import Role
 
 from tests.deploy.conftest import SMOKE_USER, Stack, event
 
@@ -107,6 +108,37 @@ def registry(stack: Stack) -> None:
     assert [p["_id"] for p in _json(listed)["data"]] == [_json(stored)["_id"]]
     assert refused["statusCode"] == 401, refused
     assert "message" in _json(refused)  # the registry's error shape
+
+
+def console(stack: Stack) -> None:
+    admin = stack.create_key("smoke-admin-key", "root", Role.ADMIN)
+    created = stack.invoke("ConsoleFunction", {"payload": _authorized("console-create-key.json", admin)})
+    (made,) = created.check().responses
+    assert made["statusCode"] == 201, made
+    shown = _json(made)
+    assert shown["userId"] == "bob"
+    bob = shown["key"]  # shown once, at its creation
+
+    outcome = stack.invoke(
+        "ConsoleFunction",
+        {"payload": _authorized("console-usage.json", bob)},  # his own usage: none yet
+        {"payload": _authorized("console-create-key.json", bob)},  # a user makes no keys: 403
+        {"payload": event("console-usage.json")},  # the example key does not exist: 401
+        {"payload": event("console-playground.json")},  # the page, no key
+    ).check()
+    usage, forbidden, refused, page = outcome.responses
+    assert usage["statusCode"] == 200, usage
+    assert _json(usage)["userId"] == "bob"
+    assert _json(usage)["usage"] == []
+    assert forbidden["statusCode"] == 403, forbidden
+    assert refused["statusCode"] == 401, refused
+    assert "error" in _json(refused)
+    assert page["statusCode"] == 200, page
+    assert page["headers"]["content-type"].startswith("text/html")
+    # The key the console made authenticates on the queue API, another function.
+    queue = stack.invoke("ApiFunction", {"payload": _authorized("api-list-models.json", bob)})
+    (models,) = queue.check().responses
+    assert models["statusCode"] == 200, models
 
 
 # A prompt whose item, with even the mock's 8 KB answer, passes DynamoDB's 400 KB: its answer goes
@@ -219,6 +251,7 @@ def settle(stack: Stack) -> None:
 
 SCENARIOS: dict[str, Callable[[Stack], None]] = {
     "ApiFunction": api,
+    "ConsoleFunction": console,
     "RegistryFunction": registry,
     "ConsumerFunction": consumer,
     "DeadLetterFunction": deadletter,

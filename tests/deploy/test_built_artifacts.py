@@ -27,6 +27,7 @@ def test_every_built_function_has_a_scenario() -> None:
 # A metric each function's scenario makes it emit with Powertools Metrics (besides ColdStart).
 METRICS = {
     "ApiFunction": "ApiServerErrors",
+    "ConsoleFunction": "ConsoleServerErrors",
     "RegistryFunction": "RegistryServerErrors",
     "ConsumerFunction": "MessagesKept",
     "DeadLetterFunction": "DeadLettersAbandoned",

@@ -1,8 +1,9 @@
 """Each function's init imports what its requests use and no more (benchmarks/cold_start.py times
-it): the queue API no consumer, engine, WebSocket or registry code (a run of a stored prompt imports
-the registry's at that run), the registry API no queue code; the other functions no FastAPI; none the X-Ray
-SDK while tracing is off. Counted in a fresh process that imports the handler's module, as Lambda's
-init does, with the function's folder and the layer's source on its path."""
+it): the queue API no consumer, engine, WebSocket, console or registry code (a run of a stored prompt
+imports the registry's at that run), the console and the registry API no queue code; the other
+functions no FastAPI; none the X-Ray SDK while tracing is off. Counted in a fresh process that
+imports the handler's module, as Lambda's init does, with the function's folder and the layer's
+source on its path."""
 
 import json
 import subprocess
@@ -49,6 +50,21 @@ REGISTRY = (
     "promptsvc.domain.prompt_settings",
     "promptsvc.adapters.registry_table",
 )
+CONSOLE = (
+    "promptsvc.api.key_routes",
+    "promptsvc.api.key_schemas",
+    "promptsvc.api.usage_routes",
+    "promptsvc.api.playground",
+    "promptsvc.services.usage",
+)
+QUEUE = (
+    "promptsvc.api.routes",
+    "promptsvc.api.seed_routes",
+    "promptsvc.services.prompts",
+    "promptsvc.services.prompt_intake",
+    "promptsvc.adapters.prompt_table",
+    "promptsvc.adapters.prompt_queue",
+)
 NOT_IMPORTED = {
     # api/documentation: the OpenAPI document's models, which the deployed API never writes
     "api": (
@@ -57,6 +73,16 @@ NOT_IMPORTED = {
         *WEBSOCKET,
         "aws_xray_sdk",
         "promptsvc.api.documentation",
+        *CONSOLE,
+        *REGISTRY,
+    ),
+    "console": (
+        "promptsvc.consumer",
+        "promptsvc.engines",
+        *WEBSOCKET,
+        "aws_xray_sdk",
+        "promptsvc.api.documentation",
+        *QUEUE,
         *REGISTRY,
     ),
     "registry": (
@@ -65,12 +91,8 @@ NOT_IMPORTED = {
         *WEBSOCKET,
         "aws_xray_sdk",
         "promptsvc.api.documentation",
-        "promptsvc.api.routes",
-        "promptsvc.api.seed_routes",
-        "promptsvc.services.prompts",
-        "promptsvc.services.prompt_intake",
-        "promptsvc.adapters.prompt_table",
-        "promptsvc.adapters.prompt_queue",
+        *QUEUE,
+        *CONSOLE,
     ),
     "consumer": ("fastapi", "starlette", "mangum", "promptsvc.api", *WEBSOCKET, "aws_xray_sdk"),
     "deadletter": ("fastapi", "starlette", "mangum", "promptsvc.api", "promptsvc.engines", "aws_xray_sdk"),

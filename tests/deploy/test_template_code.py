@@ -92,6 +92,7 @@ def test_every_variable_the_template_sets_is_a_setting(template: dict[str, Any])
 
 FUNCTION_NEEDS = {
     "ApiFunction": "api",
+    "ConsoleFunction": "console",
     "RegistryFunction": "registry",
     "ConsumerFunction": "consumer",
     "DeadLetterFunction": "deadletter",
@@ -520,7 +521,11 @@ def test_the_events_are_routed_as_the_template_routes_them(template: dict[str, A
             if e["Type"] == "HttpApi"
         }
 
-    routes = {"api-": http_routes("ApiFunction"), "registry-": http_routes("RegistryFunction")}
+    routes = {
+        "api-": http_routes("ApiFunction"),
+        "console-": http_routes("ConsoleFunction"),
+        "registry-": http_routes("RegistryFunction"),
+    }
     ws_routes = {
         r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()
     }

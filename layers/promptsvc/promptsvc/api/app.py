@@ -1,8 +1,10 @@
 """The FastAPI application factory.
 
-The service has two APIs behind one HTTP API: the queue (`/prompt-svc/*` and the playground) and the
-prompt registry (`/v2/prompts`). Each Lambda function serves one (functions/api, functions/registry)
-and imports only its routes; `promptsvc dev` and the OpenAPI document serve both.
+The service has three APIs behind one HTTP API: the queue (`/prompt-svc/*`: prompts, threads,
+models), the console (API keys, usage and the playground page: `/prompt-svc/keys`,
+`/prompt-svc/usage`, `/playground`) and the prompt registry (`/v2/prompts`). Each Lambda function
+serves one (functions/api, functions/console, functions/registry) and imports only its routes;
+`promptsvc dev` and the OpenAPI document serve all three.
 """
 
 from collections.abc import Collection
@@ -18,8 +20,8 @@ from promptsvc.settings import Settings, get_settings
 
 logger = Logger(child=True)
 
-Api = Literal["queue", "registry"]
-APIS: tuple[Api, ...] = ("queue", "registry")
+Api = Literal["queue", "console", "registry"]
+APIS: tuple[Api, ...] = ("queue", "console", "registry")
 
 DESCRIPTION = (
     "A managed prompt service: the queue API (`/prompt-svc/*`, wire-compatible with `@1backend/client`) "
@@ -50,6 +52,8 @@ def create_app(
     errors.install(app)
     if "queue" in apis:
         _serve_queue(app, settings)
+    if "console" in apis:
+        _serve_console(app, settings)
     if "registry" in apis:
         _serve_registry(app, settings)
     app.add_middleware(BodyLimit, read_seconds=settings.body_read_seconds)
@@ -58,22 +62,29 @@ def create_app(
 
 def _serve_queue(app: FastAPI, settings: Settings) -> None:
     from promptsvc.api import seed_routes
-    from promptsvc.api.key_routes import router as key_router
-    from promptsvc.api.playground import router as playground_router
     from promptsvc.api.routes import router
-    from promptsvc.api.usage_routes import router as usage_router
     from promptsvc.services.threads import ThreadService
 
     app.state.prompts = wiring.prompt_service(settings, app.state.limits)
     app.state.intake = wiring.prompt_intake(settings)
     app.state.lister = wiring.prompt_lister(settings)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))
-    app.state.usage = wiring.usage_service(settings)
     app.include_router(router)
-    app.include_router(key_router)  # /prompt-svc/keys
-    app.include_router(usage_router)
-    app.include_router(playground_router)  # static, the one route without a key (api/playground.py)
     seed_routes.install(app)  # promptTypes, subscribeToPromptResponses (SSE)
+
+
+def _serve_console(app: FastAPI, settings: Settings) -> None:
+    """What an account's people manage rather than what its apps call: its keys, its usage, and
+    the playground page (its own function: a prompt's cold start builds none of it, and only this
+    function's role may write the keys table)."""
+    from promptsvc.api.key_routes import router as key_router
+    from promptsvc.api.playground import router as playground_router
+    from promptsvc.api.usage_routes import router as usage_router
+
+    app.state.usage = wiring.usage_service(settings)
+    app.include_router(key_router)  # /prompt-svc/keys
+    app.include_router(usage_router)  # /prompt-svc/usage
+    app.include_router(playground_router)  # static, the one route without a key (api/playground.py)
 
 
 def _serve_registry(app: FastAPI, settings: Settings) -> None:

@@ -26,6 +26,7 @@ class MissingSettings(RuntimeError):
 # or has a default. tests/deploy/test_template_code.py checks the template sets each.
 NEEDS: dict[str, tuple[str, ...]] = {
     "api": ("prompts_table", "keys_table", "registry_table", "prompts_queue_url", "cursor_secret_arn"),
+    "console": ("keys_table",),
     "registry": ("keys_table", "registry_table"),
     "consumer": ("prompts_table", "prompts_queue_url", "prompts_dlq_url"),
     "deadletter": ("prompts_table", "prompts_queue_url", "prompts_dlq_url"),
