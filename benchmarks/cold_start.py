@@ -28,12 +28,11 @@ machine, one session). Lambda's runtime imports the handler from a depth of its 
 project does not choose, so a figure taken at one depth measures where that edge falls, not the
 code: the median over several depths does not.
 
-The probes import with bytecode: the first one writes `__pycache__` beside the built sources and
-the others read it. Lambda cannot: its code and layers are read-only, and `sam build` puts no
-bytecode in them, so a deployed init also compiles every module it imports. Without bytecode
-(`-B`, the caches removed) the consumer's init took 622 ms against a floor of 583 (1.07) and the
-API's 927 against 807 (1.15), where with bytecode they took about 190 and 320 ms (one run, this
-machine). Those seconds are the dependencies' as much as ours; the ratio is measured with bytecode.
+The probes import as a deployed function does: with the bytecode `scripts/sam-build` ships in the
+artifacts (checked-hash .pyc files beside the sources), writing none (`-B`: Lambda's code and
+layers are read-only). Without that bytecode a deployed init would compile every module it
+imports: the consumer's init took 622 ms against a floor of 583 (1.07) and the API's 927 against
+807 (1.15), where with bytecode they took about 190 and 320 ms (session 7, one run, this machine).
 
 The floor is imported as the handlers import it: each handler module pauses Python's garbage
 collector for its init and freezes what the init allocated (promptsvc/collector.py), so the floor
@@ -175,7 +174,11 @@ def probe(
 ) -> Any:
     argument = json.dumps([paths, module, floor, depth])
     done = subprocess.run(
-        [python, "-S", "-I", "-c", PROBE, argument], env=env, capture_output=True, text=True, check=False
+        [python, "-S", "-I", "-B", "-c", PROBE, argument],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"{module}: init failed:\n{done.stderr[-3000:]}")
@@ -223,7 +226,7 @@ def instructions(
         argument = json.dumps([paths, module, floor, 0])
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out"]
         done = subprocess.run(
-            [*command, python, "-S", "-I", "-c", PROBE, argument],
+            [*command, python, "-S", "-I", "-B", "-c", PROBE, argument],
             env=env,
             capture_output=True,
             text=True,
@@ -249,9 +252,8 @@ def instruction_ratio(python: str, function: str, spec: tuple[Path, str, list[st
 
 
 def layer_size_mib() -> float:
-    """What the layer's zip unpacks to: the bytecode the probes leave beside the sources is not in it."""
-    files = (path for path in LAYER.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
-    return sum(path.stat().st_size for path in files) / 2**20
+    """What the layer's zip unpacks to, its bytecode included."""
+    return sum(path.stat().st_size for path in LAYER.rglob("*") if path.is_file()) / 2**20
 
 
 def main() -> int:

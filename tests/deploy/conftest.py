@@ -118,7 +118,8 @@ def built_target() -> Target:
     python = python312()
     if python is None:
         _unavailable("no Python 3.12 (the functions' runtime): install one or set PROMPTSVC_PYTHON312")
-    target = Target("built", built_template, [str(python), "-I", "-S"], BUILD_DIR)
+    # -B: no __pycache__ written, as in Lambda, where the code and layers are read-only.
+    target = Target("built", built_template, [str(python), "-I", "-S", "-B"], BUILD_DIR)
     source = load_template(TEMPLATE)["Resources"]
     for logical, resource in target.template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
@@ -201,6 +202,7 @@ class Outcome:
     stdlib: list[str]
     handler_callable: bool | None
     error: str | None
+    compiled: list[str] = field(default_factory=list)  # modules compiled from source, not bytecode
     stderr: str = ""
     stdout: str = ""  # what Lambda sends to CloudWatch Logs: log lines and EMF metric documents
 
@@ -281,6 +283,7 @@ class Stack:
             stdlib=data["stdlib"],
             handler_callable=data.get("handlerCallable"),
             error=data.get("error"),
+            compiled=data.get("compiled", []),
             stderr=process.stderr,
             stdout=process.stdout,
         )

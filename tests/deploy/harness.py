@@ -15,7 +15,9 @@ body of the previous response (so an API add can be followed by a GET of what it
 
 The outcome records, besides the responses: which Settings fields the code read (their
 environment variables must be set by the template), every AWS API call it made (so the test can
-check the function's role allows each), and where every imported module came from.
+check the function's role allows each), where every imported module came from, and which modules
+were compiled from source (none should be: the artifacts ship bytecode, and the caller runs this
+with `-B`, as Lambda's read-only filesystem keeps Python from writing any).
 """
 
 import importlib
@@ -98,6 +100,21 @@ def _record_aws_calls(calls: list[dict[str, Any]]) -> None:
     BaseClient._make_api_call = recording  # type: ignore[method-assign]
 
 
+def _record_compiles(compiled: list[str]) -> None:
+    """Every module compiled from its source rather than loaded from bytecode: a deployed function
+    cannot write __pycache__ (its code and layers are read-only), so each of those is compiled
+    again at every cold start."""
+    from importlib.machinery import SourceFileLoader
+
+    compile_source = SourceFileLoader.source_to_code
+
+    def recording(self: Any, data: Any, path: Any = "<string>", **kwargs: Any) -> Any:
+        compiled.append(str(path))
+        return compile_source(self, data, path, **kwargs)
+
+    SourceFileLoader.source_to_code = recording  # type: ignore[method-assign]
+
+
 def _field(body: str, path: list[str]) -> str:
     value: Any = json.loads(body)
     for key in path:
@@ -111,7 +128,9 @@ def main(spec_path: str) -> int:
     sys.path[:0] = spec["sys_path"]
     outcome: dict[str, Any] = {"responses": [], "settingsRead": [], "awsCalls": [], "modules": {}}
     reads: set[str] = set()
+    compiled: list[str] = []
     try:
+        _record_compiles(compiled)
         _record_settings_reads(reads)
         _record_aws_calls(outcome["awsCalls"])
         for name in spec.get("also_import", []):  # what the runtime needs besides the handler's imports
@@ -131,6 +150,7 @@ def main(spec_path: str) -> int:
     except BaseException:
         outcome["error"] = traceback.format_exc()
     outcome["settingsRead"] = sorted(reads)
+    outcome["compiled"] = compiled
     outcome["modules"] = {
         name: getattr(module, "__file__", None)
         for name, module in list(sys.modules.items())

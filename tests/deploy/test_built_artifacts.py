@@ -53,8 +53,30 @@ def test_built_function_works_as_deployed(built_stack: Stack, function: str) -> 
         assert checks.denied_calls(built_stack.local, template, name, outcome.aws_calls) == [], (
             f"{name}: not allowed by its role"
         )
+        shipped = [path for path in outcome.compiled if path.startswith(str(built_stack.target.code_root))]
+        assert shipped == [], f"{name}: compiled at its cold start, not loaded from the artifacts' bytecode"
         emitted = checks.emf_metrics(outcome.stdout)
         assert {"ColdStart", METRICS[name]} <= emitted, f"{name}: EMF metrics {sorted(emitted)}"
+
+
+def test_every_module_of_the_artifacts_has_bytecode_checked_against_its_source() -> None:
+    """scripts/sam-build compiles what Lambda will import (read-only there: no __pycache__ can be
+    written), as checked-hash .pyc files: used only while their source's hash matches, so an
+    artifact whose source changed after compiling is compiled again, never run stale."""
+    root = built_target().code_root
+    sources = [path for path in root.rglob("*.py") if "__pycache__" not in path.parts]
+    missing, unchecked = [], []
+    for source in sources:
+        cached = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        if not cached.is_file():
+            missing.append(str(source.relative_to(root)))
+            continue
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little")  # PEP 552: bit 0 hash-based, bit 1 checked
+        if flags != 0b11:
+            unchecked.append(str(source.relative_to(root)))
+    assert len(sources) > 1000  # the functions, our package and its dependencies
+    assert missing == [], missing[:10]
+    assert unchecked == [], unchecked[:10]
 
 
 def layer_files() -> list[str]:
