@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from promptsvc.adapters.connection_table import BY_CONNECTION
 from promptsvc.adapters.prompt_items import INDEXES, SORT_ATTRIBUTE
 from promptsvc.adapters.usage_table import BY_DAY
+from promptsvc.api.app import Api, create_app
+from promptsvc.api.openapi import routes_of
 from promptsvc.settings import NEEDS, MissingSettings, Settings
 from promptsvc.settings.engines import EngineSettings
 from promptsvc.settings.worker import WorkerSettings
 from promptsvc_dev.template import NO_VALUE, LocalStack, create_resources, load_template
+from starlette.routing import Match
 
 from tests.deploy import checks
 from tests.deploy.conftest import EVENTS, PARAMETERS, ROOT, TEMPLATE, Stack
@@ -507,6 +511,76 @@ def test_the_outputs_name_every_table_and_queue_and_both_urls(template: dict[str
     for name in [*resources_of(template, "AWS::DynamoDB::Table"), *resources_of(template, "AWS::SQS::Queue")]:
         assert any(json.dumps({"Ref": name}) == v for v in values), f"no output names {name}"
     assert {"HttpApiUrl", "WebSocketUrl"} <= set(outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# API Gateway sends each route of the FastAPI app to a function that serves it
+
+# The HTTP API's functions and the API each serves (`http_handler(api, ...)` in its app.py).
+HTTP_FUNCTIONS: dict[str, Api] = {
+    "ApiFunction": "queue",
+    "ConsoleFunction": "console",
+    "RegistryFunction": "registry",
+}
+
+
+def _gateway_route(routes: list[tuple[str, str, str]], method: str, path: str) -> str | None:
+    """The function API Gateway (HTTP API) invokes for `method path`: the most specific of
+    (method, path, function) routes: a static path, then one with path variables, then the greedy
+    `{proxy+}` route with the longest prefix; a route of the exact method before ANY."""
+    best: tuple[tuple[int, int, int], str] | None = None
+    for route_method, route_path, function in routes:
+        if route_method not in ("ANY", method):
+            continue
+        exact = int(route_method == method)
+        if route_path.endswith("/{proxy+}"):
+            prefix = route_path.removesuffix("/{proxy+}")
+            if not path.startswith(prefix + "/") or path == prefix + "/":
+                continue
+            rank = (1, len(prefix), exact)
+        else:
+            pattern = re.sub(r"\{[^/}]+\}", "[^/]+", route_path)
+            if not re.fullmatch(pattern, path):
+                continue
+            rank = (3 if pattern == route_path else 2, len(route_path), exact)
+        if best is None or rank > best[0]:
+            best = (rank, function)
+    return best[1] if best else None
+
+
+def test_every_route_of_the_app_reaches_a_function_that_serves_it(template: dict[str, Any]) -> None:
+    """The tests run the three APIs in one app (`promptsvc dev`, tests/integration); deployed, API
+    Gateway picks a function by path: a route it sent to a function that lacks it would be a 404
+    there and nowhere else."""
+    for function, api in HTTP_FUNCTIONS.items():
+        assert (
+            f'http_handler("{api}"'
+            in (ROOT / functions(template)[function]["CodeUri"] / "app.py").read_text()
+        )
+    gateway = [
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"], function)
+        for function, props in functions(template).items()
+        for e in props.get("Events", {}).values()
+        if e["Type"] == "HttpApi"
+    ]
+    assert {function for _, _, function in gateway} == set(HTTP_FUNCTIONS)
+    served = {
+        function: create_app(Settings(), apis=(api,)).routes for function, api in HTTP_FUNCTIONS.items()
+    }
+    checked = 0
+    for route in routes_of(create_app(Settings()).routes):
+        if not isinstance(route, APIRoute):
+            continue
+        path = re.sub(r"\{[^}]+\}", "x1", route.path)  # a value for each path parameter
+        for method in sorted(route.methods):
+            function = _gateway_route(gateway, method, path)
+            assert function is not None, f"API Gateway routes no function for {method} {path}"
+            scope = {"type": "http", "method": method, "path": path}
+            assert any(r.matches(scope)[0] is Match.FULL for r in served[function]), (
+                f"{method} {path} goes to {function}, which does not serve it"
+            )
+            checked += 1
+    assert checked >= 25  # the queue's, the console's and the registry's routes
 
 
 # ---------------------------------------------------------------------------------------------

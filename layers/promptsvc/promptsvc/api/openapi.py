@@ -103,11 +103,11 @@ def contract(
 _DOCUMENTED = "x-promptsvc-responses"  # a route's responses with their models (in no document)
 
 
-def _routes_of(routes: Any) -> Any:
+def routes_of(routes: Any) -> Any:
     """Every route, those of included routers too (FastAPI keeps an included router whole)."""
     for route in routes:
         included = getattr(route, "original_router", None)
-        yield from _routes_of(included.routes) if included is not None else (route,)
+        yield from routes_of(included.routes) if included is not None else (route,)
 
 
 def _bearer() -> HTTPBearer:
@@ -178,7 +178,7 @@ def document(app: FastAPI) -> dict[str, Any]:
                 title=app.title,
                 version=app.version,
                 description=app.description,
-                routes=[*map(_documented, _routes_of(app.routes)), *models.values()],
+                routes=[*map(_documented, routes_of(app.routes)), *models.values()],
             )
         _link_request_bodies(doc, models)
         _validation_errors(doc)
