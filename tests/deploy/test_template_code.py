@@ -385,6 +385,28 @@ def test_no_action_is_a_wildcard_and_only_x_ray_is_on_every_resource(template: d
             assert "#" in line, f"a '*' resource without a comment saying why AWS requires it: {line.strip()}"
 
 
+def test_only_the_console_may_make_list_or_delete_api_keys(
+    local: LocalStack, template: dict[str, Any]
+) -> None:
+    """Every function that authenticates reads a key and records its lastUsedAt; the one that
+    serves the key routes is the only one that may create, list or delete keys (a queue API made
+    to misbehave cannot mint an admin key)."""
+    keys = checks.resolve_deep(local, {"Fn::GetAtt": ["ApiKeysTable", "Arn"]})
+    by_user = f"{keys}/index/byUser"
+    writers = set()
+    for function in functions(template):
+        statements = resolved_statements(local, template, function)
+        for action, resource in [
+            ("dynamodb:PutItem", keys),
+            ("dynamodb:DeleteItem", keys),
+            ("dynamodb:Query", by_user),
+            ("dynamodb:Scan", by_user),
+        ]:
+            if checks.allowed(statements, action, resource):
+                writers.add(function)
+    assert writers == {"ConsoleFunction"}
+
+
 @pytest.mark.parametrize("function", sorted(SCENARIOS))
 def test_each_role_lets_its_function_log_trace_and_be_fed_by_its_event_sources(
     local: LocalStack, template: dict[str, Any], function: str
