@@ -32,7 +32,9 @@ The probes import as a deployed function does: with the bytecode `scripts/sam-bu
 artifacts (checked-hash .pyc files beside the sources), writing none (`-B`: Lambda's code and
 layers are read-only). Without that bytecode a deployed init would compile every module it
 imports: the consumer's init took 622 ms against a floor of 583 (1.07) and the API's 927 against
-807 (1.15), where with bytecode they took about 190 and 320 ms (session 7, one run, this machine).
+807 (1.15), where with bytecode they took about 190 and 320 ms (session 7, one run, this machine);
+after the console's split, the queue API's took 1,267 ms without and 456 with (session 11, five
+runs each, a slower hour).
 
 The floor is imported as the handlers import it: each handler module pauses Python's garbage
 collector for its init and freezes what the init allocated (promptsvc/collector.py), so the floor
