@@ -5,7 +5,11 @@ from promptsvc import collector
 
 collector.pause()  # before any other import: promptsvc/collector.py
 
-import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
+# The big packages this init imports, imported first, at the top of the stack (never named here):
+# docs/architecture.md, "Cold start".
+import boto3  # noqa: F401
+import fastapi  # noqa: F401
+import pydantic_settings  # noqa: F401
 from promptsvc.api.handler import http_handler
 
 handler = http_handler("registry", function="registry", error_metric="RegistryServerErrors")

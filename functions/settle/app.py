@@ -13,7 +13,10 @@ collector.pause()  # before any other import: promptsvc/collector.py
 
 import asyncio
 
-import boto3  # noqa: F401  (imported first, at the top of the stack: docs/architecture.md, "Cold start")
+# The big packages this init imports, imported first, at the top of the stack (never named here):
+# docs/architecture.md, "Cold start".
+import boto3  # noqa: F401
+import pydantic_settings  # noqa: F401
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
