@@ -12,6 +12,10 @@ those ratios. On this shared 2-core machine a probe descheduled for 50 ms reads 
 wall, not in CPU; but the CPU's own speed drifts too (other tenants' load: one run read a floor of
 340 ms, another an hour later 524 ms), and a ratio of two probes a second apart drifts less than
 a ratio of medians taken over two minutes. The medians of each are printed beside it, CPU and wall.
+RUNS is 20: one run's init reads from 60 ms under its floor's excess to 50 ms over it (the queue
+API, whose median excess is about 30 ms), and the median of 12 such runs moved by about 0.05
+between two runs of the script an hour apart; the median of 20 moves about a quarter less
+(1/sqrt(n)) and the script takes about 4 minutes on this machine (session 12).
 
 `--instructions` adds, for each function, the ratio of the instructions the init and the floor
 execute, counted by valgrind's callgrind (the interpreter's own start, a probe importing nothing,
@@ -261,7 +265,7 @@ def layer_size_mib() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--runs", type=int, default=12, help="measured runs of each, interleaved, each at its own call depth"
+        "--runs", type=int, default=20, help="measured runs of each, interleaved, each at its own call depth"
     )
     parser.add_argument(
         "--instructions",
