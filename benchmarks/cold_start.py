@@ -286,7 +286,7 @@ def main() -> int:
             print(
                 f"{function:<20} tracing {'on ' if tracing else 'off'}  init {figure.init * 1000:4.0f} ms CPU"
                 f" ({figure.init_wall * 1000:4.0f} wall)  floor {figure.floor * 1000:4.0f} ms CPU"
-                f" ({figure.floor_wall * 1000:4.0f} wall)  ratio {figure.ratio:.2f}"
+                f" ({figure.floor_wall * 1000:4.0f} wall)  ratio {figure.ratio:.3f}"
                 f"  peak {figure.peak_mib:5.1f} MiB  packages: {', '.join(figure.packages)}"
             )
             if args.instructions:
@@ -294,7 +294,7 @@ def main() -> int:
                 print(f"{function:<20} tracing {'on ' if tracing else 'off'}  instructions ratio {ratio:.3f}")
     worst = max(figures, key=lambda f: f.ratio)
     where = f"{worst.function}, tracing {'on' if worst.tracing else 'off'}"
-    print(f"cold start: worst init/floor ratio {worst.ratio:.2f} ({where}) (target <= {TARGET:.2f})")
+    print(f"cold start: worst init/floor ratio {worst.ratio:.3f} ({where}) (target <= {TARGET:.2f})")
     return 0 if worst.ratio <= TARGET else 1
 
 
