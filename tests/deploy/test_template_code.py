@@ -546,6 +546,16 @@ HTTP_FUNCTIONS: dict[str, Api] = {
 }
 
 
+def http_api_routes(template: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each HTTP API route of the template: (method as written, path, function)."""
+    return [
+        (e["Properties"]["Method"], e["Properties"]["Path"], function)
+        for function, props in functions(template).items()
+        for e in props.get("Events", {}).values()
+        if e["Type"] == "HttpApi"
+    ]
+
+
 def _gateway_route(routes: list[tuple[str, str, str]], method: str, path: str) -> str | None:
     """The function API Gateway (HTTP API) invokes for `method path`: the most specific of
     (method, path, function) routes: a static path, then one with path variables, then the greedy
@@ -579,12 +589,7 @@ def test_every_route_of_the_app_reaches_a_function_that_serves_it(template: dict
             f'http_handler("{api}"'
             in (ROOT / functions(template)[function]["CodeUri"] / "app.py").read_text()
         )
-    gateway = [
-        (e["Properties"]["Method"].upper(), e["Properties"]["Path"], function)
-        for function, props in functions(template).items()
-        for e in props.get("Events", {}).values()
-        if e["Type"] == "HttpApi"
-    ]
+    gateway = [(method.upper(), path, function) for method, path, function in http_api_routes(template)]
     assert {function for _, _, function in gateway} == set(HTTP_FUNCTIONS)
     served = {
         function: create_app(Settings(), apis=(api,)).routes for function, api in HTTP_FUNCTIONS.items()
@@ -611,11 +616,7 @@ def test_every_route_of_the_app_reaches_a_function_that_serves_it(template: dict
 
 def test_the_events_are_routed_as_the_template_routes_them(template: dict[str, Any]) -> None:
     def http_routes(function: str) -> set[str]:
-        return {
-            f"{e['Properties']['Method']} {e['Properties']['Path']}"
-            for e in functions(template)[function]["Events"].values()
-            if e["Type"] == "HttpApi"
-        }
+        return {f"{method} {path}" for method, path, of in http_api_routes(template) if of == function}
 
     routes = {
         "api-": http_routes("ApiFunction"),
