@@ -13,6 +13,7 @@ from typing import Any
 from annotated_types import Ge, Gt, Le, Lt
 from promptsvc.settings import NEEDS, Settings
 from promptsvc.settings.engines import EngineSettings
+from promptsvc.settings.mock_engine import MockEngineSettings
 from promptsvc.settings.worker import WorkerSettings
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
@@ -70,6 +71,7 @@ def render() -> str:
     sections = [
         ("The service", Settings.model_fields),
         ("Engines (`EngineSettings`)", EngineSettings.model_fields),
+        ("The mock engine (`MockEngineSettings`)", MockEngineSettings.model_fields),
         ("The ECS worker (`WorkerSettings`)", WorkerSettings.model_fields),
     ]
     return HEADER + "".join(f"\n## {title}\n\n{_table(dict(fields))}" for title, fields in sections)

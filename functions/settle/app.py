@@ -29,14 +29,14 @@ logger = Logger()
 tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("settle")
-runner = wiring.prompt_runner(settings, caches=False)
+runs = wiring.async_runs(settings)
 results = wiring.async_results(settings)
 queue = wiring.prompt_queue(settings)
 
 
 async def _settle_all(messages: list[str]) -> list[str]:
     settled = [
-        await settle_notification(runner.settle_async, results, queue.send_later, message)
+        await settle_notification(runs.settle, results, queue.send_later, message)
         for message in messages
     ]
     return [str(result.outcome) for result in settled]

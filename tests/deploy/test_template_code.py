@@ -25,6 +25,7 @@ from promptsvc.api.app import Api, create_app
 from promptsvc.api.openapi import routes_of
 from promptsvc.settings import NEEDS, MissingSettings, Settings
 from promptsvc.settings.engines import EngineSettings
+from promptsvc.settings.mock_engine import MockEngineSettings
 from promptsvc.settings.worker import WorkerSettings
 from promptsvc_dev.template import NO_VALUE, LocalStack, create_resources, load_template
 from starlette.routing import Match
@@ -84,7 +85,9 @@ def test_the_handler_the_template_names_exists(template: dict[str, Any], functio
 def test_every_variable_the_template_sets_is_a_setting(template: dict[str, Any]) -> None:
     """A typo (PROMPT_TABLE) would be silently ignored: pydantic-settings has no such field."""
     known = {
-        name.upper() for group in (Settings, EngineSettings, WorkerSettings) for name in group.model_fields
+        name.upper()
+        for group in (Settings, EngineSettings, MockEngineSettings, WorkerSettings)
+        for name in group.model_fields
     }
     glob = template["Globals"]["Function"].get("Environment", {}).get("Variables", {})
     for name, props in {"Globals": {"Environment": {"Variables": glob}}, **functions(template)}.items():

@@ -94,7 +94,7 @@ class Async:
             cancel_poll=0.05,
             events=wiring.thread_event_log(self.settings),
             usage=wiring.usage_table(self.settings),
-            answers=wiring.answer_bodies(self.settings),  # as the settle function's (wiring.prompt_runner)
+            answers=wiring.answer_bodies(self.settings),  # as the settle function's (wiring.async_runs)
             clock=lambda: self.now[0],
         )
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from promptsvc.adapters.prompt_table import DynamoPromptStore
     from promptsvc.adapters.thread_event_table import DynamoThreadEventLog
     from promptsvc.adapters.usage_table import DynamoUsageTable
+    from promptsvc.consumer.async_runs import AsyncRuns
     from promptsvc.consumer.runner import PromptRunner
     from promptsvc.domain.catalog import Catalog
     from promptsvc.domain.ports import AnswerBodies, FramePoster, ResponseCache
@@ -175,11 +176,8 @@ def use_engines(engines: "Mapping[str, Engine] | None") -> None:
     _engines.update(engines or {})
 
 
-def prompt_runner(
-    settings: Settings, engines: "Mapping[str, Engine] | None" = None, *, caches: bool = True
-) -> "PromptRunner":
-    """The consumer core; `engines` by name before the settings' (default: those `use_engines` set).
-    `caches`: with the response cache (the settle function's runner, which calls no engine, has none)."""
+def prompt_runner(settings: Settings, engines: "Mapping[str, Engine] | None" = None) -> "PromptRunner":
+    """The consumer core; `engines` by name before the settings' (default: those `use_engines` set)."""
     from promptsvc.consumer.runner import PromptRunner
     from promptsvc.engines.registry import EngineRegistry
 
@@ -194,10 +192,33 @@ def prompt_runner(
         retry_cap=settings.retry_cap_seconds,
         events=thread_event_log(settings),
         delta_interval=settings.delta_interval_seconds,
-        cache=response_cache(settings) if caches else None,
+        cache=response_cache(settings),
         answers=answer_bodies(settings),
         max_answer_bytes=settings.max_answer_bytes,
         usage=usage_table(settings),
+    )
+
+
+def async_runs(settings: Settings) -> "AsyncRuns":
+    """What ends the async endpoints' runs (functions/settle): the endings of any run, without the
+    claims, engines and response cache of the `prompt_runner` (the settle function calls no engine)."""
+    from promptsvc.consumer.async_runs import AsyncRuns
+    from promptsvc.consumer.endings import Endings
+    from promptsvc.domain.failure_policy import FailurePolicy
+
+    store = prompt_store(settings, completes=True)
+    events = thread_event_log(settings)
+    policy = FailurePolicy(settings.retry_base_seconds, settings.retry_cap_seconds)
+    endings = Endings(store, events, policy, answer_bodies(settings), time.time, usage=usage_table(settings))
+    return AsyncRuns(
+        store,
+        catalog_source(settings).get,
+        endings,
+        events,
+        lease_seconds=settings.lease_seconds,
+        delta_interval=settings.delta_interval_seconds,
+        max_answer_bytes=settings.max_answer_bytes,
+        clock=time.time,
     )
 
 

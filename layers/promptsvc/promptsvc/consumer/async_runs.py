@@ -27,9 +27,9 @@ from aws_lambda_powertools import Logger
 
 from promptsvc.consumer.attempt import Attempt, attempt_for
 from promptsvc.consumer.endings import Endings
-from promptsvc.consumer.generation import FinalError, Progress
 from promptsvc.consumer.lease import fence_of
 from promptsvc.consumer.outcome import FINISHED, Outcome, RunResult
+from promptsvc.consumer.progress import FinalError, Progress
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import answer_over_maximum, answer_size

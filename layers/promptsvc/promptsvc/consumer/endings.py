@@ -32,8 +32,8 @@ from aws_lambda_powertools import Logger
 
 from promptsvc.consumer import telemetry
 from promptsvc.consumer.attempt import Attempt
-from promptsvc.consumer.generation import FinalError, Progress
 from promptsvc.consumer.outcome import Outcome, RunResult
+from promptsvc.consumer.progress import FinalError, Progress
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import answer_key, answer_size

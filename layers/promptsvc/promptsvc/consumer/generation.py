@@ -12,20 +12,18 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from promptsvc.consumer import telemetry
 from promptsvc.consumer.attempt import Attempt
 from promptsvc.consumer.lease import LeaseKeeper
-from promptsvc.consumer.run_events import NoEvents, RunEvents
+from promptsvc.consumer.progress import FinalError, Progress
 from promptsvc.consumer.run_watch import RunWatch, Unread
 from promptsvc.domain.answers import answer_over_maximum, answer_size
 from promptsvc.domain.catalog import Model
 from promptsvc.domain.prompt import Prompt, RunState
 from promptsvc.domain.routing import TIMEOUT_CODE
 from promptsvc.domain.status import Status
-from promptsvc.domain.usage import CACHED, UsageCount
-from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent, Finish
+from promptsvc.domain.usage import CACHED
+from promptsvc.engines.base import Delta, Engine, EngineError, EngineEvent
 from promptsvc.engines.cached import CachedEngine
 from promptsvc.engines.registry import EngineRegistry
 
@@ -33,32 +31,6 @@ if TYPE_CHECKING:
     from promptsvc.domain.ports import PromptStore, ResponseCache
 
 tracer = telemetry.tracer
-
-
-class Progress(msgspec.Struct):
-    """What a run has generated so far, and when."""
-
-    events: RunEvents | NoEvents = msgspec.field(default_factory=NoEvents)
-    parts: list[str] = msgspec.field(default_factory=list)
-    size: int = 0  # UTF-8 bytes of the answer so far
-    started: float = 0.0
-    first_token: float | None = None
-    finish: Finish | None = None
-    # What the run's ending adds to the usage counters, once the run's events are closed
-    # (Endings.count): (the prompt as ended, the model, the count).
-    counted: tuple[Prompt, str, UsageCount] | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-class FinalError(EngineError):
-    """A failure no run of this prompt could avoid (its answer is over the maximum, or fits
-    nowhere): the prompt is abandoned, whatever its retries or routing plan say."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False, status_code=413)
 
 
 class LeaseLost(Exception):

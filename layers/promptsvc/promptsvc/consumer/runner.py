@@ -44,9 +44,10 @@ from promptsvc.consumer.attempt import Attempt, attempt_for
 from promptsvc.consumer.claim import Claims
 from promptsvc.consumer.closing_events import ClosingEvents
 from promptsvc.consumer.endings import Endings
-from promptsvc.consumer.generation import Generation, LeaseLost, Progress, Stopped
+from promptsvc.consumer.generation import Generation, LeaseLost, Stopped
 from promptsvc.consumer.lease import KeepAlive, LeaseKeeper
 from promptsvc.consumer.outcome import FINISHED, Outcome, RunResult
+from promptsvc.consumer.progress import Progress
 from promptsvc.consumer.run_events import NoEvents, RunEvents
 from promptsvc.consumer.telemetry import log_keys
 from promptsvc.domain.answers import DEFAULT_MAX_ANSWER_BYTES

@@ -10,21 +10,22 @@ from promptsvc.settings.engines import EngineSettings
 def _mock(settings: EngineSettings) -> Engine:
     from promptsvc.engines.mock import MockEngine, MockFaults
 
+    mock = settings.mock
     faults = MockFaults(
-        seed=settings.mock_fault_seed,
-        error_rate=settings.mock_error_rate,
-        error_codes=tuple(int(code) for code in settings.mock_error_codes.split(",") if code.strip()),
-        stall_rate=settings.mock_stall_rate,
-        cut_rate=settings.mock_cut_rate,
-        kill_rate=settings.mock_kill_rate,
-        slow_first_token_rate=settings.mock_slow_first_token_rate,
-        slow_first_token_seconds=settings.mock_slow_first_token_seconds,
-        log_file=settings.mock_attempt_log,
+        seed=mock.mock_fault_seed,
+        error_rate=mock.mock_error_rate,
+        error_codes=tuple(int(code) for code in mock.mock_error_codes.split(",") if code.strip()),
+        stall_rate=mock.mock_stall_rate,
+        cut_rate=mock.mock_cut_rate,
+        kill_rate=mock.mock_kill_rate,
+        slow_first_token_rate=mock.mock_slow_first_token_rate,
+        slow_first_token_seconds=mock.mock_slow_first_token_seconds,
+        log_file=mock.mock_attempt_log,
     )
     return MockEngine(
-        chunks=settings.mock_chunks,
-        chunk_delay=settings.mock_chunk_delay_seconds,
-        max_chars=settings.mock_max_answer_chars,
+        chunks=mock.mock_chunks,
+        chunk_delay=mock.mock_chunk_delay_seconds,
+        max_chars=mock.mock_max_answer_chars,
         faults=faults,
     )
 

@@ -1,13 +1,19 @@
-"""The engines' settings: their endpoints and the mock engine's behaviour (a group of
-`promptsvc.settings.Settings`, read from the same flat variable names)."""
+"""The engines' settings: their endpoints (a group of `promptsvc.settings.Settings`, read from the
+same flat variable names), and the mock engine's behaviour as a group of its own (settings/mock_engine.py)."""
+
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from promptsvc.settings.environment import FromEnvironment
 
+if TYPE_CHECKING:
+    from promptsvc.settings.mock_engine import MockEngineSettings
+
 
 class EngineSettings(FromEnvironment):
-    """How prompts are answered: the engines' endpoints and the mock engine's behaviour."""
+    """How prompts are answered: the engines' endpoints."""
 
     openai_base_url: str = Field("http://localhost:8000/v1", description="OpenAI-compatible server")
     openai_api_key: str = Field("", description="its API key, if it needs one")
@@ -26,24 +32,11 @@ class EngineSettings(FromEnvironment):
     engine: str = Field(
         "", description="serve every model with this engine (e.g. 'mock'); empty: per catalog"
     )
-    mock_chunk_delay_seconds: float = Field(0.0, ge=0, description="mock engine delay per chunk")
-    mock_chunks: int = Field(4, ge=1, description="how many chunks the mock engine streams")
-    mock_max_answer_chars: int = Field(8192, ge=1, description="mock answers are cut to this length")
-    # mock engine faults (engines/mock.py; `promptsvc dev --chaos`): off by default
-    mock_fault_seed: int = Field(0, description="seed of the mock engine's faults (same seed, same faults)")
-    mock_error_rate: float = Field(
-        0.0, ge=0, le=1, description="share of mock attempts failing with a status"
-    )
-    mock_error_codes: str = Field(
-        "500,502,503,429", description="statuses the mock fails with, comma-separated"
-    )
-    mock_stall_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts stalling")
-    mock_cut_rate: float = Field(0.0, ge=0, le=1, description="share of mock streams cut midway")
-    mock_kill_rate: float = Field(0.0, ge=0, le=1, description="share of mock attempts killing the consumer")
-    mock_slow_first_token_rate: float = Field(0.0, ge=0, le=1, description="share with a slow first token")
-    mock_slow_first_token_seconds: float = Field(
-        0.0, ge=0, description="its delay (0: half the stall timeout)"
-    )
-    mock_attempt_log: str = Field(
-        "", description="a file the mock engine appends each attempt to (JSON lines)"
-    )
+
+    @cached_property
+    def mock(self) -> "MockEngineSettings":
+        """The mock engine's settings, made when the mock engine is: a deployed consumer, whose
+        models are served by real engines, never builds them (benchmarks/cold_start.py)."""
+        from promptsvc.settings.mock_engine import MockEngineSettings
+
+        return MockEngineSettings()
