@@ -23,7 +23,8 @@ HEADER = """# Configuration
 Every function reads its settings from the environment (`promptsvc/settings/`);
 `template.yaml` sets them per function, several from the stack's parameters (`SyncWaitSeconds`,
 `PromptRetentionDays`, `EventRetentionSeconds`, `ModelCatalogParameter`, ...), and `promptsvc dev`
-gives each the environment the template gives it. Names are case-insensitive.
+gives each the environment the template gives it. Names are case-insensitive. Only the environment
+is read: no `.env` file, no secrets directory.
 
 A resource a function cannot run without has no default: the function checks it at init and
 fails its cold start naming what is missing (`needed by` below; `Settings.for_function`).

@@ -1,9 +1,22 @@
 """How every settings group reads the environment: by the variables' names, any case, no prefix."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class FromEnvironment(BaseSettings):
     """A group of settings read from the environment (pydantic-settings)."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The constructor's values, then the environment's: no `.env` file or secrets directory,
+        which no function has (each would be read field by field at every cold start)."""
+        return init_settings, env_settings
