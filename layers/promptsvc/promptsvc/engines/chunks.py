@@ -22,7 +22,7 @@ generation) far more often than of the request; the prompt's retry budget bounds
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from promptsvc.domain.validation import describe
 from promptsvc.engines.base import EngineError, Finish, is_retryable_status
@@ -33,24 +33,22 @@ ERROR_TEXT_LIMIT = 300  # characters of a server's text quoted in an error
 _REASONS = {"eos_token": "stop", "stop_sequence": "stop"}
 
 
-class _Chunk(BaseModel):
-    """Only what is read is modelled; servers add keys (ids, logprobs, tool calls) freely."""
-
-    model_config = ConfigDict(extra="ignore")
+# Only what is read is modelled: servers add keys (ids, logprobs, tool calls) freely, and a model
+# ignores the keys it does not name (pydantic's default).
 
 
-class Usage(_Chunk):
+class Usage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
 
-class Content(_Chunk):
+class Content(BaseModel):
     """A choice's `delta` (streamed) or `message` (whole)."""
 
     content: str | None = None
 
 
-class Choice(_Chunk):
+class Choice(BaseModel):
     index: int = 0
     delta: Content | None = None
     message: Content | None = None
@@ -64,17 +62,17 @@ class Choice(_Chunk):
         return self.text or ""
 
 
-class Token(_Chunk):
+class Token(BaseModel):
     text: str = ""
     special: bool = False  # TGI streams the end-of-sequence token too; it is not part of the text
 
 
-class Details(_Chunk):
+class Details(BaseModel):
     finish_reason: str | None = None
     generated_tokens: int | None = None
 
 
-class Chunk(_Chunk):
+class Chunk(BaseModel):
     choices: list[Choice] | None = None  # present: an OpenAI chunk; absent: a TGI/LMI token
     usage: Usage | None = None
     token: Token | None = None

@@ -6,7 +6,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 class FromEnvironment(BaseSettings):
     """A group of settings read from the environment (pydantic-settings)."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # Each group's validator is built when the group is first read (at a function's init), this
+    # base's never (benchmarks/cold_start.py).
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", defer_build=True)
 
     @classmethod
     def settings_customise_sources(
