@@ -66,8 +66,12 @@ QUEUE = (
     "promptsvc.adapters.prompt_queue",
 )
 NOT_IMPORTED = {
-    # api/documentation: the OpenAPI document's models, which the deployed API never writes
+    # api/documentation: the OpenAPI document's models, which the deployed API never writes; the
+    # list query language, its reads and cursors: imported by the first list request
     "api": (
+        "promptsvc.domain.query",
+        "promptsvc.services.listing",
+        "promptsvc.adapters.prompt_reads",
         "promptsvc.consumer",
         "promptsvc.engines",
         *WEBSOCKET,

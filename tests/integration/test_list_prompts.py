@@ -268,9 +268,8 @@ def test_time_ranges_and_update_order(client: TestClient, keys: dict[str, str], 
 def small_limits(client: TestClient, settings: Settings) -> None:
     """The app's lister with reads bounded to 10 items a request (the service's are 1,000)."""
     limits = ReadLimits(budget=10, sort_ceiling=10, count_ceiling=10)
-    client.app.state.lister = PromptLister(  # type: ignore[attr-defined]
-        DynamoPromptReader(settings.prompts_table), lambda: b"k" * 32, limits
-    )
+    lister = PromptLister(DynamoPromptReader(settings.prompts_table), lambda: b"k" * 32, limits)
+    client.app.state.lister = lambda: lister  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("small_limits")

@@ -8,6 +8,7 @@ serves one (functions/api, functions/console, functions/registry) and imports on
 """
 
 from collections.abc import Collection
+from functools import cache, partial
 from typing import Literal
 
 from aws_lambda_powertools import Logger
@@ -67,7 +68,7 @@ def _serve_queue(app: FastAPI, settings: Settings) -> None:
 
     app.state.prompts = wiring.prompt_service(settings, app.state.limits)
     app.state.intake = wiring.prompt_intake(settings)
-    app.state.lister = wiring.prompt_lister(settings)
+    app.state.lister = cache(partial(wiring.prompt_lister, settings))  # made by the first list (api/deps.py)
     app.state.threads = ThreadService(wiring.thread_event_log(settings))
     app.include_router(router)
     seed_routes.install(app)  # promptTypes, subscribeToPromptResponses (SSE)

@@ -37,7 +37,9 @@ def intake(request: Request) -> PromptIntake:
 
 
 def lister(request: Request) -> PromptLister:
-    return request.app.state.lister
+    """Made by the first list request (api/app.py): the list query language, its reads and its
+    cursors are no other request's, so an instance's cold start does not import them."""
+    return request.app.state.lister()
 
 
 def keys(request: Request) -> KeyService:

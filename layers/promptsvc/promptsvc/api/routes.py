@@ -1,6 +1,6 @@
 """The `/prompt-svc/*` routes. Thin: validate at the edge, call a service, shape the response."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -14,14 +14,15 @@ from promptsvc.domain.errors import PayloadTooLarge
 from promptsvc.domain.keys import Principal
 from promptsvc.domain.names import ID_PATTERN
 from promptsvc.domain.prompt import MAX_PROMPT_BYTES, public_view
-from promptsvc.domain.query import parse_query
 from promptsvc.domain.thread_events import MAX_SEQ
-from promptsvc.services.listing import PromptLister
 from promptsvc.services.prompt_intake import PromptIntake, PromptRequest
 from promptsvc.services.prompts import PromptService
 from promptsvc.services.threads import MAX_LIMIT as MAX_EVENTS_PAGE
 from promptsvc.services.threads import ThreadService
 from promptsvc.settings import Settings
+
+if TYPE_CHECKING:  # the list query language is imported by the first list request (list_prompts)
+    from promptsvc.services.listing import PromptLister
 
 # Prompt and thread ids are per user; an admin names whose with `?userId=` (default: their own).
 # Path ids have the id syntax: a key DynamoDB would refuse (e.g. over 2 KB) is a 400, not a 500.
@@ -104,8 +105,10 @@ def remove_prompt(
 def list_prompts(
     caller: Principal = Depends(principal),
     body: dict = Depends(json_object),
-    lister: PromptLister = Depends(deps.lister),
+    lister: "PromptLister" = Depends(deps.lister),
 ) -> dict[str, Any]:
+    from promptsvc.domain.query import parse_query  # no other request reads a query: not at cold start
+
     query = parse_query(body.get("query"))
     page = lister.page(caller, query)
     response: dict[str, Any] = {"prompts": [public_view(item) for item in page.items]}
