@@ -22,12 +22,15 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import tracing, wiring
+from promptsvc import tracing
+
+tracer = tracing.tracer()  # where tracing is on, the X-Ray SDK is one of those big packages
+
+from promptsvc import wiring
 from promptsvc.consumer.settle import ReceivedMessage, Settlement, settle
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = tracing.tracer()
 metrics = Metrics()
 # A batch whose every message is kept (all busy, or all waiting out a backoff) is a normal
 # answer, not a failed invocation: report them all, raise nothing (no Lambda error, no alarm).

@@ -13,13 +13,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from msgspec.structs import asdict
-from promptsvc import tracing, wiring
+from promptsvc import tracing
+
+tracer = tracing.tracer()  # where tracing is on, the X-Ray SDK is one of those big packages
+
+from promptsvc import wiring
 from promptsvc.consumer.dead_letters import sweep
 from promptsvc.consumer.stranded import requeue_stranded
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("deadletter")
 repository = wiring.prompt_store(settings)

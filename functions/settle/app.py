@@ -21,12 +21,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import tracing, wiring
+from promptsvc import tracing
+
+tracer = tracing.tracer()  # where tracing is on, the X-Ray SDK is one of those big packages
+
+from promptsvc import wiring
 from promptsvc.consumer.async_runs import settle_notification
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("settle")
 runs = wiring.async_runs(settings)
@@ -36,8 +39,7 @@ queue = wiring.prompt_queue(settings)
 
 async def _settle_all(messages: list[str]) -> list[str]:
     settled = [
-        await settle_notification(runs.settle, results, queue.send_later, message)
-        for message in messages
+        await settle_notification(runs.settle, results, queue.send_later, message) for message in messages
     ]
     return [str(result.outcome) for result in settled]
 

@@ -21,12 +21,15 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import tracing, wiring
+from promptsvc import tracing
+
+tracer = tracing.tracer()  # where tracing is on, the X-Ray SDK is one of those big packages
+
+from promptsvc import wiring
 from promptsvc.adapters.thread_event_table import is_event_item, item_to_event
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = tracing.tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 settings = get_settings().for_function("stream")

@@ -16,13 +16,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from promptsvc import tracing, wiring
+from promptsvc import tracing
+
+tracer = tracing.tracer()  # where tracing is on, the X-Ray SDK is one of those big packages
+
+from promptsvc import wiring
 from promptsvc.domain.errors import Unauthorized
 from promptsvc.services.subscriptions import credential
 from promptsvc.settings import get_settings
 
 logger = Logger()
-tracer = tracing.tracer()
 metrics = Metrics()
 settings = get_settings().for_function("ws")
 service = wiring.subscription_service(settings)
