@@ -1,7 +1,8 @@
 """Each function's init imports what its requests use and no more (benchmarks/cold_start.py times
 it): the queue API no consumer, engine, WebSocket, console or registry code (a run of a stored prompt
 imports the registry's at that run), the console and the registry API no queue code; the other
-functions no FastAPI; none the X-Ray SDK while tracing is off. Counted in a fresh process that
+functions no FastAPI; none the X-Ray SDK while tracing is off, and the non-HTTP functions, with
+tracing on, import it before their own code. Counted in a fresh process that
 imports the handler's module, as Lambda's init does, with the function's folder and the layer's
 source on its path."""
 
@@ -191,3 +192,33 @@ def test_in_lambda_an_init_ends_with_its_objects_frozen_and_the_collector_back_o
 def test_outside_lambda_a_handler_module_freezes_nothing(function: str) -> None:
     """Tests and `promptsvc dev` load handler modules again and again in one process."""
     assert collector_after_init(function, in_lambda=False) == {"enabled": True, "frozen": 0}
+
+
+ORDER_PROBE = r"""
+import importlib, json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+importlib.import_module("app")
+print(json.dumps({"modules": list(sys.modules), "tracer": type(sys.modules["app"].tracer).__name__}))
+"""
+HTTP = {"api", "console", "registry"}  # their tracer is made by api/handler.py's http_handler
+
+
+@pytest.mark.parametrize("function", sorted(set(FUNCTIONS) - HTTP))
+def test_with_tracing_on_the_x_ray_sdk_is_imported_before_the_functions_own_code(function: str) -> None:
+    """In Lambda with tracing on, the handler makes Powertools' tracer before its own imports, so
+    the X-Ray SDK is imported at the top of the stack, as the dependency floor imports it
+    (docs/architecture.md, "Cold start"): imported from inside promptsvc's modules, it cost settle's
+    cold start about 4 ms more (benchmarks/cold_start.py)."""
+    tracing_on = {
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function),
+        "POWERTOOLS_TRACE_DISABLED": "false",
+    }
+    after: dict[str, Any] = after_init(function, ORDER_PROBE, tracing_on)
+    modules: list[str] = after["modules"]
+    assert after["tracer"] == "Tracer"  # a real one: tracing is on
+    first_own = min(
+        i
+        for i, name in enumerate(modules)
+        if name.startswith("promptsvc.") and name not in ("promptsvc.collector", "promptsvc.tracing")
+    )
+    assert modules.index("aws_xray_sdk") < first_own
